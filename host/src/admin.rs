@@ -1,0 +1,257 @@
+//! The admin API: deploy, list, inspect, remove and roll back apps; health and metrics.
+//! Everything but `/healthz` needs the bearer token.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use crate::auth;
+use crate::error::DeployError;
+use crate::node::{DeploySpec, Node};
+use crate::repository::{AppRecord, VersionRecord};
+
+/// What the admin handlers share.
+#[derive(Clone)]
+pub struct AdminState {
+    pub node: Arc<Node>,
+    pub token: Arc<str>,
+    /// Base URL of the data plane, to tell deployers where their app answers.
+    pub data_plane_url: Arc<str>,
+}
+
+/// The admin router; tests drive it without a socket.
+pub fn router(state: AdminState) -> Router {
+    let protected = Router::new()
+        .route("/v1/apps", get(list_apps))
+        .route(
+            "/v1/apps/{name}",
+            get(get_app).put(deploy_app).delete(remove_app),
+        )
+        .route("/v1/apps/{name}/rollback", post(rollback_app))
+        .route("/metrics", get(metrics))
+        // The deploy handler enforces the upload limit itself, with a clear error.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(protected)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such admin endpoint") })
+        .with_state(state)
+}
+
+async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if auth::is_authorized(presented, &state.token) {
+        return next.run(request).await;
+    }
+    let mut response = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong admin token: pass --token, set EDGE_TOKEN, or use the token in \
+         <data-dir>/admin.token on the node",
+    )
+    .into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    response
+}
+
+/// An app as the API shows it. Environment values may be secrets: only names are shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppView {
+    pub name: String,
+    pub route: String,
+    pub digest: String,
+    pub size: u64,
+    pub deployed_at: u64,
+    pub env: Vec<String>,
+    pub previous: Option<PreviousView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreviousView {
+    pub digest: String,
+    pub route: String,
+    pub deployed_at: u64,
+}
+
+impl From<&AppRecord> for AppView {
+    fn from(record: &AppRecord) -> Self {
+        let VersionRecord {
+            digest,
+            size,
+            route,
+            env,
+            deployed_at,
+        } = &record.current;
+        Self {
+            name: record.name.clone(),
+            route: route.clone(),
+            digest: digest.clone(),
+            size: *size,
+            deployed_at: *deployed_at,
+            env: env.iter().map(|(k, _)| k.clone()).collect(),
+            previous: record.previous.as_ref().map(|p| PreviousView {
+                digest: p.digest.clone(),
+                route: p.route.clone(),
+                deployed_at: p.deployed_at,
+            }),
+        }
+    }
+}
+
+/// The answer to a deploy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployReply {
+    pub app: AppView,
+    /// Where the app now answers.
+    pub url: String,
+    /// Milliseconds spent compiling (0 when these bytes were compiled before).
+    pub compile_ms: f64,
+}
+
+async fn list_apps(State(state): State<AdminState>) -> Result<Response, ApiError> {
+    let apps = state.node.repo.list_apps().map_err(DeployError::from)?;
+    let views: Vec<AppView> = apps.iter().map(AppView::from).collect();
+    Ok(axum::Json(views).into_response())
+}
+
+async fn get_app(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let record = state
+        .node
+        .repo
+        .get_app(&name)
+        .map_err(DeployError::from)?
+        .ok_or(DeployError::NotFound(name))?;
+    Ok(axum::Json(AppView::from(&record)).into_response())
+}
+
+async fn deploy_app(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let spec = parse_deploy_query(query.as_deref().unwrap_or_default())?;
+    let limit = state.node.config.limits.max_component_bytes;
+    let read_limit = usize::try_from(limit)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1);
+    let bytes = axum::body::to_bytes(body, read_limit)
+        .await
+        .map_err(|_| DeployError::TooLarge { limit })?;
+    let outcome = state.node.deploy(&name, bytes.to_vec(), spec).await?;
+    let reply = DeployReply {
+        url: format!("{}{}", state.data_plane_url, outcome.record.current.route),
+        app: AppView::from(&outcome.record),
+        compile_ms: outcome.compile_time.as_secs_f64() * 1e3,
+    };
+    Ok((StatusCode::OK, axum::Json(reply)).into_response())
+}
+
+/// Deploy options travel in the query: `route=/x`, and `env=KEY=VALUE` any number of times.
+fn parse_deploy_query(query: &str) -> Result<DeploySpec, ApiError> {
+    let mut spec = DeploySpec::default();
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        match key.as_ref() {
+            "route" => spec.route = Some(value.into_owned()),
+            "env" => {
+                let (k, v) = value.split_once('=').ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("invalid env setting {value:?}: expected KEY=VALUE"),
+                    )
+                })?;
+                spec.env.push((k.to_string(), v.to_string()));
+            }
+            other => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown deploy option {other:?}: expected route or env"),
+                ));
+            }
+        }
+    }
+    Ok(spec)
+}
+
+async fn remove_app(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let record = state.node.remove(&name).await?;
+    Ok(axum::Json(AppView::from(&record)).into_response())
+}
+
+async fn rollback_app(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let record = state.node.rollback(&name).await?;
+    Ok(axum::Json(AppView::from(&record)).into_response())
+}
+
+async fn metrics(State(state): State<AdminState>) -> Response {
+    let apps = state.node.routes.snapshot().apps().count();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.node.metrics.render(apps),
+    )
+        .into_response()
+}
+
+/// An error answer: `{"error": "..."}` with a status; internals are logged, not sent.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<DeployError> for ApiError {
+    fn from(err: DeployError) -> Self {
+        let status = err.status();
+        let message = match &err {
+            DeployError::Internal(inner) => {
+                tracing::error!("admin request failed: {inner:#}");
+                "internal error on the node; see its log".to_string()
+            }
+            other => other.to_string(),
+        };
+        Self::new(status, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
+        let body = serde_json::json!({ "error": self.message }).to_string();
+        (self.status, headers, body).into_response()
+    }
+}

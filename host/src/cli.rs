@@ -1,0 +1,236 @@
+//! The `edge` command line: argument parsing and the output of each subcommand.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+use crate::client::{AdminClient, human_size, short_digest};
+use crate::config::NodeConfig;
+use crate::names::validate_app_name;
+
+#[derive(Debug, Parser)]
+#[command(name = "edge", version, about = "Edge WebAssembly component host")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node: serve deployed apps and the admin API.
+    Serve(ServeArgs),
+    /// Deploy a component (wasi:http/proxy world) as app NAME, replacing its current version.
+    Deploy(DeployArgs),
+    /// List deployed apps.
+    List(ListArgs),
+    /// Stop serving an app and delete it.
+    Remove(NameArgs),
+    /// Make an app's previous version current again (run twice to undo).
+    Rollback(NameArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Node config file (TOML); embedded defaults when absent.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data plane address, overriding [server] listen.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Admin API address, overriding [server] admin_listen.
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    /// Data folder, overriding [server] data_dir.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+/// How client commands reach a node.
+#[derive(Debug, Args)]
+struct NodeArgs {
+    /// Admin API of the node.
+    #[arg(long, env = "EDGE_NODE", default_value = "http://127.0.0.1:8081")]
+    node: String,
+    /// Admin token; defaults to EDGE_TOKEN, then <data-dir>/admin.token.
+    #[arg(long, env = "EDGE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Data folder of a local node, to read its admin.token.
+    #[arg(long, default_value = crate::config::DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+}
+
+impl NodeArgs {
+    fn client(&self) -> anyhow::Result<AdminClient> {
+        AdminClient::new(&self.node, self.token.clone(), &self.data_dir)
+    }
+}
+
+#[derive(Debug, Args)]
+struct DeployArgs {
+    /// App name: lowercase letters, digits, '-' or '_'.
+    name: String,
+    /// The component file (.wasm).
+    file: PathBuf,
+    /// Route prefix the app answers under (default /NAME).
+    #[arg(long)]
+    route: Option<String>,
+    /// Environment variable for the app's instances, KEY=VALUE (repeatable).
+    #[arg(long = "env", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// Print JSON for scripts.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(Debug, Args)]
+struct NameArgs {
+    name: String,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))?;
+    if key.is_empty() {
+        return Err(format!("empty variable name in {s:?}"));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
+/// Entry point of the binary: parses arguments, runs, prints one error line on failure.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging();
+            let config = serve_config(args)?;
+            runtime.block_on(crate::daemon::run(config, crate::daemon::shutdown_signal()))
+        }
+        Command::Deploy(args) => runtime.block_on(deploy(args)),
+        Command::List(args) => runtime.block_on(list(args)),
+        Command::Remove(args) => runtime.block_on(async {
+            validate_app_name(&args.name).map_err(anyhow::Error::msg)?;
+            let app = args.node.client()?.remove(&args.name).await?;
+            println!("removed {} (was serving {})", app.name, app.route);
+            Ok(())
+        }),
+        Command::Rollback(args) => runtime.block_on(async {
+            validate_app_name(&args.name).map_err(anyhow::Error::msg)?;
+            let app = args.node.client()?.rollback(&args.name).await?;
+            println!(
+                "rolled back {}: now serving {} on {} (run again to undo)",
+                app.name,
+                short_digest(&app.digest),
+                app.route
+            );
+            Ok(())
+        }),
+    }
+}
+
+fn serve_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
+    let mut config = NodeConfig::load(args.config.as_deref())?;
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    if let Some(admin) = args.admin_listen {
+        config.server.admin_listen = admin;
+    }
+    if let Some(dir) = args.data_dir {
+        config.server.data_dir = dir;
+    }
+    Ok(config)
+}
+
+async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
+    validate_app_name(&args.name).map_err(anyhow::Error::msg)?;
+    let client = args.node.client()?;
+    let reply = client
+        .deploy(&args.name, &args.file, args.route.as_deref(), &args.env)
+        .await?;
+    let compiled = if reply.compile_ms > 0.0 {
+        format!("compiled in {:.0} ms", reply.compile_ms)
+    } else {
+        "already compiled".to_string()
+    };
+    println!(
+        "{} {} now serves {} ({}, {}){}",
+        reply.app.name,
+        short_digest(&reply.app.digest),
+        reply.url,
+        human_size(reply.app.size),
+        compiled,
+        if reply.app.previous.is_some() {
+            "; previous version kept for `edge rollback`"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+async fn list(args: ListArgs) -> anyhow::Result<()> {
+    let apps = args.node.client()?.list().await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&apps)?);
+        return Ok(());
+    }
+    if apps.is_empty() {
+        println!("no apps deployed; deploy one with `edge deploy NAME FILE.wasm`");
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<24} {:<14} {:>10}  PREVIOUS",
+        "NAME", "ROUTE", "DIGEST", "SIZE"
+    );
+    for app in apps {
+        println!(
+            "{:<20} {:<24} {:<14} {:>10}  {}",
+            app.name,
+            app.route,
+            short_digest(&app.digest),
+            human_size(app.size),
+            app.previous
+                .as_ref()
+                .map_or("-", |p| short_digest(&p.digest))
+        );
+    }
+    Ok(())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EDGE_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

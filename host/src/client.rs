@@ -1,0 +1,180 @@
+//! The admin API client behind `edge deploy|list|remove|rollback`.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use futures_util::StreamExt as _;
+
+use crate::admin::{AppView, DeployReply};
+use crate::auth;
+
+/// Chunk size of deploy uploads (progress granularity).
+const UPLOAD_CHUNK: usize = 64 * 1024;
+
+pub struct AdminClient {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl AdminClient {
+    /// `token` wins; else the token file of the local node under `data_dir`.
+    pub fn new(node: &str, token: Option<String>, data_dir: &Path) -> anyhow::Result<Self> {
+        let token = match token {
+            Some(token) => token,
+            None => auth::read_token_file(&auth::token_path(data_dir))?.with_context(|| {
+                format!(
+                    "no admin token: pass --token, set EDGE_TOKEN, or run this next to the \
+                     node's data folder ({} not found; use --data-dir)",
+                    auth::token_path(data_dir).display()
+                )
+            })?,
+        };
+        Ok(Self {
+            base: node.trim_end_matches('/').to_string(),
+            token,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        let response = request.bearer_auth(&self.token).send().await.map_err(|err| {
+            anyhow::anyhow!(
+                "cannot reach the node's admin API at {}: is `edge serve` running there? ({err})",
+                self.base
+            )
+        })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+            .unwrap_or(text);
+        bail!("the node refused ({status}): {message}")
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn deploy(
+        &self,
+        name: &str,
+        file: &Path,
+        route: Option<&str>,
+        env: &[(String, String)],
+    ) -> anyhow::Result<DeployReply> {
+        let bytes = std::fs::read(file)
+            .with_context(|| format!("cannot read component file {}", file.display()))?;
+        let total = bytes.len();
+        let progress = Progress::new(name, total);
+        let chunks: Vec<Vec<u8>> = bytes.chunks(UPLOAD_CHUNK).map(<[u8]>::to_vec).collect();
+        let mut sent = 0usize;
+        let stream = futures_util::stream::iter(chunks).map(move |chunk| {
+            sent += chunk.len();
+            progress.uploaded(sent);
+            Ok::<_, std::io::Error>(chunk)
+        });
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(route) = route {
+            query.push(("route", route.to_string()));
+        }
+        for (key, value) in env {
+            query.push(("env", format!("{key}={value}")));
+        }
+        let request = self
+            .http
+            .put(self.url(&format!("/v1/apps/{name}")))
+            .query(&query)
+            .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+            .header(reqwest::header::CONTENT_LENGTH, total)
+            .body(reqwest::Body::wrap_stream(stream));
+        let response = self.send(request).await?;
+        Ok(response.json().await.context("decoding the deploy reply")?)
+    }
+
+    pub async fn list(&self) -> anyhow::Result<Vec<AppView>> {
+        let response = self.send(self.http.get(self.url("/v1/apps"))).await?;
+        Ok(response.json().await.context("decoding the app list")?)
+    }
+
+    pub async fn remove(&self, name: &str) -> anyhow::Result<AppView> {
+        let response = self
+            .send(self.http.delete(self.url(&format!("/v1/apps/{name}"))))
+            .await?;
+        Ok(response.json().await.context("decoding the remove reply")?)
+    }
+
+    pub async fn rollback(&self, name: &str) -> anyhow::Result<AppView> {
+        let response = self
+            .send(
+                self.http
+                    .post(self.url(&format!("/v1/apps/{name}/rollback"))),
+            )
+            .await?;
+        Ok(response
+            .json()
+            .await
+            .context("decoding the rollback reply")?)
+    }
+}
+
+/// Upload and compile progress on stderr: a live line on a terminal, two plain lines otherwise.
+struct Progress {
+    total: usize,
+    live: bool,
+    started: Instant,
+}
+
+impl Progress {
+    fn new(name: &str, total: usize) -> Self {
+        let live = std::io::stderr().is_terminal();
+        eprintln!("uploading {name} ({})", human_size(total as u64));
+        Self {
+            total,
+            live,
+            started: Instant::now(),
+        }
+    }
+
+    fn uploaded(&self, sent: usize) {
+        let mut err = std::io::stderr().lock();
+        if self.live {
+            let percent = sent.saturating_mul(100) / self.total.max(1);
+            let _ = write!(err, "\r  upload {percent:>3}%");
+        }
+        if sent >= self.total {
+            if self.live {
+                let _ = writeln!(err);
+            }
+            let _ = writeln!(
+                err,
+                "uploaded in {:.0} ms; validating and compiling on the node...",
+                self.started.elapsed().as_secs_f64() * 1e3
+            );
+        }
+    }
+}
+
+pub fn human_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1024 * 1024 => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+        b if b >= 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
+
+/// Short form of a digest for human output.
+pub fn short_digest(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
+}
+
+/// Default data folder used to find the local node's token.
+pub fn default_data_dir() -> PathBuf {
+    PathBuf::from(crate::config::DEFAULT_DATA_DIR)
+}

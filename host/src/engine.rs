@@ -1,0 +1,150 @@
+//! The one wasmtime [`Engine`] of a node and everything tied to it: allocator choice, epoch
+//! ticking for timeouts, the linker with the interfaces this node provides, and compilation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::config::{LimitsConfig, PoolConfig};
+use crate::host_state::HostState;
+
+/// How often the epoch advances. Request timeouts are rounded up to this granularity.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Which instance allocator the engine ended up with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocator {
+    Pooling,
+    OnDemand,
+}
+
+/// The node's engine plus the linker every app is instantiated against.
+#[derive(Clone)]
+pub struct NodeEngine {
+    pub engine: Engine,
+    pub linker: Arc<Linker<HostState>>,
+    pub allocator: Allocator,
+}
+
+impl NodeEngine {
+    /// Builds the engine: pooling allocator when enabled and the address space reservation
+    /// succeeds, on-demand otherwise (logged), copy-on-write memory images, epoch interruption.
+    pub fn new(pool: &PoolConfig, limits: &LimitsConfig) -> anyhow::Result<Self> {
+        let (engine, allocator) = if pool.enabled {
+            match Engine::new(&base_config(Some(pooling_config(pool, limits)))) {
+                Ok(engine) => (engine, Allocator::Pooling),
+                Err(err) => {
+                    tracing::warn!(
+                        "pooling allocator unavailable ({err:#}); falling back to on-demand \
+                         allocation (slower instantiation). Lower [pool] max_instances or \
+                         [limits] memory_mib, or raise the address-space limit (ulimit -v)"
+                    );
+                    (Engine::new(&base_config(None))?, Allocator::OnDemand)
+                }
+            }
+        } else {
+            (Engine::new(&base_config(None))?, Allocator::OnDemand)
+        };
+        let linker = Arc::new(crate::host_state::linker(&engine)?);
+        start_epoch_ticker(&engine);
+        Ok(Self {
+            engine,
+            linker,
+            allocator,
+        })
+    }
+
+    /// Compiles a component to a precompiled artifact (the expensive, ahead-of-time step).
+    pub fn precompile(&self, wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
+        Ok(self.engine.precompile_component(wasm)?)
+    }
+
+    /// Compiles in memory (used to inspect a component's imports and exports).
+    pub fn compile(&self, wasm: &[u8]) -> anyhow::Result<Component> {
+        Ok(Component::new(&self.engine, wasm)?)
+    }
+
+    /// A short hex tag that changes whenever artifacts of this engine stop being loadable
+    /// by another (different wasmtime version or codegen settings).
+    pub fn compatibility_tag(&self) -> String {
+        use std::hash::{Hash as _, Hasher as _};
+        let mut hasher = std::hash::DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        format!("{:016x}", hasher.finish())
+    }
+
+    /// Loads a precompiled artifact by mapping the file.
+    ///
+    /// Artifacts are only ever written by this node into its own data folder (atomically,
+    /// content-addressed, tagged with [`Self::compatibility_tag`]); wasmtime still checks the
+    /// header and refuses artifacts from an incompatible engine.
+    #[expect(
+        unsafe_code,
+        reason = "deserializing precompiled code this node wrote itself"
+    )]
+    pub fn load_artifact(&self, path: &std::path::Path) -> anyhow::Result<Component> {
+        // SAFETY: the file is a wasmtime artifact produced by `precompile` on this node and
+        // stored in the node's private data folder; it is not modified while mapped.
+        unsafe { Component::deserialize_file(&self.engine, path) }
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("loading precompiled artifact {}", path.display()))
+    }
+}
+
+fn base_config(pooling: Option<PoolingAllocationConfig>) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.memory_init_cow(true);
+    config.parallel_compilation(true);
+    if let Some(pooling) = pooling {
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+    }
+    config
+}
+
+fn pooling_config(pool: &PoolConfig, limits: &LimitsConfig) -> PoolingAllocationConfig {
+    let instances = pool.max_instances;
+    let mut config = PoolingAllocationConfig::default();
+    config
+        .total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(pool.max_memories_per_instance.max(4)))
+        .total_memories(instances.saturating_mul(pool.max_memories_per_instance))
+        .total_tables(instances.saturating_mul(pool.max_tables_per_instance))
+        .max_memories_per_component(pool.max_memories_per_instance)
+        .max_tables_per_component(pool.max_tables_per_instance)
+        .max_memory_size(limits.memory_bytes())
+        .max_unused_warm_slots(pool.max_unused_warm_slots);
+    config
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] on a plain thread, so a guest stuck in a
+/// loop is interrupted even when every async worker is busy. The thread ends with the engine.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("edge-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::error!("cannot start the epoch thread, request timeouts will not fire: {err}");
+    }
+}
+
+/// Number of epoch ticks covering `timeout` (at least one).
+pub fn ticks_for(timeout: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_millis().max(1);
+    u64::try_from(timeout.as_millis().div_ceil(tick))
+        .unwrap_or(u64::MAX)
+        .max(1)
+}

@@ -1,0 +1,319 @@
+//! A node: its engine, its persistent repository and its live routes, and the operations
+//! that change them (deploy, remove, rollback, restore at startup).
+//!
+//! Every change is prepared completely (validated, compiled, persisted) before the routing
+//! table is swapped, so a failed deploy leaves the running version serving untouched.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use sha2::Digest as _;
+use tokio::sync::{Mutex, Semaphore};
+use wasmtime::component::Component;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::apps::{LiveRoutes, LoadedApp, RoutingTable};
+use crate::config::NodeConfig;
+use crate::engine::NodeEngine;
+use crate::error::DeployError;
+use crate::metrics::Metrics;
+use crate::names::{normalize_route, validate_app_name};
+use crate::repository::{AppRecord, Repository, VersionRecord};
+use crate::validate;
+
+/// What a deploy asks for besides the component bytes.
+#[derive(Debug, Clone, Default)]
+pub struct DeploySpec {
+    /// Route prefix; `/NAME` when absent.
+    pub route: Option<String>,
+    pub env: Vec<(String, String)>,
+}
+
+/// What a successful deploy reports.
+#[derive(Debug, Clone)]
+pub struct DeployOutcome {
+    pub record: AppRecord,
+    /// Time spent compiling; zero when an artifact for these bytes already existed.
+    pub compile_time: Duration,
+}
+
+pub struct Node {
+    pub config: NodeConfig,
+    pub engine: NodeEngine,
+    pub repo: Repository,
+    pub routes: LiveRoutes,
+    pub metrics: Metrics,
+    /// Serialises changes (deploy, remove, rollback); requests never take it.
+    changes: Mutex<()>,
+}
+
+impl Node {
+    /// Opens the repository and loads every deployed app from its precompiled artifact.
+    pub fn open(config: NodeConfig) -> anyhow::Result<Arc<Self>> {
+        let engine = NodeEngine::new(&config.pool, &config.limits)?;
+        let repo = Repository::open(&config.server.data_dir)?;
+        let node = Arc::new(Self {
+            config,
+            engine,
+            repo,
+            routes: LiveRoutes::default(),
+            metrics: Metrics::default(),
+            changes: Mutex::new(()),
+        });
+        node.restore_apps()?;
+        Ok(node)
+    }
+
+    fn restore_apps(&self) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let mut loaded = Vec::new();
+        for record in self.repo.list_apps()? {
+            match self.load_version(&record.name, &record.current, None) {
+                Ok(app) => loaded.push(Arc::new(app)),
+                // One broken app must not keep the others from serving.
+                Err(err) => tracing::error!(app = %record.name, "cannot load app: {err:#}"),
+            }
+        }
+        tracing::info!(
+            apps = loaded.len(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "restored deployed apps"
+        );
+        self.routes.replace(RoutingTable::new(loaded));
+        Ok(())
+    }
+
+    /// Loads a stored version: maps its artifact, or recompiles it from the stored original
+    /// when the artifact is missing or was made by an incompatible engine.
+    fn load_version(
+        &self,
+        name: &str,
+        version: &VersionRecord,
+        concurrency: Option<Arc<Semaphore>>,
+    ) -> Result<LoadedApp, DeployError> {
+        let tag = self.engine.compatibility_tag();
+        let artifact = self.repo.artifact_path(&version.digest, &tag);
+        let component = match self.engine.load_artifact(&artifact) {
+            Ok(component) => component,
+            Err(err) => {
+                tracing::warn!(
+                    app = name,
+                    "recompiling from the stored original ({err:#}); this happens once after \
+                     an engine upgrade"
+                );
+                let wasm = self.repo.read_component(&version.digest)?;
+                let compiled = self.engine.precompile(&wasm)?;
+                let path = self.repo.store_artifact(&version.digest, &tag, &compiled)?;
+                self.engine.load_artifact(&path)?
+            }
+        };
+        self.prepare(name, version.clone(), &component, concurrency)
+    }
+
+    /// Validates exports and imports and pre-instantiates.
+    fn prepare(
+        &self,
+        name: &str,
+        version: VersionRecord,
+        component: &Component,
+        concurrency: Option<Arc<Semaphore>>,
+    ) -> Result<LoadedApp, DeployError> {
+        let engine = &self.engine.engine;
+        validate::check_exports(engine, component)?;
+        let instance_pre = self
+            .engine
+            .linker
+            .instantiate_pre(component)
+            .map_err(|err| validate::explain_missing_import(engine, component, &err.into()))?;
+        let pre = ProxyPre::new(instance_pre)
+            .map_err(|err| DeployError::WrongWorld(format!("{err:#}")))?;
+        let concurrency = concurrency.unwrap_or_else(|| {
+            Arc::new(Semaphore::new(
+                self.config.limits.max_concurrent_requests_per_app,
+            ))
+        });
+        Ok(LoadedApp {
+            name: name.to_string(),
+            version,
+            pre,
+            concurrency,
+        })
+    }
+
+    /// Validates, compiles, persists and swaps in a new version of `name`.
+    pub async fn deploy(
+        self: &Arc<Self>,
+        name: &str,
+        wasm: Vec<u8>,
+        spec: DeploySpec,
+    ) -> Result<DeployOutcome, DeployError> {
+        let result = self.deploy_inner(name, wasm, spec).await;
+        self.metrics.deploy(result.is_ok());
+        result
+    }
+
+    async fn deploy_inner(
+        self: &Arc<Self>,
+        name: &str,
+        wasm: Vec<u8>,
+        spec: DeploySpec,
+    ) -> Result<DeployOutcome, DeployError> {
+        validate_app_name(name).map_err(DeployError::InvalidName)?;
+        let route = normalize_route(spec.route.as_deref().unwrap_or(&format!("/{name}")))
+            .map_err(DeployError::InvalidRoute)?;
+        let limit = self.config.limits.max_component_bytes;
+        let size = wasm.len() as u64;
+        if size > limit {
+            return Err(DeployError::TooLarge { limit });
+        }
+        validate::check_binary_kind(&wasm)?;
+
+        let _change = self.changes.lock().await;
+        if let Some(owner) = self.routes.snapshot().route_owner(&route, name) {
+            return Err(DeployError::RouteConflict {
+                route,
+                owner: owner.name.clone(),
+            });
+        }
+        let previous = self.repo.get_app(name)?;
+        let version = VersionRecord {
+            digest: hex::encode(sha2::Sha256::digest(&wasm)),
+            size,
+            route,
+            env: spec.env,
+            deployed_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default(),
+        };
+        let concurrency = self
+            .routes
+            .snapshot()
+            .get(name)
+            .map(|app| app.concurrency.clone());
+
+        // Compilation is CPU-bound: keep it off the async workers.
+        let node = self.clone();
+        let app_name = name.to_string();
+        let prepared = tokio::task::spawn_blocking(move || {
+            node.compile_and_prepare(&app_name, version, wasm, concurrency)
+        })
+        .await
+        .context("compile task failed")??;
+        let (loaded, compile_time) = prepared;
+
+        let record = AppRecord {
+            name: name.to_string(),
+            current: loaded.version.clone(),
+            previous: previous.map(|p| p.current),
+        };
+        self.repo.put_app(&record)?;
+        let table = self.routes.snapshot().with(Arc::new(loaded));
+        self.routes.replace(table);
+        tracing::info!(
+            app = name,
+            digest = %record.current.digest,
+            route = %record.current.route,
+            compile_ms = compile_time.as_secs_f64() * 1e3,
+            "deployed"
+        );
+        Ok(DeployOutcome {
+            record,
+            compile_time,
+        })
+    }
+
+    fn compile_and_prepare(
+        &self,
+        name: &str,
+        version: VersionRecord,
+        wasm: Vec<u8>,
+        concurrency: Option<Arc<Semaphore>>,
+    ) -> Result<(LoadedApp, Duration), DeployError> {
+        let tag = self.engine.compatibility_tag();
+        let artifact = self.repo.artifact_path(&version.digest, &tag);
+        let started = Instant::now();
+        let compile_time = if artifact.exists() {
+            Duration::ZERO
+        } else {
+            let compiled = self.engine.precompile(&wasm).map_err(|err| {
+                DeployError::InvalidComponent(format!(
+                    "the component does not validate or compile: {err:#}"
+                ))
+            })?;
+            self.repo.store_artifact(&version.digest, &tag, &compiled)?;
+            started.elapsed()
+        };
+        let component = self.engine.load_artifact(&artifact)?;
+        let prepared = self.prepare(name, version.clone(), &component, concurrency);
+        if prepared.is_err() {
+            // Nothing refers to this artifact; drop it (best effort) so junk does not pile up.
+            if let Err(err) = self.repo.collect_garbage() {
+                tracing::warn!("cleaning up after a failed deploy: {err:#}");
+            }
+        }
+        let loaded = prepared?;
+        self.repo.store_component(&version.digest, &wasm)?;
+        Ok((loaded, compile_time))
+    }
+
+    /// Stops serving `name` and forgets it (both versions).
+    pub async fn remove(&self, name: &str) -> Result<AppRecord, DeployError> {
+        validate_app_name(name).map_err(DeployError::InvalidName)?;
+        let _change = self.changes.lock().await;
+        let record = self
+            .repo
+            .remove_app(name)?
+            .ok_or_else(|| DeployError::NotFound(name.to_string()))?;
+        self.routes.replace(self.routes.snapshot().without(name));
+        if let Err(err) = self.repo.collect_garbage() {
+            tracing::warn!("removing unused files of {name}: {err:#}");
+        }
+        tracing::info!(app = name, "removed");
+        Ok(record)
+    }
+
+    /// Makes the previous version current again; the replaced one becomes the previous, so a
+    /// second rollback undoes the first.
+    pub async fn rollback(self: &Arc<Self>, name: &str) -> Result<AppRecord, DeployError> {
+        validate_app_name(name).map_err(DeployError::InvalidName)?;
+        let _change = self.changes.lock().await;
+        let record = self
+            .repo
+            .get_app(name)?
+            .ok_or_else(|| DeployError::NotFound(name.to_string()))?;
+        let previous = record
+            .previous
+            .clone()
+            .ok_or_else(|| DeployError::NoPreviousVersion(name.to_string()))?;
+        if let Some(owner) = self.routes.snapshot().route_owner(&previous.route, name) {
+            return Err(DeployError::RouteConflict {
+                route: previous.route,
+                owner: owner.name.clone(),
+            });
+        }
+        let concurrency = self
+            .routes
+            .snapshot()
+            .get(name)
+            .map(|app| app.concurrency.clone());
+        let node = self.clone();
+        let app_name = name.to_string();
+        let loaded = tokio::task::spawn_blocking(move || {
+            node.load_version(&app_name, &previous, concurrency)
+        })
+        .await
+        .context("load task failed")??;
+        let rolled = AppRecord {
+            name: name.to_string(),
+            current: loaded.version.clone(),
+            previous: Some(record.current),
+        };
+        self.repo.put_app(&rolled)?;
+        self.routes
+            .replace(self.routes.snapshot().with(Arc::new(loaded)));
+        tracing::info!(app = name, digest = %rolled.current.digest, "rolled back");
+        Ok(rolled)
+    }
+}

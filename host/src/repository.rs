@@ -1,0 +1,264 @@
+//! What a node persists: component originals and precompiled artifacts as content-addressed
+//! files, and app metadata (current and previous version of each app) in sled.
+//!
+//! Layout under the data folder:
+//! ```text
+//! components/<sha256>.wasm            original bytes, as deployed
+//! artifacts/<sha256>-<engine>.cwasm   precompiled for one engine configuration
+//! db/                                 sled: tree "apps", name -> AppRecord (JSON)
+//! ```
+//! Files are written to a temporary name, synced and renamed, so a crash mid-write never
+//! leaves a truncated blob under a final name. Metadata is flushed before a deploy answers.
+
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+/// One deployed version of an app: the component and how it is served.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    /// Hex sha256 of the component bytes.
+    pub digest: String,
+    /// Component size in bytes.
+    pub size: u64,
+    /// Route prefix the version answers under.
+    pub route: String,
+    /// Environment variables given to every instance.
+    pub env: Vec<(String, String)>,
+    /// Seconds since the Unix epoch.
+    pub deployed_at: u64,
+}
+
+/// An app: its serving version and the one `rollback` returns to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppRecord {
+    pub name: String,
+    pub current: VersionRecord,
+    pub previous: Option<VersionRecord>,
+}
+
+/// The node's persistent store.
+pub struct Repository {
+    components: PathBuf,
+    artifacts: PathBuf,
+    db: sled::Db,
+    apps: sled::Tree,
+}
+
+impl Repository {
+    /// Opens (creating if needed) the store under `data_dir`.
+    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        let components = data_dir.join("components");
+        let artifacts = data_dir.join("artifacts");
+        for dir in [&components, &artifacts] {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating data folder {}", dir.display()))?;
+        }
+        let db_path = data_dir.join("db");
+        let db = sled::open(&db_path).map_err(|err| match err {
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => anyhow::anyhow!(
+                "data folder {} is in use by another edge node; stop it or pass another \
+                 --data-dir",
+                data_dir.display()
+            ),
+            other => anyhow::anyhow!("opening metadata database {}: {other}", db_path.display()),
+        })?;
+        let apps = db.open_tree("apps").context("opening the apps tree")?;
+        Ok(Self {
+            components,
+            artifacts,
+            db,
+            apps,
+        })
+    }
+
+    pub fn component_path(&self, digest: &str) -> PathBuf {
+        self.components.join(format!("{digest}.wasm"))
+    }
+
+    pub fn artifact_path(&self, digest: &str, engine_tag: &str) -> PathBuf {
+        self.artifacts.join(format!("{digest}-{engine_tag}.cwasm"))
+    }
+
+    /// Writes the original component bytes unless a file with that digest already exists.
+    pub fn store_component(&self, digest: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
+        let path = self.component_path(digest);
+        write_once(&path, bytes)?;
+        Ok(path)
+    }
+
+    /// Writes a precompiled artifact unless it already exists.
+    pub fn store_artifact(
+        &self,
+        digest: &str,
+        engine_tag: &str,
+        bytes: &[u8],
+    ) -> anyhow::Result<PathBuf> {
+        let path = self.artifact_path(digest, engine_tag);
+        write_once(&path, bytes)?;
+        Ok(path)
+    }
+
+    pub fn read_component(&self, digest: &str) -> anyhow::Result<Vec<u8>> {
+        let path = self.component_path(digest);
+        std::fs::read(&path).with_context(|| format!("reading component {}", path.display()))
+    }
+
+    pub fn get_app(&self, name: &str) -> anyhow::Result<Option<AppRecord>> {
+        let Some(raw) = self.apps.get(name)? else {
+            return Ok(None);
+        };
+        let record = serde_json::from_slice(&raw)
+            .with_context(|| format!("decoding metadata of app {name}"))?;
+        Ok(Some(record))
+    }
+
+    pub fn list_apps(&self) -> anyhow::Result<Vec<AppRecord>> {
+        self.apps
+            .iter()
+            .map(|entry| {
+                let (key, raw) = entry?;
+                serde_json::from_slice(&raw).with_context(|| {
+                    format!("decoding metadata of app {}", String::from_utf8_lossy(&key))
+                })
+            })
+            .collect()
+    }
+
+    /// Stores an app record durably (flushed before returning).
+    pub fn put_app(&self, record: &AppRecord) -> anyhow::Result<()> {
+        let raw = serde_json::to_vec(record)?;
+        self.apps.insert(record.name.as_bytes(), raw)?;
+        self.db.flush().context("flushing app metadata")?;
+        Ok(())
+    }
+
+    /// Removes an app record durably; returns it if it existed.
+    pub fn remove_app(&self, name: &str) -> anyhow::Result<Option<AppRecord>> {
+        let removed = self.apps.remove(name)?;
+        self.db.flush().context("flushing app metadata")?;
+        removed
+            .map(|raw| serde_json::from_slice(&raw).context("decoding removed app metadata"))
+            .transpose()
+    }
+
+    /// Writes everything buffered to disk.
+    pub fn flush(&self) -> anyhow::Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Deletes component and artifact files no app version refers to any more.
+    pub fn collect_garbage(&self) -> anyhow::Result<usize> {
+        let mut live = HashSet::new();
+        for app in self.list_apps()? {
+            live.insert(app.current.digest.clone());
+            if let Some(previous) = app.previous {
+                live.insert(previous.digest);
+            }
+        }
+        let mut removed = 0;
+        for dir in [&self.components, &self.artifacts] {
+            for entry in std::fs::read_dir(dir)? {
+                let path = entry?.path();
+                let Some(stem) = path.file_name().and_then(|n| n.to_str()) else {
+                    continue;
+                };
+                let digest = stem.split(['.', '-']).next().unwrap_or_default();
+                if !live.contains(digest) {
+                    std::fs::remove_file(&path)
+                        .with_context(|| format!("removing unused {}", path.display()))?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Atomically creates `path` with `bytes` (temp file, fsync, rename, fsync folder), unless it
+/// exists: names are content-addressed, so an existing file already holds these bytes.
+fn write_once(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    let dir = path.parent().context("blob path has no parent folder")?;
+    let tmp = dir.join(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(digest: &str) -> VersionRecord {
+        VersionRecord {
+            digest: digest.into(),
+            size: 3,
+            route: "/a".into(),
+            env: vec![],
+            deployed_at: 0,
+        }
+    }
+
+    #[test]
+    fn app_records_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = AppRecord {
+            name: "a".into(),
+            current: version("bb"),
+            previous: Some(version("aa")),
+        };
+        {
+            let repo = Repository::open(dir.path()).unwrap();
+            repo.put_app(&record).unwrap();
+        }
+        let repo = Repository::open(dir.path()).unwrap();
+        assert_eq!(repo.get_app("a").unwrap(), Some(record));
+    }
+
+    #[test]
+    fn garbage_collection_keeps_current_and_previous_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::open(dir.path()).unwrap();
+        for digest in ["aa", "bb", "cc"] {
+            repo.store_component(digest, b"x").unwrap();
+            repo.store_artifact(digest, "e1", b"y").unwrap();
+        }
+        repo.put_app(&AppRecord {
+            name: "a".into(),
+            current: version("bb"),
+            previous: Some(version("aa")),
+        })
+        .unwrap();
+        assert_eq!(repo.collect_garbage().unwrap(), 2);
+        assert!(repo.component_path("aa").exists());
+        assert!(repo.artifact_path("bb", "e1").exists());
+        assert!(!repo.component_path("cc").exists());
+    }
+
+    #[test]
+    fn second_open_of_same_data_dir_is_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Repository::open(dir.path()).unwrap();
+        let err = Repository::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("in use by another edge node"), "{err}");
+    }
+}

@@ -1,0 +1,282 @@
+//! The data plane: accepts HTTP connections, routes each request to the app owning its path
+//! and runs it in a fresh instance with the node's limits.
+//!
+//! Platform answers (no route, body too large, overloaded, trap, timeout) carry a short fixed
+//! text for the client; the full cause goes to the node's log.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::{BodyExt as _, Full, combinators::UnsyncBoxBody};
+use hyper::body::{Body, Frame, Incoming};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use wasmtime_wasi_http::WasiHttpView as _;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+
+use crate::apps::LoadedApp;
+use crate::engine::ticks_for;
+use crate::host_state::{HostState, StoreSettings};
+use crate::metrics::Outcome;
+use crate::node::Node;
+
+/// Body type of every data-plane response.
+pub type ServeBody = UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
+
+/// How long a client may take to send request headers before the connection is closed.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves the data plane on `listener` until `shutdown` resolves, then lets requests in
+/// flight finish (bounded by the request timeout).
+pub async fn serve_data_plane(
+    node: Arc<Node>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(err) => {
+                    tracing::warn!("accepting a data-plane connection: {err}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let node = node.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let node = node.clone();
+            async move { Ok::<_, Infallible>(handle(&node, req).await) }
+        });
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(err) = conn.await {
+                tracing::debug!("data-plane connection ended: {err}");
+            }
+        });
+    }
+    let drain = node.config.limits.request_timeout() + Duration::from_secs(1);
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some data-plane connections were still open at shutdown");
+    }
+}
+
+/// Routes one request and runs it; never fails (errors become platform answers).
+pub async fn handle(node: &Arc<Node>, req: Request<Incoming>) -> Response<ServeBody> {
+    let Some(app) = node.routes.snapshot().lookup(req.uri().path()).cloned() else {
+        return platform_answer(node, Outcome::NoRoute);
+    };
+    let limit = node.config.limits.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return platform_answer(node, Outcome::BodyTooLarge);
+    }
+    let Ok(permit) = app.concurrency.clone().try_acquire_owned() else {
+        return platform_answer(node, Outcome::Overloaded);
+    };
+
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let req = req.map(|inner| LimitedBody {
+        inner,
+        remaining: limit,
+        limit,
+        exceeded: exceeded.clone(),
+    });
+    let result = run_guest(node, &app, req, permit).await;
+    let outcome = match result {
+        Ok(_) if exceeded.load(Ordering::Relaxed) => Err(Outcome::BodyTooLarge),
+        other => other,
+    };
+    match outcome {
+        Ok(response) => {
+            node.metrics.request(Outcome::Answered);
+            response
+        }
+        Err(outcome) => platform_answer(node, outcome),
+    }
+}
+
+/// Instantiates the app in a fresh store and calls its `incoming-handler`.
+async fn run_guest(
+    node: &Arc<Node>,
+    app: &Arc<LoadedApp>,
+    req: Request<LimitedBody>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Result<Response<ServeBody>, Outcome> {
+    let limits = &node.config.limits;
+    let timeout = limits.request_timeout();
+    let settings = StoreSettings {
+        env: &app.version.env,
+        memory_bytes: limits.memory_bytes(),
+        epoch_ticks: ticks_for(timeout),
+    };
+    let mut store = HostState::new_store(&node.engine.engine, &settings);
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let prepared = store
+        .data_mut()
+        .http()
+        .new_incoming_request(Scheme::Http, req)
+        .and_then(|req| Ok((req, store.data_mut().http().new_response_outparam(sender)?)));
+    let (incoming, outparam) = match prepared {
+        Ok(pair) => pair,
+        Err(err) => {
+            tracing::warn!(app = %app.name, "cannot pass the request to the guest: {err:#}");
+            return Err(Outcome::Trapped);
+        }
+    };
+
+    let pre = app.pre.clone();
+    let node_for_task = node.clone();
+    let task = tokio::spawn(async move {
+        // The permit lives as long as the instance, body streaming included.
+        let _permit = permit;
+        let started = Instant::now();
+        let proxy = pre.instantiate_async(&mut store).await?;
+        node_for_task.metrics.instantiated(started.elapsed());
+        proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut store, incoming, outparam)
+            .await
+    });
+
+    match tokio::time::timeout(timeout, receiver).await {
+        Ok(Ok(Ok(response))) => Ok(response),
+        Ok(Ok(Err(code))) => {
+            tracing::warn!(app = %app.name, "guest answered with an error code: {code:?}");
+            Err(Outcome::Trapped)
+        }
+        // The guest ended without calling `response-outparam::set`: find out why.
+        Ok(Err(_)) => Err(match task.await {
+            Ok(Ok(())) => {
+                tracing::warn!(app = %app.name, "guest returned without setting a response");
+                Outcome::Trapped
+            }
+            Ok(Err(err)) => classify_guest_failure(&app.name, &err),
+            Err(join) => {
+                tracing::error!(app = %app.name, "request task failed: {join}");
+                Outcome::Trapped
+            }
+        }),
+        Err(_elapsed) => {
+            task.abort();
+            tracing::warn!(app = %app.name, "request exceeded the {timeout:?} time limit");
+            Err(Outcome::TimedOut)
+        }
+    }
+}
+
+fn classify_guest_failure(app: &str, err: &wasmtime::Error) -> Outcome {
+    if matches!(
+        err.downcast_ref::<wasmtime::Trap>(),
+        Some(wasmtime::Trap::Interrupt)
+    ) {
+        tracing::warn!(app, "guest interrupted at its time limit");
+        return Outcome::TimedOut;
+    }
+    tracing::warn!(app, "guest trapped: {err:?}");
+    Outcome::Trapped
+}
+
+/// The fixed answer for a request the platform ends itself.
+fn platform_answer(node: &Node, outcome: Outcome) -> Response<ServeBody> {
+    node.metrics.request(outcome);
+    let (status, text) = match outcome {
+        Outcome::NoRoute => (StatusCode::NOT_FOUND, "no app is deployed for this path"),
+        Outcome::BodyTooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body is larger than this node accepts",
+        ),
+        Outcome::Overloaded => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the app is at its concurrency limit; retry shortly",
+        ),
+        Outcome::Trapped => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the app failed while handling this request",
+        ),
+        Outcome::TimedOut => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "the app did not answer within its time limit",
+        ),
+        Outcome::Answered => (StatusCode::OK, ""),
+    };
+    let body = Full::new(Bytes::from(format!("{} {text}\n", status.as_u16())))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// The request body as the guest reads it: stops with an error past the node's body limit
+/// and remembers that it did, so the client gets 413 whatever the guest makes of the error.
+struct LimitedBody {
+    inner: Incoming,
+    remaining: u64,
+    limit: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl Body for LimitedBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+                if len > this.remaining {
+                    this.exceeded.store(true, Ordering::Relaxed);
+                    return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpRequestBodySize(
+                        Some(this.limit),
+                    ))));
+                }
+                this.remaining -= len;
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(err))) => {
+                Poll::Ready(Some(Err(wasmtime_wasi_http::Error::Hyper(err))))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
