@@ -95,19 +95,19 @@ impl AdminClient {
             .header(reqwest::header::CONTENT_LENGTH, total)
             .body(reqwest::Body::wrap_stream(stream));
         let response = self.send(request).await?;
-        Ok(response.json().await.context("decoding the deploy reply")?)
+        response.json().await.context("decoding the deploy reply")
     }
 
     pub async fn list(&self) -> anyhow::Result<Vec<AppView>> {
         let response = self.send(self.http.get(self.url("/v1/apps"))).await?;
-        Ok(response.json().await.context("decoding the app list")?)
+        response.json().await.context("decoding the app list")
     }
 
     pub async fn remove(&self, name: &str) -> anyhow::Result<AppView> {
         let response = self
             .send(self.http.delete(self.url(&format!("/v1/apps/{name}"))))
             .await?;
-        Ok(response.json().await.context("decoding the remove reply")?)
+        response.json().await.context("decoding the remove reply")
     }
 
     pub async fn rollback(&self, name: &str) -> anyhow::Result<AppView> {
@@ -117,10 +117,7 @@ impl AdminClient {
                     .post(self.url(&format!("/v1/apps/{name}/rollback"))),
             )
             .await?;
-        Ok(response
-            .json()
-            .await
-            .context("decoding the rollback reply")?)
+        response.json().await.context("decoding the rollback reply")
     }
 }
 

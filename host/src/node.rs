@@ -103,9 +103,7 @@ impl Node {
                      an engine upgrade"
                 );
                 let wasm = self.repo.read_component(&version.digest)?;
-                let compiled = self.engine.precompile(&wasm)?;
-                let path = self.repo.store_artifact(&version.digest, &tag, &compiled)?;
-                self.engine.load_artifact(&path)?
+                self.compiled_component(&version.digest, &wasm)?.0
             }
         };
         self.prepare(name, version.clone(), &component, concurrency)
@@ -231,21 +229,7 @@ impl Node {
         wasm: Vec<u8>,
         concurrency: Option<Arc<Semaphore>>,
     ) -> Result<(LoadedApp, Duration), DeployError> {
-        let tag = self.engine.compatibility_tag();
-        let artifact = self.repo.artifact_path(&version.digest, &tag);
-        let started = Instant::now();
-        let compile_time = if artifact.exists() {
-            Duration::ZERO
-        } else {
-            let compiled = self.engine.precompile(&wasm).map_err(|err| {
-                DeployError::InvalidComponent(format!(
-                    "the component does not validate or compile: {err:#}"
-                ))
-            })?;
-            self.repo.store_artifact(&version.digest, &tag, &compiled)?;
-            started.elapsed()
-        };
-        let component = self.engine.load_artifact(&artifact)?;
+        let (component, compile_time) = self.compiled_component(&version.digest, &wasm)?;
         let prepared = self.prepare(name, version.clone(), &component, concurrency);
         if prepared.is_err() {
             // Nothing refers to this artifact; drop it (best effort) so junk does not pile up.
@@ -256,6 +240,32 @@ impl Node {
         let loaded = prepared?;
         self.repo.store_component(&version.digest, &wasm)?;
         Ok((loaded, compile_time))
+    }
+
+    /// The component for `wasm`: from its artifact when one was compiled before, else compiled
+    /// now (the returned duration) and stored.
+    fn compiled_component(
+        &self,
+        digest: &str,
+        wasm: &[u8],
+    ) -> Result<(Component, Duration), DeployError> {
+        let tag = self.engine.compatibility_tag();
+        let artifact = self.repo.artifact_path(digest, &tag);
+        if artifact.exists() {
+            match self.engine.load_artifact(&artifact) {
+                Ok(component) => return Ok((component, Duration::ZERO)),
+                Err(err) => tracing::warn!("replacing an unusable artifact: {err:#}"),
+            }
+        }
+        let started = Instant::now();
+        let compiled = self.engine.precompile(wasm).map_err(|err| {
+            DeployError::InvalidComponent(format!(
+                "the component does not validate or compile: {err:#}"
+            ))
+        })?;
+        let path = self.repo.store_artifact(digest, &tag, &compiled)?;
+        let compile_time = started.elapsed();
+        Ok((self.engine.load_artifact(&path)?, compile_time))
     }
 
     /// Stops serving `name` and forgets it (both versions).

@@ -59,11 +59,16 @@ impl Repository {
         }
         let db_path = data_dir.join("db");
         let db = sled::open(&db_path).map_err(|err| match err {
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => anyhow::anyhow!(
-                "data folder {} is in use by another edge node; stop it or pass another \
+            sled::Error::Io(io)
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("could not acquire lock") =>
+            {
+                anyhow::anyhow!(
+                    "data folder {} is in use by another edge node; stop it or pass another \
                  --data-dir",
-                data_dir.display()
-            ),
+                    data_dir.display()
+                )
+            }
             other => anyhow::anyhow!("opening metadata database {}: {other}", db_path.display()),
         })?;
         let apps = db.open_tree("apps").context("opening the apps tree")?;
@@ -90,7 +95,7 @@ impl Repository {
         Ok(path)
     }
 
-    /// Writes a precompiled artifact unless it already exists.
+    /// Writes a precompiled artifact, atomically replacing an unusable one.
     pub fn store_artifact(
         &self,
         digest: &str,
@@ -98,7 +103,7 @@ impl Repository {
         bytes: &[u8],
     ) -> anyhow::Result<PathBuf> {
         let path = self.artifact_path(digest, engine_tag);
-        write_once(&path, bytes)?;
+        write_atomic(&path, bytes)?;
         Ok(path)
     }
 
@@ -179,12 +184,17 @@ impl Repository {
     }
 }
 
-/// Atomically creates `path` with `bytes` (temp file, fsync, rename, fsync folder), unless it
-/// exists: names are content-addressed, so an existing file already holds these bytes.
+/// Creates `path` with `bytes` unless it exists: names are content-addressed, so an existing
+/// file already holds these bytes.
 fn write_once(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     if path.exists() {
         return Ok(());
     }
+    write_atomic(path, bytes)
+}
+
+/// Writes `path` atomically: temp file, fsync, rename over the old one, fsync the folder.
+fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().context("blob path has no parent folder")?;
     let tmp = dir.join(format!(
         ".tmp-{}-{}",

@@ -1,1 +1,8 @@
+//! Integration tests: the real `edge` binary on loopback, real guest components built from
+//! `guests/`, real HTTP. Shared helpers live in `harness`.
 
+mod bad_input;
+mod deploy;
+mod guest_limits;
+mod harness;
+mod restart;

@@ -27,7 +27,9 @@ impl Guest for Hello {
         )])
         .expect("static header is valid");
         let response = OutgoingResponse::new(headers);
-        response.set_status_code(200).expect("200 is a valid status");
+        response
+            .set_status_code(200)
+            .expect("200 is a valid status");
         let outgoing = response.body().expect("body is taken once");
         ResponseOutparam::set(response_out, Ok(response));
 
