@@ -11,7 +11,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use crate::config::{LimitsConfig, PoolConfig};
 use crate::host_state::HostState;
 
-/// How often the epoch advances. Request timeouts are rounded up to this granularity.
+/// How often the epoch advances: the time slice after which a running guest yields to other
+/// requests, and the granularity of request timeouts.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Which instance allocator the engine ended up with.
@@ -139,12 +140,4 @@ fn start_epoch_ticker(engine: &Engine) {
     if let Err(err) = spawned {
         tracing::error!("cannot start the epoch thread, request timeouts will not fire: {err}");
     }
-}
-
-/// Number of epoch ticks covering `timeout` (at least one).
-pub fn ticks_for(timeout: Duration) -> u64 {
-    let tick = EPOCH_TICK.as_millis().max(1);
-    u64::try_from(timeout.as_millis().div_ceil(tick))
-        .unwrap_or(u64::MAX)
-        .max(1)
 }

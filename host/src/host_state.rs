@@ -6,9 +6,10 @@
 //! `--env` settings only.
 
 use std::future::Future;
+use std::time::Instant;
 
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
@@ -25,7 +26,8 @@ pub struct HostState {
 pub struct StoreSettings<'a> {
     pub env: &'a [(String, String)],
     pub memory_bytes: usize,
-    pub epoch_ticks: u64,
+    /// When the guest is interrupted if it is still running wasm code.
+    pub deadline: Instant,
 }
 
 impl HostState {
@@ -45,8 +47,20 @@ impl HostState {
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(settings.epoch_ticks);
-        store.epoch_deadline_trap();
+        // At every epoch tick the guest yields to the executor, so a busy guest shares its
+        // worker thread with other requests instead of holding it; past the deadline it traps.
+        let deadline = settings.deadline;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
+            }
+        });
         store
     }
 }

@@ -21,7 +21,6 @@ use wasmtime_wasi_http::WasiHttpView as _;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use crate::apps::LoadedApp;
-use crate::engine::ticks_for;
 use crate::host_state::{HostState, StoreSettings};
 use crate::metrics::Outcome;
 use crate::node::Node;
@@ -91,6 +90,7 @@ pub async fn handle(node: &Arc<Node>, req: Request<Incoming>) -> Response<ServeB
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit) {
+        discard_body(req.into_body()).await;
         return platform_answer(node, Outcome::BodyTooLarge);
     }
     let Ok(permit) = app.concurrency.clone().try_acquire_owned() else {
@@ -99,7 +99,7 @@ pub async fn handle(node: &Arc<Node>, req: Request<Incoming>) -> Response<ServeB
 
     let exceeded = Arc::new(AtomicBool::new(false));
     let req = req.map(|inner| LimitedBody {
-        inner,
+        inner: Some(inner),
         remaining: limit,
         limit,
         exceeded: exceeded.clone(),
@@ -130,7 +130,7 @@ async fn run_guest(
     let settings = StoreSettings {
         env: &app.version.env,
         memory_bytes: limits.memory_bytes(),
-        epoch_ticks: ticks_for(timeout),
+        deadline: Instant::now() + timeout,
     };
     let mut store = HostState::new_store(&node.engine.engine, &settings);
     let (sender, receiver) = tokio::sync::oneshot::channel();
@@ -152,13 +152,24 @@ async fn run_guest(
     let task = tokio::spawn(async move {
         // The permit lives as long as the instance, body streaming included.
         let _permit = permit;
-        let started = Instant::now();
-        let proxy = pre.instantiate_async(&mut store).await?;
-        node_for_task.metrics.instantiated(started.elapsed());
-        proxy
-            .wasi_http_incoming_handler()
-            .call_handle(&mut store, incoming, outparam)
-            .await
+        let run = async {
+            let started = Instant::now();
+            let proxy = pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|err| err.context(InstantiationFailed))?;
+            node_for_task.metrics.instantiated(started.elapsed());
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, incoming, outparam)
+                .await
+        };
+        // Epoch interruption stops guest code at the deadline; this also ends a guest that is
+        // waiting in the host (e.g. for a body that never comes) or streaming past it.
+        match tokio::time::timeout(timeout, run).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(wasmtime::Error::from(wasmtime::Trap::Interrupt)),
+        }
     });
 
     match tokio::time::timeout(timeout, receiver).await {
@@ -180,14 +191,31 @@ async fn run_guest(
             }
         }),
         Err(_elapsed) => {
+            // Wait for the instance to be gone, so its concurrency slot is free when we answer.
             task.abort();
+            let _ = task.await;
             tracing::warn!(app = %app.name, "request exceeded the {timeout:?} time limit");
             Err(Outcome::TimedOut)
         }
     }
 }
 
+/// Marks errors raised while creating the instance rather than while running it; with the
+/// pooling allocator these mean every slot is taken, which is overload, not a guest bug.
+#[derive(Debug)]
+struct InstantiationFailed;
+
+impl std::fmt::Display for InstantiationFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("instantiation failed")
+    }
+}
+
 fn classify_guest_failure(app: &str, err: &wasmtime::Error) -> Outcome {
+    if err.downcast_ref::<InstantiationFailed>().is_some() {
+        tracing::warn!(app, "cannot instantiate: {err:#}");
+        return Outcome::Overloaded;
+    }
     if matches!(
         err.downcast_ref::<wasmtime::Trap>(),
         Some(wasmtime::Trap::Interrupt)
@@ -234,13 +262,39 @@ fn platform_answer(node: &Node, outcome: Outcome) -> Response<ServeBody> {
     response
 }
 
+/// How much of a rejected body is read and dropped before answering 413. Closing a socket
+/// with unread data makes TCP send a reset that can destroy the 413 before the client reads
+/// it; past this much (or [`DISCARD_TIME`]) the connection is closed anyway.
+const DISCARD_BYTES: u64 = 8 * 1024 * 1024;
+const DISCARD_TIME: Duration = Duration::from_secs(2);
+
+async fn discard_body(mut body: Incoming) {
+    let drain = async {
+        let mut seen = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if seen > DISCARD_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_TIME, drain).await;
+}
+
 /// The request body as the guest reads it: stops with an error past the node's body limit
 /// and remembers that it did, so the client gets 413 whatever the guest makes of the error.
 struct LimitedBody {
-    inner: Incoming,
+    /// `None` once the limit was hit (the rest is being discarded in the background).
+    inner: Option<Incoming>,
     remaining: u64,
     limit: u64,
     exceeded: Arc<AtomicBool>,
+}
+
+impl LimitedBody {
+    fn too_large(&self) -> wasmtime_wasi_http::Error {
+        wasmtime_wasi_http::Error::HttpRequestBodySize(Some(self.limit))
+    }
 }
 
 impl Body for LimitedBody {
@@ -252,14 +306,18 @@ impl Body for LimitedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Some(Err(this.too_large())));
+        };
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 let len = frame.data_ref().map_or(0, |d| d.len() as u64);
                 if len > this.remaining {
                     this.exceeded.store(true, Ordering::Relaxed);
-                    return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpRequestBodySize(
-                        Some(this.limit),
-                    ))));
+                    if let Some(rest) = this.inner.take() {
+                        tokio::spawn(discard_body(rest));
+                    }
+                    return Poll::Ready(Some(Err(this.too_large())));
                 }
                 this.remaining -= len;
                 Poll::Ready(Some(Ok(frame)))
@@ -273,10 +331,12 @@ impl Body for LimitedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(hyper::body::SizeHint::default, Body::size_hint)
     }
 }

@@ -84,3 +84,59 @@ async fn oversized_body_gets_413_declared_or_streamed() {
     assert_eq!(streamed.status, 413, "{}", streamed.body);
     assert_still_serving(&host).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_over_the_concurrency_limit_get_503_at_once() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let config = data.path().join("node.toml");
+    std::fs::write(
+        &config,
+        "[limits]\nrequest_timeout_ms = 1500\nmax_concurrent_requests_per_app = 1\n",
+    )
+    .expect("writing config");
+    let host = TestHost::start_in(
+        &data.path().join("node"),
+        &["--config", config.to_str().expect("utf-8 path")],
+    );
+    host.deploy("bad", &guest("misbehave"), &[]);
+
+    let busy = tokio::spawn(get_owned(format!("{}/bad/loop", host.data_url)));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let rejected = get(&format!("{}/bad/fine", host.data_url)).await;
+    assert_eq!(rejected.status, 503, "{}", rejected.body);
+    assert!(
+        started.elapsed().as_millis() < 1000,
+        "503 should not wait for the busy request"
+    );
+    assert_eq!(busy.await.expect("busy request").status, 504);
+    assert_still_serving(&host).await;
+}
+
+async fn get_owned(url: String) -> crate::harness::Reply {
+    get(&url).await
+}
+
+/// Guests spinning on every core must not starve other apps: a running guest yields its worker
+/// thread at every epoch tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spinning_guests_do_not_starve_other_apps() {
+    let (host, _data) = node_with_misbehave(&[]);
+    host.deploy("hello", &guest("hello"), &[]);
+    let spinners: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(get_owned(format!("{}/bad/loop", host.data_url))))
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let started = std::time::Instant::now();
+    let reply = get(&format!("{}/hello/responsive", host.data_url)).await;
+    let elapsed = started.elapsed();
+    assert_eq!(reply.status, 200);
+    assert!(
+        elapsed.as_millis() < 500,
+        "hello took {elapsed:?} while guests spun (the spinners run for 1 s)"
+    );
+    for spinner in spinners {
+        assert_eq!(spinner.await.expect("spinner").status, 504);
+    }
+}

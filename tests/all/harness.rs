@@ -77,7 +77,8 @@ impl TestHost {
     /// Starts a node on `data_dir` (kept by the caller, e.g. across restarts), with extra
     /// arguments to `edge serve`.
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(EDGE)
+        let mut command = Command::new(EDGE);
+        command
             .args([
                 "serve",
                 "--listen",
@@ -87,7 +88,23 @@ impl TestHost {
             ])
             .arg("--data-dir")
             .arg(data_dir)
-            .args(extra)
+            .args(extra);
+        Self::spawn(command, data_dir)
+    }
+
+    /// Starts a node through `sh -c "<prefix> exec edge serve ..."`, e.g. to set a ulimit.
+    pub fn start_wrapped(data_dir: &Path, shell_prefix: &str) -> Self {
+        let script = format!(
+            "{shell_prefix} exec \"$0\" serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+             --data-dir \"$1\""
+        );
+        let mut command = Command::new("sh");
+        command.arg("-c").arg(script).arg(EDGE).arg(data_dir);
+        Self::spawn(command, data_dir)
+    }
+
+    fn spawn(mut command: Command, data_dir: &Path) -> Self {
+        let mut child = command
             .env("EDGE_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -141,6 +158,18 @@ impl TestHost {
 
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Waits (up to 10 s) until the node's log contains `needle`; returns whether it did.
+    pub fn wait_for_log(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     /// Runs an `edge` client command against this node (token from its data folder).

@@ -1,6 +1,7 @@
 //! Integration tests: the real `edge` binary on loopback, real guest components built from
 //! `guests/`, real HTTP. Shared helpers live in `harness`.
 
+mod allocator;
 mod bad_input;
 mod deploy;
 mod guest_limits;

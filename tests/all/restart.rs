@@ -54,5 +54,5 @@ async fn missing_artifact_is_recompiled_from_the_stored_original() {
 
     let host = TestHost::start_in(data.path(), &[]);
     assert_eq!(get(&format!("{}/hello", host.data_url)).await.status, 200);
-    assert!(host.log().contains("recompiling"), "{}", host.log());
+    assert!(host.wait_for_log("recompiling"), "{}", host.log());
 }

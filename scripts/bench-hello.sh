@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Benchmark: guests/hello served by `edge` and by `wasmtime serve` (wasmtime-cli 48.0.8, the
+# same wasmtime version) on this machine, in one run, driven by the same load generator (wrk)
+# with the same connections and duration on loopback. Rounds alternate edge / wasmtime so
+# both see the same machine state; the median round of each is compared.
+#
+#   scripts/bench-hello.sh [DURATION_S=6] [CONNECTIONS=16] [ROUNDS=3]
+#
+# Installs wasmtime-cli 48.0.8 into .cache/ with `cargo install` if missing (about 10 minutes
+# once) and wrk from Debian's packages if missing (needs root/apt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${1:-6}
+connections=${2:-16}
+rounds=${3:-3}
+
+wasmtime_root=.cache/wasmtime-48.0.8
+wasmtime=$wasmtime_root/bin/wasmtime
+if [[ ! -x $wasmtime ]]; then
+  echo "bench: installing wasmtime-cli 48.0.8 into $wasmtime_root (once)"
+  cargo install wasmtime-cli@48.0.8 --locked --root "$wasmtime_root"
+fi
+if ! command -v wrk >/dev/null; then
+  if command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
+    apt-get update -qq && apt-get install -y -qq wrk
+  else
+    echo "bench: wrk is needed: install it (Debian/Ubuntu: apt-get install wrk)" >&2
+    exit 1
+  fi
+fi
+scripts/setup.sh >/dev/null
+
+hello=guests/target/wasm32-wasip2/release/hello.wasm
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_for_200() {
+  for _ in $(seq 1 300); do
+    [[ $(curl -s -o /dev/null -w '%{http_code}' "$1" || true) == 200 ]] && return 0
+    sleep 0.1
+  done
+  echo "bench: $1 never answered 200" >&2
+  exit 1
+}
+
+# --- edge ---
+EDGE_LOG=warn target/release/edge serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+  --data-dir "$work/edge" >"$work/edge.out" 2>"$work/edge.err" &
+pids+=($!)
+for _ in $(seq 1 300); do
+  grep -q "admin API listening" "$work/edge.out" 2>/dev/null && break
+  sleep 0.1
+done
+edge_admin=$(sed -n 's/^edge: admin API listening on //p' "$work/edge.out")
+edge_data=$(sed -n 's/^edge: data plane listening on //p' "$work/edge.out")
+target/release/edge deploy hello "$hello" --node "$edge_admin" --data-dir "$work/edge" >/dev/null 2>&1
+edge_url="$edge_data/hello/bench"
+wait_for_200 "$edge_url"
+
+# --- wasmtime serve (-S cli: hello uses std, which imports wasi:cli interfaces) ---
+port=$(free_port)
+"$wasmtime" serve -S cli --addr "127.0.0.1:$port" "$hello" >"$work/wasmtime.out" 2>&1 &
+pids+=($!)
+wasmtime_url="http://127.0.0.1:$port/hello/bench"
+wait_for_200 "$wasmtime_url"
+
+# wrk output -> "requests_per_s p50_ms p99_ms"
+measure() {
+  wrk -t1 -c"$connections" -d"${duration}s" --latency "$1" | awk '
+    function ms(v) {
+      if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
+      if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
+      if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000 }
+      return v
+    }
+    $1 == "50%" { p50 = ms($2) }
+    $1 == "99%" { p99 = ms($2) }
+    $1 == "Requests/sec:" { rps = $2 }
+    / Non-2xx or 3xx responses:/ { bad = $NF }
+    /Socket errors/ { errors = $0 }
+    END {
+      if (bad > 0) { print "bench: " bad " non-2xx answers" > "/dev/stderr"; exit 1 }
+      printf "%.0f %.3f %.3f\n", rps, p50, p99
+    }'
+}
+
+echo "warming up"
+wrk -t1 -c"$connections" -d2s "$edge_url" >/dev/null
+wrk -t1 -c"$connections" -d2s "$wasmtime_url" >/dev/null
+
+printf '%-6s %-10s %12s %10s %10s\n' round server "requests/s" "p50 ms" "p99 ms"
+: >"$work/edge.results"
+: >"$work/wasmtime.results"
+for round in $(seq 1 "$rounds"); do
+  for server in edge wasmtime; do
+    url=$edge_url
+    [[ $server == wasmtime ]] && url=$wasmtime_url
+    read -r rps p50 p99 < <(measure "$url")
+    echo "$rps $p50 $p99" >>"$work/$server.results"
+    printf '%-6s %-10s %12s %10s %10s\n' "$round" "$server" "$rps" "$p50" "$p99"
+  done
+done
+
+median() { sort -n -k1,1 "$1" | awk -v n="$rounds" 'NR == int((n + 1) / 2)'; }
+read -r e_rps e_p50 e_p99 < <(median "$work/edge.results")
+read -r w_rps w_p50 w_p99 < <(median "$work/wasmtime.results")
+echo
+echo "median of $rounds rounds, wrk -t1 -c$connections -d${duration}s, $(nproc) cores, $(uname -m)"
+printf '%-16s %12s %10s %10s\n' server "requests/s" "p50 ms" "p99 ms"
+printf '%-16s %12s %10s %10s\n' edge "$e_rps" "$e_p50" "$e_p99"
+printf '%-16s %12s %10s %10s\n' "wasmtime serve" "$w_rps" "$w_p50" "$w_p99"
+awk -v a="$e_rps" -v b="$w_rps" -v c="$e_p99" -v d="$w_p99" \
+  'BEGIN { printf "edge / wasmtime serve: throughput %.2fx, p99 %.2fx\n", a / b, c / d }'
