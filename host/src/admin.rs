@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth;
 use crate::error::DeployError;
+use crate::kv::KvError;
 use crate::node::{DeploySpec, Node};
 use crate::repository::{AppRecord, VersionRecord};
 
@@ -28,6 +29,7 @@ pub struct AdminState {
 
 /// The admin router; tests drive it without a socket.
 pub fn router(state: AdminState) -> Router {
+    let kv_value_limit = state.node.kv.config().max_value_bytes.saturating_add(1);
     let protected = Router::new()
         .route("/v1/apps", get(list_apps))
         .route(
@@ -35,6 +37,14 @@ pub fn router(state: AdminState) -> Router {
             get(get_app).put(deploy_app).delete(remove_app),
         )
         .route("/v1/apps/{name}/rollback", post(rollback_app))
+        .route("/v1/apps/{name}/kv/{bucket}", get(kv_api::list_keys))
+        .route(
+            "/v1/apps/{name}/kv/{bucket}/{key}",
+            get(kv_api::get_value)
+                .put(kv_api::set_value)
+                .delete(kv_api::delete_value)
+                .layer(DefaultBodyLimit::max(kv_value_limit)),
+        )
         .route("/metrics", get(metrics))
         // The deploy handler enforces the upload limit itself, with a clear error.
         .layer(DefaultBodyLimit::disable())
@@ -76,6 +86,8 @@ pub struct AppView {
     pub size: u64,
     pub deployed_at: u64,
     pub env: Vec<String>,
+    /// Whether the app has a key-value namespace.
+    pub kv: bool,
     pub previous: Option<PreviousView>,
 }
 
@@ -94,6 +106,7 @@ impl From<&AppRecord> for AppView {
             route,
             env,
             deployed_at,
+            grants,
         } = &record.current;
         Self {
             name: record.name.clone(),
@@ -102,6 +115,7 @@ impl From<&AppRecord> for AppView {
             size: *size,
             deployed_at: *deployed_at,
             env: env.iter().map(|(k, _)| k.clone()).collect(),
+            kv: grants.kv,
             previous: record.previous.as_ref().map(|p| PreviousView {
                 digest: p.digest.clone(),
                 route: p.route.clone(),
@@ -169,6 +183,7 @@ fn parse_deploy_query(query: &str) -> Result<DeploySpec, ApiError> {
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         match key.as_ref() {
             "route" => spec.route = Some(value.into_owned()),
+            "kv" => spec.grants.kv = parse_flag(&key, &value)?,
             "env" => {
                 let (k, v) = value.split_once('=').ok_or_else(|| {
                     ApiError::new(
@@ -181,7 +196,7 @@ fn parse_deploy_query(query: &str) -> Result<DeploySpec, ApiError> {
             other => {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
-                    format!("unknown deploy option {other:?}: expected route or env"),
+                    format!("unknown deploy option {other:?}: expected route, env or kv"),
                 ));
             }
         }
@@ -189,11 +204,29 @@ fn parse_deploy_query(query: &str) -> Result<DeploySpec, ApiError> {
     Ok(spec)
 }
 
+fn parse_flag(key: &str, value: &str) -> Result<bool, ApiError> {
+    match value {
+        "" | "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        other => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid value {other:?} for {key}: expected true or false"),
+        )),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RemoveQuery {
+    #[serde(default)]
+    delete_data: bool,
+}
+
 async fn remove_app(
     State(state): State<AdminState>,
     Path(name): Path<String>,
+    Query(query): Query<RemoveQuery>,
 ) -> Result<Response, ApiError> {
-    let record = state.node.remove(&name).await?;
+    let record = state.node.remove(&name, query.delete_data).await?;
     Ok(axum::Json(AppView::from(&record)).into_response())
 }
 
@@ -253,5 +286,87 @@ impl IntoResponse for ApiError {
         );
         let body = serde_json::json!({ "error": self.message }).to_string();
         (self.status, headers, body).into_response()
+    }
+}
+
+impl From<KvError> for ApiError {
+    fn from(err: KvError) -> Self {
+        let status = match err {
+            KvError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            KvError::KeyTooLarge { .. } | KvError::ValueTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self::new(status, err.to_string())
+    }
+}
+
+/// Operator access to an app's key-value data (`edge kv`).
+mod kv_api {
+    use super::*;
+    use crate::kv::KeyPage;
+    use crate::names::validate_app_name;
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct ListQuery {
+        after: Option<String>,
+    }
+
+    fn bucket(state: &AdminState, app: &str, bucket: &str) -> Result<crate::kv::Bucket, ApiError> {
+        validate_app_name(app).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
+        Ok(state.node.kv.bucket(app, bucket)?)
+    }
+
+    pub async fn list_keys(
+        State(state): State<AdminState>,
+        Path((app, name)): Path<(String, String)>,
+        Query(query): Query<ListQuery>,
+    ) -> Result<axum::Json<KeyPage>, ApiError> {
+        let bucket = bucket(&state, &app, &name)?;
+        let page_size = state.node.kv.config().page_size;
+        Ok(axum::Json(
+            bucket.list_keys(query.after.as_deref(), page_size)?,
+        ))
+    }
+
+    pub async fn get_value(
+        State(state): State<AdminState>,
+        Path((app, name, key)): Path<(String, String, String)>,
+    ) -> Result<Response, ApiError> {
+        let bucket = bucket(&state, &app, &name)?;
+        match bucket.get(&key)? {
+            Some(value) => {
+                Ok(([(header::CONTENT_TYPE, "application/octet-stream")], value).into_response())
+            }
+            None => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no key {key:?} in bucket {name} of app {app}"),
+            )),
+        }
+    }
+
+    pub async fn set_value(
+        State(state): State<AdminState>,
+        Path((app, name, key)): Path<(String, String, String)>,
+        body: axum::body::Bytes,
+    ) -> Result<StatusCode, ApiError> {
+        let bucket = bucket(&state, &app, &name)?;
+        let kv = &state.node.kv;
+        kv.check_key(&key)?;
+        kv.check_value(&body)?;
+        bucket.set(&key, &body)?;
+        kv.persist().await?;
+        Ok(StatusCode::NO_CONTENT)
+    }
+
+    pub async fn delete_value(
+        State(state): State<AdminState>,
+        Path((app, name, key)): Path<(String, String, String)>,
+    ) -> Result<StatusCode, ApiError> {
+        let bucket = bucket(&state, &app, &name)?;
+        bucket.delete(&key)?;
+        state.node.kv.persist().await?;
+        Ok(StatusCode::NO_CONTENT)
     }
 }

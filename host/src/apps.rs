@@ -17,6 +17,8 @@ pub struct LoadedApp {
     pub pre: ProxyPre<HostState>,
     /// Requests in flight for this app (shared by all its versions).
     pub concurrency: Arc<Semaphore>,
+    /// The app's key-value namespace when it was granted `--kv`.
+    pub kv_namespace: Option<Arc<str>>,
 }
 
 /// Prefix routes, longest first, so the first match is the longest.

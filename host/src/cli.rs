@@ -26,10 +26,62 @@ enum Command {
     Deploy(DeployArgs),
     /// List deployed apps.
     List(ListArgs),
-    /// Stop serving an app and delete it.
-    Remove(NameArgs),
+    /// Stop serving an app and delete it (its key-value data stays unless --delete-data).
+    Remove(RemoveArgs),
     /// Make an app's previous version current again (run twice to undo).
     Rollback(NameArgs),
+    /// Read and change an app's key-value data.
+    #[command(subcommand)]
+    Kv(KvCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KvCommand {
+    /// List the keys of a bucket.
+    List(KvBucketArgs),
+    /// Print a value (raw bytes) to stdout.
+    Get(KvKeyArgs),
+    /// Store a value: the VALUE argument, or stdin when it is `-`.
+    Set(KvSetArgs),
+    /// Delete a key.
+    Delete(KvKeyArgs),
+}
+
+#[derive(Debug, Args)]
+struct KvBucketArgs {
+    app: String,
+    bucket: String,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(Debug, Args)]
+struct KvKeyArgs {
+    app: String,
+    bucket: String,
+    key: String,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(Debug, Args)]
+struct KvSetArgs {
+    app: String,
+    bucket: String,
+    key: String,
+    value: String,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(Debug, Args)]
+struct RemoveArgs {
+    name: String,
+    /// Also delete the app's key-value data (kept by default, so a redeploy finds it).
+    #[arg(long)]
+    delete_data: bool,
+    #[command(flatten)]
+    node: NodeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -80,6 +132,9 @@ struct DeployArgs {
     /// Environment variable for the app's instances, KEY=VALUE (repeatable).
     #[arg(long = "env", value_parser = parse_env)]
     env: Vec<(String, String)>,
+    /// Grant a private key-value namespace (wasi:keyvalue).
+    #[arg(long)]
+    kv: bool,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -135,10 +190,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Deploy(args) => runtime.block_on(deploy(args)),
         Command::List(args) => runtime.block_on(list(args)),
+        Command::Kv(command) => runtime.block_on(kv(command)),
         Command::Remove(args) => runtime.block_on(async {
             validate_app_name(&args.name).map_err(anyhow::Error::msg)?;
-            let app = args.node.client()?.remove(&args.name).await?;
-            println!("removed {} (was serving {})", app.name, app.route);
+            let app = args
+                .node
+                .client()?
+                .remove(&args.name, args.delete_data)
+                .await?;
+            let data = if args.delete_data {
+                "its key-value data was deleted"
+            } else if app.kv {
+                "its key-value data is kept; remove --delete-data deletes it"
+            } else {
+                "it had no key-value data"
+            };
+            println!("removed {} (was serving {}); {data}", app.name, app.route);
             Ok(())
         }),
         Command::Rollback(args) => runtime.block_on(async {
@@ -153,6 +220,41 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }),
     }
+}
+
+async fn kv(command: KvCommand) -> anyhow::Result<()> {
+    use std::io::{Read as _, Write as _};
+    match command {
+        KvCommand::List(a) => {
+            for key in a.node.client()?.kv_list(&a.app, &a.bucket).await? {
+                println!("{key}");
+            }
+        }
+        KvCommand::Get(a) => {
+            let value = a.node.client()?.kv_get(&a.app, &a.bucket, &a.key).await?;
+            std::io::stdout().write_all(&value)?;
+        }
+        KvCommand::Set(a) => {
+            let value = if a.value == "-" {
+                let mut buf = Vec::new();
+                std::io::stdin().read_to_end(&mut buf)?;
+                buf
+            } else {
+                a.value.into_bytes()
+            };
+            a.node
+                .client()?
+                .kv_set(&a.app, &a.bucket, &a.key, value)
+                .await?;
+        }
+        KvCommand::Delete(a) => {
+            a.node
+                .client()?
+                .kv_delete(&a.app, &a.bucket, &a.key)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 fn serve_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
@@ -173,7 +275,13 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     validate_app_name(&args.name).map_err(anyhow::Error::msg)?;
     let client = args.node.client()?;
     let reply = client
-        .deploy(&args.name, &args.file, args.route.as_deref(), &args.env)
+        .deploy(
+            &args.name,
+            &args.file,
+            args.route.as_deref(),
+            &args.env,
+            args.kv,
+        )
         .await?;
     let compiled = if reply.compile_ms > 0.0 {
         format!("compiled in {:.0} ms", reply.compile_ms)

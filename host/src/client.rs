@@ -62,12 +62,75 @@ impl AdminClient {
         format!("{}{path}", self.base)
     }
 
+    /// URL of an app's bucket or key; segments are percent-encoded, so keys may hold `/`.
+    fn kv_url(&self, app: &str, bucket: &str, key: Option<&str>) -> anyhow::Result<reqwest::Url> {
+        let mut url = reqwest::Url::parse(&self.url("/v1/apps"))
+            .with_context(|| format!("invalid node URL {}", self.base))?;
+        {
+            let mut segments = url
+                .path_segments_mut()
+                .map_err(|()| anyhow::anyhow!("invalid node URL {}", self.base))?;
+            segments.extend([app, "kv", bucket]);
+            if let Some(key) = key {
+                segments.push(key);
+            }
+        }
+        Ok(url)
+    }
+
+    pub async fn kv_list(&self, app: &str, bucket: &str) -> anyhow::Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut request = self.http.get(self.kv_url(app, bucket, None)?);
+            if let Some(after) = &after {
+                request = request.query(&[("after", after)]);
+            }
+            let page: crate::kv::KeyPage = self.send(request).await?.json().await?;
+            keys.extend(page.keys);
+            match page.next_after {
+                Some(next) => after = Some(next),
+                None => return Ok(keys),
+            }
+        }
+    }
+
+    pub async fn kv_get(&self, app: &str, bucket: &str, key: &str) -> anyhow::Result<Vec<u8>> {
+        let response = self
+            .send(self.http.get(self.kv_url(app, bucket, Some(key))?))
+            .await?;
+        Ok(response.bytes().await?.to_vec())
+    }
+
+    pub async fn kv_set(
+        &self,
+        app: &str,
+        bucket: &str,
+        key: &str,
+        value: Vec<u8>,
+    ) -> anyhow::Result<()> {
+        self.send(
+            self.http
+                .put(self.kv_url(app, bucket, Some(key))?)
+                .body(value),
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn kv_delete(&self, app: &str, bucket: &str, key: &str) -> anyhow::Result<()> {
+        self.send(self.http.delete(self.kv_url(app, bucket, Some(key))?))
+            .await?;
+        Ok(())
+    }
+
     pub async fn deploy(
         &self,
         name: &str,
         file: &Path,
         route: Option<&str>,
         env: &[(String, String)],
+        kv: bool,
     ) -> anyhow::Result<DeployReply> {
         let bytes = std::fs::read(file)
             .with_context(|| format!("cannot read component file {}", file.display()))?;
@@ -87,6 +150,9 @@ impl AdminClient {
         for (key, value) in env {
             query.push(("env", format!("{key}={value}")));
         }
+        if kv {
+            query.push(("kv", "true".to_string()));
+        }
         let request = self
             .http
             .put(self.url(&format!("/v1/apps/{name}")))
@@ -103,9 +169,13 @@ impl AdminClient {
         response.json().await.context("decoding the app list")
     }
 
-    pub async fn remove(&self, name: &str) -> anyhow::Result<AppView> {
+    pub async fn remove(&self, name: &str, delete_data: bool) -> anyhow::Result<AppView> {
         let response = self
-            .send(self.http.delete(self.url(&format!("/v1/apps/{name}"))))
+            .send(
+                self.http
+                    .delete(self.url(&format!("/v1/apps/{name}")))
+                    .query(&[("delete_data", delete_data)]),
+            )
             .await?;
         response.json().await.context("decoding the remove reply")
     }

@@ -38,6 +38,7 @@ pub struct NodeConfig {
     pub server: ServerConfig,
     pub limits: LimitsConfig,
     pub pool: PoolConfig,
+    pub kv: crate::kv::KvConfig,
 }
 
 /// Where the node listens and keeps its data.
@@ -172,6 +173,9 @@ impl NodeConfig {
         }
         if self.limits.max_concurrent_requests_per_app == 0 {
             return invalid("limits.max_concurrent_requests_per_app must be at least 1");
+        }
+        if self.kv.page_size == 0 || self.kv.max_key_bytes == 0 {
+            return invalid("kv.page_size and kv.max_key_bytes must be at least 1");
         }
         if self.pool.max_instances == 0 {
             return invalid("pool.max_instances must be at least 1");

@@ -16,6 +16,8 @@ pub enum DeployError {
     WrongWorld(String),
     #[error("{0}")]
     MissingImport(String),
+    #[error("{0}")]
+    MissingGrant(String),
     #[error(
         "the component is larger than this node's limit of {limit} bytes ([limits] max_component_bytes)"
     )]
@@ -38,9 +40,9 @@ impl DeployError {
             DeployError::InvalidName(_)
             | DeployError::InvalidRoute(_)
             | DeployError::InvalidComponent(_) => StatusCode::BAD_REQUEST,
-            DeployError::WrongWorld(_) | DeployError::MissingImport(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            DeployError::WrongWorld(_)
+            | DeployError::MissingImport(_)
+            | DeployError::MissingGrant(_) => StatusCode::UNPROCESSABLE_ENTITY,
             DeployError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             DeployError::RouteConflict { .. } | DeployError::NoPreviousVersion(_) => {
                 StatusCode::CONFLICT

@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::time::Instant;
 
+use crate::kv::{KvCtx, KvView};
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -20,10 +21,13 @@ pub struct HostState {
     http: WasiHttpCtx,
     hooks: DenyOutgoingHttp,
     limits: StoreLimits,
+    kv: KvCtx,
 }
 
-/// What a store needs from the app it runs: its environment and its limits.
+/// What a store needs from the app it runs: its environment, grants and limits.
 pub struct StoreSettings<'a> {
+    /// Key-value access (denied unless the app was granted `--kv`).
+    pub kv: KvCtx,
     pub env: &'a [(String, String)],
     pub memory_bytes: usize,
     /// When the guest is interrupted if it is still running wasm code.
@@ -32,7 +36,7 @@ pub struct StoreSettings<'a> {
 
 impl HostState {
     /// Creates the store for one request, with memory limit and epoch deadline set.
-    pub fn new_store(engine: &Engine, settings: &StoreSettings<'_>) -> Store<HostState> {
+    pub fn new_store(engine: &Engine, settings: StoreSettings<'_>) -> Store<HostState> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(settings.env).inherit_stdout().inherit_stderr();
         let state = HostState {
@@ -44,6 +48,7 @@ impl HostState {
                 .memory_size(settings.memory_bytes)
                 .instances(64)
                 .build(),
+            kv: settings.kv,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limits);
@@ -62,6 +67,13 @@ impl HostState {
             }
         });
         store
+    }
+}
+
+impl HostState {
+    /// The key-value view of this store.
+    pub fn kv(&mut self) -> KvView<'_> {
+        KvView::new(&mut self.kv, &mut self.table)
     }
 }
 
@@ -109,11 +121,12 @@ impl WasiHttpHooks for DenyOutgoingHttp {
     }
 }
 
-/// The linker shared by every app: all of WASI 0.2 (capabilities denied by default) plus
-/// `wasi:http`. Older 0.2.x patch versions resolve against these by semver.
+/// The linker shared by every app: all of WASI 0.2 (capabilities denied by default),
+/// `wasi:http` and `wasi:keyvalue` (refused at deploy to apps without the grant). Older 0.2.x patch versions resolve against these by semver.
 pub fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    crate::kv::add_to_linker(&mut linker)?;
     Ok(linker)
 }

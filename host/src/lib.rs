@@ -11,7 +11,7 @@
 //! - [`admin`] and [`server`]: the admin API and the data plane;
 //! - [`node`]: deploy, remove, rollback and restore, built on [`apps`] (routing table),
 //!   [`repository`] (persistence), [`validate`] and [`engine`] (wasmtime);
-//! - [`host_state`]: what a guest instance can reach;
+//! - [`host_state`]: what a guest instance can reach, with [`kv`] (`wasi:keyvalue` on sled);
 //! - [`config`], [`auth`], [`names`], [`error`], [`metrics`]: the supporting pieces.
 
 pub mod admin;
@@ -24,6 +24,7 @@ pub mod daemon;
 pub mod engine;
 pub mod error;
 pub mod host_state;
+pub mod kv;
 pub mod metrics;
 pub mod names;
 pub mod node;

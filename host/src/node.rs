@@ -17,9 +17,10 @@ use crate::apps::{LiveRoutes, LoadedApp, RoutingTable};
 use crate::config::NodeConfig;
 use crate::engine::NodeEngine;
 use crate::error::DeployError;
+use crate::kv::KvBackend;
 use crate::metrics::Metrics;
 use crate::names::{normalize_route, validate_app_name};
-use crate::repository::{AppRecord, Repository, VersionRecord};
+use crate::repository::{AppRecord, Grants, Repository, VersionRecord};
 use crate::validate;
 
 /// What a deploy asks for besides the component bytes.
@@ -28,6 +29,7 @@ pub struct DeploySpec {
     /// Route prefix; `/NAME` when absent.
     pub route: Option<String>,
     pub env: Vec<(String, String)>,
+    pub grants: Grants,
 }
 
 /// What a successful deploy reports.
@@ -44,6 +46,7 @@ pub struct Node {
     pub repo: Repository,
     pub routes: LiveRoutes,
     pub metrics: Metrics,
+    pub kv: Arc<KvBackend>,
     /// Serialises changes (deploy, remove, rollback); requests never take it.
     changes: Mutex<()>,
 }
@@ -52,8 +55,10 @@ impl Node {
     /// Opens the repository and loads every deployed app from its precompiled artifact.
     pub fn open(config: NodeConfig) -> anyhow::Result<Arc<Self>> {
         let engine = NodeEngine::new(&config.pool, &config.limits)?;
-        let repo = Repository::open(&config.server.data_dir)?;
+        let repo = Repository::open(&config.server.data_dir, config.kv.flush_interval_ms)?;
+        let kv = KvBackend::new(repo.db(), config.kv.clone());
         let node = Arc::new(Self {
+            kv,
             config,
             engine,
             repo,
@@ -119,6 +124,7 @@ impl Node {
     ) -> Result<LoadedApp, DeployError> {
         let engine = &self.engine.engine;
         validate::check_exports(engine, component)?;
+        validate::check_grants(engine, component, &version.grants)?;
         let instance_pre = self
             .engine
             .linker
@@ -133,6 +139,7 @@ impl Node {
         });
         Ok(LoadedApp {
             name: name.to_string(),
+            kv_namespace: version.grants.kv.then(|| Arc::from(name)),
             version,
             pre,
             concurrency,
@@ -180,6 +187,7 @@ impl Node {
             size,
             route,
             env: spec.env,
+            grants: spec.grants,
             deployed_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -268,8 +276,9 @@ impl Node {
         Ok((self.engine.load_artifact(&path)?, compile_time))
     }
 
-    /// Stops serving `name` and forgets it (both versions).
-    pub async fn remove(&self, name: &str) -> Result<AppRecord, DeployError> {
+    /// Stops serving `name` and forgets it (both versions). Its key-value data stays (a
+    /// redeploy finds it again) unless `delete_data` is set.
+    pub async fn remove(&self, name: &str, delete_data: bool) -> Result<AppRecord, DeployError> {
         validate_app_name(name).map_err(DeployError::InvalidName)?;
         let _change = self.changes.lock().await;
         let record = self
@@ -279,6 +288,13 @@ impl Node {
         self.routes.replace(self.routes.snapshot().without(name));
         if let Err(err) = self.repo.collect_garbage() {
             tracing::warn!("removing unused files of {name}: {err:#}");
+        }
+        if delete_data {
+            let buckets = self
+                .kv
+                .delete_app_data(name)
+                .map_err(|err| anyhow::anyhow!("deleting key-value data of {name}: {err}"))?;
+            tracing::info!(app = name, buckets, "deleted key-value data");
         }
         tracing::info!(app = name, "removed");
         Ok(record)

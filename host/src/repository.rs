@@ -30,6 +30,17 @@ pub struct VersionRecord {
     pub env: Vec<(String, String)>,
     /// Seconds since the Unix epoch.
     pub deployed_at: u64,
+    /// Capabilities granted to this version.
+    #[serde(default)]
+    pub grants: Grants,
+}
+
+/// Capabilities an app version was deployed with (deny by default).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Grants {
+    /// `--kv`: a private key-value namespace.
+    #[serde(default)]
+    pub kv: bool,
 }
 
 /// An app: its serving version and the one `rollback` returns to.
@@ -50,7 +61,8 @@ pub struct Repository {
 
 impl Repository {
     /// Opens (creating if needed) the store under `data_dir`.
-    pub fn open(data_dir: &Path) -> anyhow::Result<Self> {
+    /// `flush_every_ms`: how often sled writes buffered data in the background.
+    pub fn open(data_dir: &Path, flush_every_ms: u64) -> anyhow::Result<Self> {
         let components = data_dir.join("components");
         let artifacts = data_dir.join("artifacts");
         for dir in [&components, &artifacts] {
@@ -58,19 +70,25 @@ impl Repository {
                 .with_context(|| format!("creating data folder {}", dir.display()))?;
         }
         let db_path = data_dir.join("db");
-        let db = sled::open(&db_path).map_err(|err| match err {
-            sled::Error::Io(io)
-                if io.kind() == std::io::ErrorKind::WouldBlock
-                    || io.to_string().contains("could not acquire lock") =>
-            {
-                anyhow::anyhow!(
-                    "data folder {} is in use by another edge node; stop it or pass another \
+        let db = sled::Config::new()
+            .path(&db_path)
+            .flush_every_ms(Some(flush_every_ms.max(1)))
+            .open()
+            .map_err(|err| match err {
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("could not acquire lock") =>
+                {
+                    anyhow::anyhow!(
+                        "data folder {} is in use by another edge node; stop it or pass another \
                  --data-dir",
-                    data_dir.display()
-                )
-            }
-            other => anyhow::anyhow!("opening metadata database {}: {other}", db_path.display()),
-        })?;
+                        data_dir.display()
+                    )
+                }
+                other => {
+                    anyhow::anyhow!("opening metadata database {}: {other}", db_path.display())
+                }
+            })?;
         let apps = db.open_tree("apps").context("opening the apps tree")?;
         Ok(Self {
             components,
@@ -78,6 +96,11 @@ impl Repository {
             db,
             apps,
         })
+    }
+
+    /// The database, shared with the key-value store.
+    pub fn db(&self) -> sled::Db {
+        self.db.clone()
     }
 
     pub fn component_path(&self, digest: &str) -> PathBuf {
@@ -225,6 +248,7 @@ mod tests {
             route: "/a".into(),
             env: vec![],
             deployed_at: 0,
+            grants: Grants::default(),
         }
     }
 
@@ -237,17 +261,17 @@ mod tests {
             previous: Some(version("aa")),
         };
         {
-            let repo = Repository::open(dir.path()).unwrap();
+            let repo = Repository::open(dir.path(), 500).unwrap();
             repo.put_app(&record).unwrap();
         }
-        let repo = Repository::open(dir.path()).unwrap();
+        let repo = Repository::open(dir.path(), 500).unwrap();
         assert_eq!(repo.get_app("a").unwrap(), Some(record));
     }
 
     #[test]
     fn garbage_collection_keeps_current_and_previous_only() {
         let dir = tempfile::tempdir().unwrap();
-        let repo = Repository::open(dir.path()).unwrap();
+        let repo = Repository::open(dir.path(), 500).unwrap();
         for digest in ["aa", "bb", "cc"] {
             repo.store_component(digest, b"x").unwrap();
             repo.store_artifact(digest, "e1", b"y").unwrap();
@@ -267,8 +291,8 @@ mod tests {
     #[test]
     fn second_open_of_same_data_dir_is_refused_clearly() {
         let dir = tempfile::tempdir().unwrap();
-        let _first = Repository::open(dir.path()).unwrap();
-        let err = Repository::open(dir.path()).err().unwrap().to_string();
+        let _first = Repository::open(dir.path(), 500).unwrap();
+        let err = Repository::open(dir.path(), 500).err().unwrap().to_string();
         assert!(err.contains("in use by another edge node"), "{err}");
     }
 }

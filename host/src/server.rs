@@ -22,6 +22,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use crate::apps::LoadedApp;
 use crate::host_state::{HostState, StoreSettings};
+use crate::kv::KvCtx;
 use crate::metrics::Outcome;
 use crate::node::Node;
 
@@ -128,11 +129,12 @@ async fn run_guest(
     let limits = &node.config.limits;
     let timeout = limits.request_timeout();
     let settings = StoreSettings {
+        kv: KvCtx::new(node.kv.clone(), app.kv_namespace.clone()),
         env: &app.version.env,
         memory_bytes: limits.memory_bytes(),
         deadline: Instant::now() + timeout,
     };
-    let mut store = HostState::new_store(&node.engine.engine, &settings);
+    let mut store = HostState::new_store(&node.engine.engine, settings);
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let prepared = store
         .data_mut()

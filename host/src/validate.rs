@@ -7,6 +7,7 @@ use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 
 use crate::error::DeployError;
+use crate::repository::Grants;
 
 /// The export every servable component must have (any 0.2.x patch version).
 pub const HTTP_HANDLER_EXPORT: &str = "wasi:http/incoming-handler@0.2";
@@ -60,6 +61,26 @@ pub fn check_exports(engine: &Engine, component: &Component) -> Result<(), Deplo
         "the component does not export wasi:http/incoming-handler@0.2.x (it exports {found}); \
          build it for the wasi:http/proxy world"
     )))
+}
+
+/// Refuses imports of capabilities the app was not granted, naming the grant to add.
+pub fn check_grants(
+    engine: &Engine,
+    component: &Component,
+    grants: &Grants,
+) -> Result<(), DeployError> {
+    let ty = component.component_type();
+    let kv_import = ty
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .find(|name| name.starts_with(crate::kv::KV_IMPORT_PREFIX));
+    match kv_import {
+        Some(import) if !grants.kv => Err(DeployError::MissingGrant(format!(
+            "the component imports `{import}` but was deployed without a key-value grant; \
+             redeploy with --kv to give it its own key-value namespace"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Turns an `instantiate_pre` failure into an error naming the first import this node lacks.
