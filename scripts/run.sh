@@ -24,11 +24,13 @@ done
 data=$(sed -n 's/^edge: data plane listening on //p' "$log")
 
 "$edge" deploy hello "$guests/hello.wasm" --node "$admin"
+"$edge" deploy counter "$guests/counter.wasm" --kv --node "$admin"
 
 cat <<MSG
 
 The node is serving. Try:
   curl $data/hello/world
+  curl -X POST $data/counter/incr/visits
   $edge list
 Press ctrl-c to stop it.
 MSG

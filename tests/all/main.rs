@@ -6,4 +6,5 @@ mod bad_input;
 mod deploy;
 mod guest_limits;
 mod harness;
+mod kv;
 mod restart;
