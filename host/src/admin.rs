@@ -88,7 +88,17 @@ pub struct AppView {
     pub env: Vec<String>,
     /// Whether the app has a key-value namespace.
     pub kv: bool,
+    /// Present when the app runs from a deploy-time snapshot.
+    pub snapshot: Option<SnapshotView>,
     pub previous: Option<PreviousView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotView {
+    /// Size of the snapshotted component in bytes.
+    pub size: u64,
+    /// How long the init function ran at deploy, in ms.
+    pub init_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,6 +117,7 @@ impl From<&AppRecord> for AppView {
             env,
             deployed_at,
             grants,
+            snapshot,
         } = &record.current;
         Self {
             name: record.name.clone(),
@@ -116,6 +127,10 @@ impl From<&AppRecord> for AppView {
             deployed_at: *deployed_at,
             env: env.iter().map(|(k, _)| k.clone()).collect(),
             kv: grants.kv,
+            snapshot: snapshot.as_ref().map(|s| SnapshotView {
+                size: s.size,
+                init_ms: s.init_ms,
+            }),
             previous: record.previous.as_ref().map(|p| PreviousView {
                 digest: p.digest.clone(),
                 route: p.route.clone(),
@@ -184,6 +199,7 @@ fn parse_deploy_query(query: &str) -> Result<DeploySpec, ApiError> {
         match key.as_ref() {
             "route" => spec.route = Some(value.into_owned()),
             "kv" => spec.grants.kv = parse_flag(&key, &value)?,
+            "snapshot" => spec.snapshot = parse_flag(&key, &value)?,
             "env" => {
                 let (k, v) = value.split_once('=').ok_or_else(|| {
                     ApiError::new(
@@ -196,7 +212,7 @@ fn parse_deploy_query(query: &str) -> Result<DeploySpec, ApiError> {
             other => {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
-                    format!("unknown deploy option {other:?}: expected route, env or kv"),
+                    format!("unknown deploy option {other:?}: expected route, env, kv or snapshot"),
                 ));
             }
         }
@@ -239,7 +255,7 @@ async fn rollback_app(
 }
 
 async fn metrics(State(state): State<AdminState>) -> Response {
-    let apps = state.node.routes.snapshot().apps().count();
+    let apps = state.node.routes.current().apps().count();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.node.metrics.render(apps),

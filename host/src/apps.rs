@@ -94,7 +94,7 @@ pub struct LiveRoutes {
 }
 
 impl LiveRoutes {
-    pub fn snapshot(&self) -> Arc<RoutingTable> {
+    pub fn current(&self) -> Arc<RoutingTable> {
         match self.current.read() {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),

@@ -135,6 +135,9 @@ struct DeployArgs {
     /// Grant a private key-value namespace (wasi:keyvalue).
     #[arg(long)]
     kv: bool,
+    /// Do not run the component's `wizer-initialize` at deploy (serve it un-snapshotted).
+    #[arg(long)]
+    no_snapshot: bool,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -281,20 +284,30 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
             args.route.as_deref(),
             &args.env,
             args.kv,
+            !args.no_snapshot,
         )
         .await?;
+    let snapshot = match &reply.app.snapshot {
+        Some(s) => format!(
+            ", snapshot of {} after a {:.0} ms init",
+            human_size(s.size),
+            s.init_ms
+        ),
+        None => String::new(),
+    };
     let compiled = if reply.compile_ms > 0.0 {
         format!("compiled in {:.0} ms", reply.compile_ms)
     } else {
         "already compiled".to_string()
     };
     println!(
-        "{} {} now serves {} ({}, {}){}",
+        "{} {} now serves {} ({}, {}{}){}",
         reply.app.name,
         short_digest(&reply.app.digest),
         reply.url,
         human_size(reply.app.size),
         compiled,
+        snapshot,
         if reply.app.previous.is_some() {
             "; previous version kept for `edge rollback`"
         } else {
@@ -315,16 +328,20 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<20} {:<24} {:<14} {:>10}  PREVIOUS",
-        "NAME", "ROUTE", "DIGEST", "SIZE"
+        "{:<20} {:<24} {:<14} {:>10} {:>4} {:>10}  PREVIOUS",
+        "NAME", "ROUTE", "DIGEST", "SIZE", "KV", "SNAPSHOT"
     );
     for app in apps {
         println!(
-            "{:<20} {:<24} {:<14} {:>10}  {}",
+            "{:<20} {:<24} {:<14} {:>10} {:>4} {:>10}  {}",
             app.name,
             app.route,
             short_digest(&app.digest),
             human_size(app.size),
+            if app.kv { "yes" } else { "-" },
+            app.snapshot
+                .as_ref()
+                .map_or_else(|| "-".to_string(), |s| human_size(s.size)),
             app.previous
                 .as_ref()
                 .map_or("-", |p| short_digest(&p.digest))

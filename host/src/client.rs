@@ -131,6 +131,7 @@ impl AdminClient {
         route: Option<&str>,
         env: &[(String, String)],
         kv: bool,
+        snapshot: bool,
     ) -> anyhow::Result<DeployReply> {
         let bytes = std::fs::read(file)
             .with_context(|| format!("cannot read component file {}", file.display()))?;
@@ -152,6 +153,9 @@ impl AdminClient {
         }
         if kv {
             query.push(("kv", "true".to_string()));
+        }
+        if !snapshot {
+            query.push(("snapshot", "false".to_string()));
         }
         let request = self
             .http

@@ -18,6 +18,8 @@ pub enum DeployError {
     MissingImport(String),
     #[error("{0}")]
     MissingGrant(String),
+    #[error("{0}")]
+    InitFailed(String),
     #[error(
         "the component is larger than this node's limit of {limit} bytes ([limits] max_component_bytes)"
     )]
@@ -42,7 +44,8 @@ impl DeployError {
             | DeployError::InvalidComponent(_) => StatusCode::BAD_REQUEST,
             DeployError::WrongWorld(_)
             | DeployError::MissingImport(_)
-            | DeployError::MissingGrant(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            | DeployError::MissingGrant(_)
+            | DeployError::InitFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             DeployError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             DeployError::RouteConflict { .. } | DeployError::NoPreviousVersion(_) => {
                 StatusCode::CONFLICT

@@ -30,4 +30,5 @@ pub mod names;
 pub mod node;
 pub mod repository;
 pub mod server;
+pub mod snapshot;
 pub mod validate;

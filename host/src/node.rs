@@ -20,16 +20,30 @@ use crate::error::DeployError;
 use crate::kv::KvBackend;
 use crate::metrics::Metrics;
 use crate::names::{normalize_route, validate_app_name};
-use crate::repository::{AppRecord, Grants, Repository, VersionRecord};
+use crate::repository::{AppRecord, Grants, Repository, SnapshotRecord, VersionRecord};
+use crate::snapshot;
 use crate::validate;
 
 /// What a deploy asks for besides the component bytes.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DeploySpec {
     /// Route prefix; `/NAME` when absent.
     pub route: Option<String>,
     pub env: Vec<(String, String)>,
     pub grants: Grants,
+    /// Run the component's init function at deploy when it exports one (default on).
+    pub snapshot: bool,
+}
+
+impl Default for DeploySpec {
+    fn default() -> Self {
+        Self {
+            route: None,
+            env: Vec::new(),
+            grants: Grants::default(),
+            snapshot: true,
+        }
+    }
 }
 
 /// What a successful deploy reports.
@@ -98,7 +112,8 @@ impl Node {
         concurrency: Option<Arc<Semaphore>>,
     ) -> Result<LoadedApp, DeployError> {
         let tag = self.engine.compatibility_tag();
-        let artifact = self.repo.artifact_path(&version.digest, &tag);
+        let served = version.served_digest();
+        let artifact = self.repo.artifact_path(served, &tag);
         let component = match self.engine.load_artifact(&artifact) {
             Ok(component) => component,
             Err(err) => {
@@ -107,8 +122,8 @@ impl Node {
                     "recompiling from the stored original ({err:#}); this happens once after \
                      an engine upgrade"
                 );
-                let wasm = self.repo.read_component(&version.digest)?;
-                self.compiled_component(&version.digest, &wasm)?.0
+                let wasm = self.repo.read_component(served)?;
+                self.compiled_component(served, &wasm)?.0
             }
         };
         self.prepare(name, version.clone(), &component, concurrency)
@@ -132,6 +147,11 @@ impl Node {
             .map_err(|err| validate::explain_missing_import(engine, component, &err.into()))?;
         let pre = ProxyPre::new(instance_pre)
             .map_err(|err| DeployError::WrongWorld(format!("{err:#}")))?;
+        // Build the copy-on-write memory images now rather than on the first request (for a
+        // snapshot that is a multi-megabyte copy the first caller would wait for).
+        component
+            .initialize_copy_on_write_image()
+            .map_err(|err| anyhow::anyhow!("preparing memory images: {err:#}"))?;
         let concurrency = concurrency.unwrap_or_else(|| {
             Arc::new(Semaphore::new(
                 self.config.limits.max_concurrent_requests_per_app,
@@ -175,19 +195,25 @@ impl Node {
         validate::check_binary_kind(&wasm)?;
 
         let _change = self.changes.lock().await;
-        if let Some(owner) = self.routes.snapshot().route_owner(&route, name) {
+        if let Some(owner) = self.routes.current().route_owner(&route, name) {
             return Err(DeployError::RouteConflict {
                 route,
                 owner: owner.name.clone(),
             });
         }
         let previous = self.repo.get_app(name)?;
+        let snapshot = if spec.snapshot && snapshot::exports_init(&wasm) {
+            Some(self.pre_initialise(&wasm).await?)
+        } else {
+            None
+        };
         let version = VersionRecord {
             digest: hex::encode(sha2::Sha256::digest(&wasm)),
             size,
             route,
             env: spec.env,
             grants: spec.grants,
+            snapshot: snapshot.as_ref().map(|(record, _)| record.clone()),
             deployed_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -195,15 +221,16 @@ impl Node {
         };
         let concurrency = self
             .routes
-            .snapshot()
+            .current()
             .get(name)
             .map(|app| app.concurrency.clone());
 
         // Compilation is CPU-bound: keep it off the async workers.
         let node = self.clone();
         let app_name = name.to_string();
+        let snapshot_wasm = snapshot.map(|(_, bytes)| bytes);
         let prepared = tokio::task::spawn_blocking(move || {
-            node.compile_and_prepare(&app_name, version, wasm, concurrency)
+            node.compile_and_prepare(&app_name, version, wasm, snapshot_wasm, concurrency)
         })
         .await
         .context("compile task failed")??;
@@ -215,7 +242,7 @@ impl Node {
             previous: previous.map(|p| p.current),
         };
         self.repo.put_app(&record)?;
-        let table = self.routes.snapshot().with(Arc::new(loaded));
+        let table = self.routes.current().with(Arc::new(loaded));
         self.routes.replace(table);
         tracing::info!(
             app = name,
@@ -230,14 +257,36 @@ impl Node {
         })
     }
 
+    /// Runs the init function under wizer (on a blocking thread: it compiles) and returns
+    /// the snapshot's record and bytes.
+    async fn pre_initialise(&self, wasm: &[u8]) -> Result<(SnapshotRecord, Vec<u8>), DeployError> {
+        let engine = self.engine.engine.clone();
+        let memory = self.config.limits.memory_bytes();
+        let wasm = wasm.to_vec();
+        let runtime = tokio::runtime::Handle::current();
+        let snap = tokio::task::spawn_blocking(move || {
+            runtime.block_on(snapshot::snapshot(&engine, &wasm, memory))
+        })
+        .await
+        .context("snapshot task failed")??;
+        let record = SnapshotRecord {
+            digest: hex::encode(sha2::Sha256::digest(&snap.wasm)),
+            size: snap.wasm.len() as u64,
+            init_ms: snap.init_time.as_secs_f64() * 1e3,
+        };
+        Ok((record, snap.wasm))
+    }
+
     fn compile_and_prepare(
         &self,
         name: &str,
         version: VersionRecord,
         wasm: Vec<u8>,
+        snapshot_wasm: Option<Vec<u8>>,
         concurrency: Option<Arc<Semaphore>>,
     ) -> Result<(LoadedApp, Duration), DeployError> {
-        let (component, compile_time) = self.compiled_component(&version.digest, &wasm)?;
+        let served = snapshot_wasm.as_deref().unwrap_or(&wasm);
+        let (component, compile_time) = self.compiled_component(version.served_digest(), served)?;
         let prepared = self.prepare(name, version.clone(), &component, concurrency);
         if prepared.is_err() {
             // Nothing refers to this artifact; drop it (best effort) so junk does not pile up.
@@ -247,6 +296,9 @@ impl Node {
         }
         let loaded = prepared?;
         self.repo.store_component(&version.digest, &wasm)?;
+        if let (Some(record), Some(bytes)) = (&version.snapshot, &snapshot_wasm) {
+            self.repo.store_component(&record.digest, bytes)?;
+        }
         Ok((loaded, compile_time))
     }
 
@@ -285,7 +337,7 @@ impl Node {
             .repo
             .remove_app(name)?
             .ok_or_else(|| DeployError::NotFound(name.to_string()))?;
-        self.routes.replace(self.routes.snapshot().without(name));
+        self.routes.replace(self.routes.current().without(name));
         if let Err(err) = self.repo.collect_garbage() {
             tracing::warn!("removing unused files of {name}: {err:#}");
         }
@@ -313,7 +365,7 @@ impl Node {
             .previous
             .clone()
             .ok_or_else(|| DeployError::NoPreviousVersion(name.to_string()))?;
-        if let Some(owner) = self.routes.snapshot().route_owner(&previous.route, name) {
+        if let Some(owner) = self.routes.current().route_owner(&previous.route, name) {
             return Err(DeployError::RouteConflict {
                 route: previous.route,
                 owner: owner.name.clone(),
@@ -321,7 +373,7 @@ impl Node {
         }
         let concurrency = self
             .routes
-            .snapshot()
+            .current()
             .get(name)
             .map(|app| app.concurrency.clone());
         let node = self.clone();
@@ -338,7 +390,7 @@ impl Node {
         };
         self.repo.put_app(&rolled)?;
         self.routes
-            .replace(self.routes.snapshot().with(Arc::new(loaded)));
+            .replace(self.routes.current().with(Arc::new(loaded)));
         tracing::info!(app = name, digest = %rolled.current.digest, "rolled back");
         Ok(rolled)
     }

@@ -33,6 +33,29 @@ pub struct VersionRecord {
     /// Capabilities granted to this version.
     #[serde(default)]
     pub grants: Grants,
+    /// The pre-initialised component served instead of the original, when the component
+    /// exports an init function.
+    #[serde(default)]
+    pub snapshot: Option<SnapshotRecord>,
+}
+
+/// A deploy-time snapshot of a version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    /// Hex sha256 of the snapshotted component.
+    pub digest: String,
+    pub size: u64,
+    /// How long the init function ran at deploy, in ms.
+    pub init_ms: f64,
+}
+
+impl VersionRecord {
+    /// Digest of the component actually served: the snapshot when there is one.
+    pub fn served_digest(&self) -> &str {
+        self.snapshot
+            .as_ref()
+            .map_or(self.digest.as_str(), |s| s.digest.as_str())
+    }
 }
 
 /// Capabilities an app version was deployed with (deny by default).
@@ -183,9 +206,9 @@ impl Repository {
     pub fn collect_garbage(&self) -> anyhow::Result<usize> {
         let mut live = HashSet::new();
         for app in self.list_apps()? {
-            live.insert(app.current.digest.clone());
-            if let Some(previous) = app.previous {
-                live.insert(previous.digest);
+            for version in std::iter::once(app.current).chain(app.previous) {
+                live.insert(version.served_digest().to_string());
+                live.insert(version.digest);
             }
         }
         let mut removed = 0;
@@ -249,6 +272,7 @@ mod tests {
             env: vec![],
             deployed_at: 0,
             grants: Grants::default(),
+            snapshot: None,
         }
     }
 

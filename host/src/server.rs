@@ -81,7 +81,7 @@ pub async fn serve_data_plane(
 
 /// Routes one request and runs it; never fails (errors become platform answers).
 pub async fn handle(node: &Arc<Node>, req: Request<Incoming>) -> Response<ServeBody> {
-    let Some(app) = node.routes.snapshot().lookup(req.uri().path()).cloned() else {
+    let Some(app) = node.routes.current().lookup(req.uri().path()).cloned() else {
         return platform_answer(node, Outcome::NoRoute);
     };
     let limit = node.config.limits.max_body_bytes;

@@ -8,3 +8,4 @@ mod guest_limits;
 mod harness;
 mod kv;
 mod restart;
+mod snapshot;

@@ -8,6 +8,7 @@
 //! | `PUT /counter/kv/{key}` | stores the body |
 //! | `DELETE /counter/kv/{key}` | deletes the key |
 //! | `GET /counter/keys` | every key, one per line (follows list-keys cursors) |
+//! | `POST /counter/bench/{key}?n=N` | N increments in one request (for `scripts/bench-kv.sh`) |
 //!
 //! `?bucket=NAME` picks the bucket (default `default`). Store errors answer 400 with the
 //! node's message (oversized key or value, invalid bucket name).
@@ -53,6 +54,14 @@ fn route(request: IncomingRequest) -> (u16, Vec<u8>) {
     let result = match (&method, segments.as_slice()) {
         (Method::Post, [_, "incr", key]) => increment(&bucket_name, key),
         (Method::Post, [_, "cas-incr", key]) => cas_increment(&bucket_name, key),
+        (Method::Post, [_, "bench", key]) => {
+            let n = query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("n="))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            increment_many(&bucket_name, key, n)
+        }
         (Method::Get, [_, "kv", key]) => get(&bucket_name, key),
         (Method::Put, [_, "kv", key]) => match read_body(request) {
             Some(body) => put(&bucket_name, key, body),
@@ -109,6 +118,16 @@ type Answer = Result<(u16, Vec<u8>), String>;
 
 fn increment(bucket: &str, key: &str) -> Answer {
     let value = atomics::increment(&open(bucket)?, key, 1).map_err(describe)?;
+    Ok((200, value.to_string().into_bytes()))
+}
+
+/// `n` increments in one request: measures kv calls through the guest, not HTTP.
+fn increment_many(bucket: &str, key: &str, n: u32) -> Answer {
+    let bucket = open(bucket)?;
+    let mut value = 0;
+    for _ in 0..n {
+        value = atomics::increment(&bucket, key, 1).map_err(describe)?;
+    }
     Ok((200, value.to_string().into_bytes()))
 }
 
