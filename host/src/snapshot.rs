@@ -40,6 +40,7 @@ pub fn exports_init(wasm: &[u8]) -> bool {
             Ok(wasmparser::Payload::ComponentExportSection(exports))
                 if depth == 1
                     && exports
+                        .clone()
                         .into_iter()
                         .flatten()
                         .any(|export| export.name.name == INIT_EXPORT) =>
