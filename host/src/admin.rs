@@ -255,10 +255,19 @@ async fn rollback_app(
 }
 
 async fn metrics(State(state): State<AdminState>) -> Response {
-    let apps = state.node.routes.current().apps().count();
+    let apps: Vec<(String, Option<u64>)> = state
+        .node
+        .routes
+        .current()
+        .apps()
+        .map(|app| {
+            let snapshot = app.version.snapshot.as_ref().map(|s| s.size);
+            (app.name.clone(), snapshot)
+        })
+        .collect();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.node.metrics.render(apps),
+        state.node.metrics.render(&apps),
     )
         .into_response()
 }

@@ -35,6 +35,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> anyh
     let admin_addr = admin_listener.local_addr()?;
     let data_plane_url: Arc<str> = format!("http://{data_addr}").into();
 
+    node.metrics.node_started(started.elapsed());
     tracing::info!(
         data_plane = %data_addr,
         admin = %admin_addr,

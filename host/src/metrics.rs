@@ -1,7 +1,10 @@
 //! Node counters, rendered in the Prometheus text format on the admin API's `/metrics`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// How a data-plane request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,13 +39,60 @@ impl Outcome {
     }
 }
 
+/// Upper bounds of the latency histogram buckets, in seconds.
+const BUCKETS: [f64; 16] = [
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 1.0, 2.5, 10.0,
+];
+
+/// A Prometheus histogram with fixed buckets, updated lock-free.
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        if let Some(index) = BUCKETS.iter().position(|bound| seconds <= *bound) {
+            self.buckets[index].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
 #[derive(Default)]
 pub struct Metrics {
     requests: [AtomicU64; 6],
     deploys: AtomicU64,
     deploy_failures: AtomicU64,
-    instantiate_nanos: AtomicU64,
-    instantiations: AtomicU64,
+    /// Creating a guest instance from its pre-instantiated component.
+    pub instantiate: Histogram,
+    /// From a request's arrival to its response headers (guest or platform answer).
+    pub first_byte: Histogram,
+    /// Time from process start to serving, set once.
+    startup_nanos: AtomicU64,
+    /// How long each app took to load at startup (artifact map + pre-instantiation).
+    app_startup: Mutex<BTreeMap<String, Duration>>,
 }
 
 impl Metrics {
@@ -60,13 +110,19 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn instantiated(&self, elapsed: std::time::Duration) {
+    pub fn node_started(&self, elapsed: Duration) {
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.instantiate_nanos.fetch_add(nanos, Ordering::Relaxed);
-        self.instantiations.fetch_add(1, Ordering::Relaxed);
+        self.startup_nanos.store(nanos, Ordering::Relaxed);
     }
 
-    pub fn render(&self, apps: usize) -> String {
+    pub fn app_loaded(&self, app: &str, elapsed: Duration) {
+        if let Ok(mut map) = self.app_startup.lock() {
+            map.insert(app.to_string(), elapsed);
+        }
+    }
+
+    /// `apps`: name and snapshot size of every app now served.
+    pub fn render(&self, apps: &[(String, Option<u64>)]) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# TYPE edge_requests_total counter");
         for (outcome, counter) in Outcome::ALL.iter().zip(&self.requests) {
@@ -86,19 +142,43 @@ impl Metrics {
             "edge_deploy_failures_total {}",
             load(&self.deploy_failures)
         );
-        let _ = writeln!(out, "# TYPE edge_instantiate_seconds summary");
-        let _ = writeln!(
-            out,
-            "edge_instantiate_seconds_sum {}",
-            load(&self.instantiate_nanos) as f64 / 1e9
+        self.instantiate.render(
+            &mut out,
+            "edge_instantiate_seconds",
+            "Time to create a guest instance for a request.",
         );
+        self.first_byte.render(
+            &mut out,
+            "edge_time_to_first_byte_seconds",
+            "Time from a request's arrival to its response headers.",
+        );
+        let _ = writeln!(out, "# TYPE edge_startup_seconds gauge");
         let _ = writeln!(
             out,
-            "edge_instantiate_seconds_count {}",
-            load(&self.instantiations)
+            "edge_startup_seconds {}",
+            load(&self.startup_nanos) as f64 / 1e9
         );
         let _ = writeln!(out, "# TYPE edge_apps gauge");
-        let _ = writeln!(out, "edge_apps {apps}");
+        let _ = writeln!(out, "edge_apps {}", apps.len());
+        let startup = self
+            .app_startup
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
+        let _ = writeln!(out, "# TYPE edge_app_startup_seconds gauge");
+        for (app, elapsed) in &startup {
+            let _ = writeln!(
+                out,
+                "edge_app_startup_seconds{{app=\"{app}\"}} {}",
+                elapsed.as_secs_f64()
+            );
+        }
+        let _ = writeln!(out, "# TYPE edge_app_snapshot_bytes gauge");
+        for (app, size) in apps {
+            if let Some(size) = size {
+                let _ = writeln!(out, "edge_app_snapshot_bytes{{app=\"{app}\"}} {size}");
+            }
+        }
         out
     }
 }

@@ -88,8 +88,12 @@ impl Node {
         let started = Instant::now();
         let mut loaded = Vec::new();
         for record in self.repo.list_apps()? {
+            let app_started = Instant::now();
             match self.load_version(&record.name, &record.current, None) {
-                Ok(app) => loaded.push(Arc::new(app)),
+                Ok(app) => {
+                    self.metrics.app_loaded(&record.name, app_started.elapsed());
+                    loaded.push(Arc::new(app));
+                }
                 // One broken app must not keep the others from serving.
                 Err(err) => tracing::error!(app = %record.name, "cannot load app: {err:#}"),
             }

@@ -81,6 +81,13 @@ pub async fn serve_data_plane(
 
 /// Routes one request and runs it; never fails (errors become platform answers).
 pub async fn handle(node: &Arc<Node>, req: Request<Incoming>) -> Response<ServeBody> {
+    let arrived = Instant::now();
+    let response = route_and_run(node, req).await;
+    node.metrics.first_byte.observe(arrived.elapsed());
+    response
+}
+
+async fn route_and_run(node: &Arc<Node>, req: Request<Incoming>) -> Response<ServeBody> {
     let Some(app) = node.routes.current().lookup(req.uri().path()).cloned() else {
         return platform_answer(node, Outcome::NoRoute);
     };
@@ -160,7 +167,7 @@ async fn run_guest(
                 .instantiate_async(&mut store)
                 .await
                 .map_err(|err| err.context(InstantiationFailed))?;
-            node_for_task.metrics.instantiated(started.elapsed());
+            node_for_task.metrics.instantiate.observe(started.elapsed());
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, incoming, outparam)

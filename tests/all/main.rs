@@ -7,5 +7,6 @@ mod deploy;
 mod guest_limits;
 mod harness;
 mod kv;
+mod metrics;
 mod restart;
 mod snapshot;
