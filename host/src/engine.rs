@@ -120,7 +120,9 @@ fn pooling_config(pool: &PoolConfig, limits: &LimitsConfig) -> PoolingAllocation
         .max_memories_per_component(pool.max_memories_per_instance)
         .max_tables_per_component(pool.max_tables_per_instance)
         .max_memory_size(limits.memory_bytes())
-        .max_unused_warm_slots(pool.max_unused_warm_slots);
+        .max_unused_warm_slots(pool.max_unused_warm_slots)
+        .linear_memory_keep_resident(pool.keep_resident_kib as usize * 1024)
+        .table_keep_resident(pool.keep_resident_kib as usize * 1024);
     config
 }
 

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Cold-start benchmarks, each with its reference measured in the same run:
+#   1. guests/heavy-init first request and steady state, snapshot vs no snapshot (same
+#      component, deployed twice, one with --no-snapshot), after a node restart;
+#   2. node restart with 20 deployed apps (20 distinct components): time from process start
+#      to the first 200 answer from each app;
+#   3. guests/hello throughput and p99 against `wasmtime serve` (scripts/bench-hello.sh).
+#
+#   scripts/bench-cold-start.sh [STEADY_REQUESTS=50]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+steady=${1:-50}
+scripts/setup.sh >/dev/null
+cargo build --release --locked --example startup_probe -p edge-host 2>/dev/null
+edge=target/release/edge
+guests=guests/target/wasm32-wasip2/release
+work=$(mktemp -d)
+node_pid=""
+cleanup() {
+  [[ -n $node_pid ]] && kill "$node_pid" 2>/dev/null && wait "$node_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+start_node() { # DATA_DIR -> sets node_pid, admin, data
+  EDGE_LOG=warn "$edge" serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+    --data-dir "$1" >"$1.out" 2>"$1.err" &
+  node_pid=$!
+  for _ in $(seq 1 300); do grep -q "admin API" "$1.out" 2>/dev/null && break; sleep 0.05; done
+  admin=$(sed -n 's/^edge: admin API listening on //p' "$1.out")
+  data=$(sed -n 's/^edge: data plane listening on //p' "$1.out")
+}
+stop_node() { kill "$node_pid"; wait "$node_pid" 2>/dev/null || true; node_pid=""; }
+ms() { awk '{ printf "%.2f", $1 * 1000 }'; }
+
+echo "== 1. heavy-init: snapshot vs no snapshot =="
+start_node "$work/heavy"
+"$edge" deploy heavy "$guests/heavy_init.wasm" --node "$admin" --data-dir "$work/heavy" 2>/dev/null
+"$edge" deploy heavy-raw "$guests/heavy_init.wasm" --no-snapshot --node "$admin" \
+  --data-dir "$work/heavy" 2>/dev/null
+stop_node
+start_node "$work/heavy" # first requests below are the first after a restart
+printf '%-22s %16s %18s\n' app "first request ms" "steady p50 ms"
+declare -A first p50
+for app in heavy heavy-raw; do
+  first[$app]=$(curl -s -o /dev/null -w '%{time_total}' "$data/$app/primes/1000000" | ms)
+  p50[$app]=$(for _ in $(seq 1 "$steady"); do
+    curl -s -o /dev/null -w '%{time_total}\n' "$data/$app/primes/1000000"
+  done | sort -n | awk -v n="$steady" 'NR == int((n + 1) / 2)' | ms)
+  printf '%-22s %16s %18s\n' "$app" "${first[$app]}" "${p50[$app]}"
+done
+stop_node
+awk -v a="${first[heavy-raw]}" -v b="${first[heavy]}" -v c="${p50[heavy-raw]}" -v d="${p50[heavy]}" \
+  'BEGIN { printf "snapshot speed-up: first request %.1fx, steady state %.1fx\n", a / b, c / d }'
+
+echo
+echo "== 2. restart with 20 apps: process start to first 200 from each =="
+start_node "$work/twenty"
+routes=()
+for i in $(seq -w 1 20); do
+  # 20 distinct components: the same app with a different custom section each.
+  python3 - "$guests/hello.wasm" "$work/app$i.wasm" "$i" <<'PY'
+import sys
+data = open(sys.argv[1], "rb").read()
+name = b"edge-bench"
+payload = bytes([len(name)]) + name + sys.argv[3].encode()
+open(sys.argv[2], "wb").write(data + bytes([0, len(payload)]) + payload)
+PY
+  "$edge" deploy "app$i" "$work/app$i.wasm" --node "$admin" --data-dir "$work/twenty" >/dev/null 2>&1
+  routes+=("/app$i/")
+done
+stop_node
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+for run in 1 2 3; do
+  result=$(target/release/examples/startup_probe "$edge" "$work/twenty" "$port" "${routes[@]}")
+  echo "run $run: first app $(echo "$result" | head -1 | awk '{print $2}') ms, all 20 $(echo "$result" | awk '$1 == "all" {print $2}') ms"
+done
+
+echo
+echo "== 3. hello: edge vs wasmtime serve =="
+scripts/bench-hello.sh 6 16 3 | tail -5
