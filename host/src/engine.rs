@@ -143,3 +143,20 @@ fn start_epoch_ticker(engine: &Engine) {
         tracing::error!("cannot start the epoch thread, request timeouts will not fire: {err}");
     }
 }
+
+/// Lets the store's guest run until `deadline`: at every epoch tick it yields to the executor
+/// (so a busy guest shares its worker thread with other requests instead of holding it), and
+/// past the deadline it traps with [`wasmtime::Trap::Interrupt`].
+pub fn interrupt_at<T: 'static>(store: &mut wasmtime::Store<T>, deadline: std::time::Instant) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if std::time::Instant::now() >= deadline {
+            Ok(wasmtime::UpdateDeadline::Interrupt)
+        } else {
+            Ok(wasmtime::UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
+        }
+    });
+}

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use crate::kv::{KvCtx, KvView};
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
@@ -52,20 +52,7 @@ impl HostState {
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limits);
-        // At every epoch tick the guest yields to the executor, so a busy guest shares its
-        // worker thread with other requests instead of holding it; past the deadline it traps.
-        let deadline = settings.deadline;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::YieldCustom(
-                    1,
-                    Box::pin(tokio::task::yield_now()),
-                ))
-            }
-        });
+        crate::engine::interrupt_at(&mut store, settings.deadline);
         store
     }
 }

@@ -133,6 +133,14 @@ impl Node {
         self.prepare(name, version.clone(), &component, concurrency)
     }
 
+    /// The concurrency limit of the app now serving as `name`, shared with its next version.
+    fn concurrency_of(&self, name: &str) -> Option<Arc<Semaphore>> {
+        self.routes
+            .current()
+            .get(name)
+            .map(|app| app.concurrency.clone())
+    }
+
     /// Validates exports and imports and pre-instantiates.
     fn prepare(
         &self,
@@ -223,11 +231,7 @@ impl Node {
                 .map(|d| d.as_secs())
                 .unwrap_or_default(),
         };
-        let concurrency = self
-            .routes
-            .current()
-            .get(name)
-            .map(|app| app.concurrency.clone());
+        let concurrency = self.concurrency_of(name);
 
         // Compilation is CPU-bound: keep it off the async workers.
         let node = self.clone();
@@ -375,11 +379,7 @@ impl Node {
                 owner: owner.name.clone(),
             });
         }
-        let concurrency = self
-            .routes
-            .current()
-            .get(name)
-            .map(|app| app.concurrency.clone());
+        let concurrency = self.concurrency_of(name);
         let node = self.clone();
         let app_name = name.to_string();
         let loaded = tokio::task::spawn_blocking(move || {

@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wizer::Wizer;
 
 use crate::error::DeployError;
@@ -66,18 +66,7 @@ pub async fn snapshot(
         StoreLimitsBuilder::new().memory_size(memory_bytes).build(),
     );
     store.limiter(|limits: &mut StoreLimits| limits);
-    let deadline = started + INIT_TIMEOUT;
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
-        if Instant::now() >= deadline {
-            Ok(UpdateDeadline::Interrupt)
-        } else {
-            Ok(UpdateDeadline::YieldCustom(
-                1,
-                Box::pin(tokio::task::yield_now()),
-            ))
-        }
-    });
+    crate::engine::interrupt_at(&mut store, started + INIT_TIMEOUT);
 
     let mut wizer = Wizer::new();
     wizer.init_func(INIT_EXPORT).keep_init_func(true);

@@ -74,3 +74,27 @@ async fn no_snapshot_flag_serves_a_fresh_uninitialised_instance_per_request() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_calling_an_import_fails_the_deploy_naming_it() {
+    let host = TestHost::start();
+    host.deploy("hello", &guest("hello"), &[]);
+    let result = host.edge(&[
+        "deploy",
+        "clock",
+        guest("init-calls-import").to_str().expect("path"),
+    ]);
+    assert!(!result.ok, "{}", result.stdout);
+    assert!(
+        result.stderr.contains("wizer-initialize"),
+        "{}",
+        result.stderr
+    );
+    assert!(
+        result.stderr.contains("`wasi:clocks/wall-clock@"),
+        "should name the import: {}",
+        result.stderr
+    );
+    assert_eq!(get(&format!("{}/clock", host.data_url)).await.status, 404);
+    assert_eq!(get(&format!("{}/hello", host.data_url)).await.status, 200);
+}

@@ -201,6 +201,68 @@ impl KvBackend {
     }
 }
 
+/// The operations both WIT versions share: limits checked, writes persisted per the
+/// durability mode. Each version's bindings only convert types and errors.
+impl KvBackend {
+    pub fn get(&self, bucket: &Bucket, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.check_key(key)?;
+        bucket.get(key)
+    }
+
+    pub fn exists(&self, bucket: &Bucket, key: &str) -> Result<bool, KvError> {
+        self.check_key(key)?;
+        bucket.exists(key)
+    }
+
+    pub async fn set(&self, bucket: &Bucket, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.check_key(key)?;
+        self.check_value(value)?;
+        bucket.set(key, value)?;
+        self.persist().await
+    }
+
+    pub async fn delete(&self, bucket: &Bucket, key: &str) -> Result<(), KvError> {
+        self.check_key(key)?;
+        bucket.delete(key)?;
+        self.persist().await
+    }
+
+    pub async fn increment(&self, bucket: &Bucket, key: &str, delta: i64) -> Result<i64, KvError> {
+        self.check_key(key)?;
+        let value = bucket.increment(key, delta)?;
+        self.persist().await?;
+        Ok(value)
+    }
+
+    pub fn get_many(
+        &self,
+        bucket: &Bucket,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        keys.iter().try_for_each(|k| self.check_key(k))?;
+        bucket.get_many(keys)
+    }
+
+    pub async fn set_many(
+        &self,
+        bucket: &Bucket,
+        pairs: &[(String, Vec<u8>)],
+    ) -> Result<(), KvError> {
+        for (key, value) in pairs {
+            self.check_key(key)?;
+            self.check_value(value)?;
+        }
+        bucket.set_many(pairs)?;
+        self.persist().await
+    }
+
+    pub async fn delete_many(&self, bucket: &Bucket, keys: &[String]) -> Result<(), KvError> {
+        keys.iter().try_for_each(|k| self.check_key(k))?;
+        bucket.delete_many(keys)?;
+        self.persist().await
+    }
+}
+
 fn tree_name(app: &str, bucket: &str) -> String {
     format!("kv/{app}/{bucket}")
 }

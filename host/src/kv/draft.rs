@@ -30,14 +30,8 @@ fn to_wit(err: KvError) -> store::Error {
 
 type KvResult<T> = wasmtime::Result<Result<T, store::Error>>;
 
-/// Runs a write, persists it per the durability mode, and maps the error for the guest.
-async fn write_and_persist(
-    backend: std::sync::Arc<super::KvBackend>,
-    write: impl FnOnce() -> Result<(), KvError>,
-) -> KvResult<()> {
-    Ok(super::write_and_persist(backend, write)
-        .await
-        .map_err(to_wit))
+fn answer<T>(result: Result<T, KvError>) -> KvResult<T> {
+    Ok(result.map_err(to_wit))
 }
 
 impl KvView<'_> {
@@ -50,7 +44,7 @@ impl store::Host for KvView<'_> {
     async fn open(&mut self, identifier: String) -> KvResult<Resource<DraftBucket>> {
         match self.ctx.open(&identifier) {
             Ok(bucket) => Ok(Ok(self.table.push(DraftBucket(bucket))?)),
-            Err(err) => Ok(Err(to_wit(err))),
+            Err(err) => answer(Err(err)),
         }
     }
 }
@@ -62,12 +56,7 @@ impl store::HostBucket for KvView<'_> {
         key: String,
     ) -> KvResult<Option<Vec<u8>>> {
         let bucket = self.draft_bucket(&bucket)?;
-        let result = self
-            .ctx
-            .backend
-            .check_key(&key)
-            .and_then(|()| bucket.get(&key));
-        Ok(result.map_err(to_wit))
+        answer(self.ops().get(&bucket, &key))
     }
 
     async fn set(
@@ -77,33 +66,17 @@ impl store::HostBucket for KvView<'_> {
         value: Vec<u8>,
     ) -> KvResult<()> {
         let bucket = self.draft_bucket(&bucket)?;
-        let backend = self.ctx.backend.clone();
-        write_and_persist(backend.clone(), || {
-            backend.check_key(&key)?;
-            backend.check_value(&value)?;
-            bucket.set(&key, &value)
-        })
-        .await
+        answer(self.ops().set(&bucket, &key, &value).await)
     }
 
     async fn delete(&mut self, bucket: Resource<DraftBucket>, key: String) -> KvResult<()> {
         let bucket = self.draft_bucket(&bucket)?;
-        let backend = self.ctx.backend.clone();
-        write_and_persist(backend.clone(), || {
-            backend.check_key(&key)?;
-            bucket.delete(&key)
-        })
-        .await
+        answer(self.ops().delete(&bucket, &key).await)
     }
 
     async fn exists(&mut self, bucket: Resource<DraftBucket>, key: String) -> KvResult<bool> {
         let bucket = self.draft_bucket(&bucket)?;
-        let result = self
-            .ctx
-            .backend
-            .check_key(&key)
-            .and_then(|()| bucket.exists(&key));
-        Ok(result.map_err(to_wit))
+        answer(self.ops().exists(&bucket, &key))
     }
 
     /// This version's cursor is a number: the count of keys already listed.
@@ -115,11 +88,12 @@ impl store::HostBucket for KvView<'_> {
         let bucket = self.draft_bucket(&bucket)?;
         let page_size = self.ctx.backend.config().page_size;
         let skip = usize::try_from(cursor.unwrap_or(0)).unwrap_or(usize::MAX);
-        let page = list_from_offset(&bucket, skip, page_size);
-        Ok(page.map_err(to_wit).map(|(keys, more)| store::KeyResponse {
-            cursor: more.then(|| (skip + keys.len()) as u64),
-            keys,
-        }))
+        answer(
+            list_from_offset(&bucket, skip, page_size).map(|(keys, more)| store::KeyResponse {
+                cursor: more.then(|| (skip + keys.len()) as u64),
+                keys,
+            }),
+        )
     }
 
     async fn drop(&mut self, bucket: Resource<DraftBucket>) -> wasmtime::Result<()> {
@@ -157,6 +131,7 @@ fn list_from_offset(
 }
 
 impl atomics::Host for KvView<'_> {
+    /// This version counts in `u64`; values are stored as decimal text.
     async fn increment(
         &mut self,
         bucket: Resource<DraftBucket>,
@@ -164,21 +139,11 @@ impl atomics::Host for KvView<'_> {
         delta: u64,
     ) -> KvResult<u64> {
         let bucket = self.draft_bucket(&bucket)?;
-        let backend = self.ctx.backend.clone();
-        let delta = match i64::try_from(delta) {
-            Ok(delta) => delta,
-            Err(_) => return Ok(Err(to_wit(KvError::Overflow(key)))),
+        let Ok(delta) = i64::try_from(delta) else {
+            return answer(Err(KvError::Overflow(key)));
         };
-        let result = match backend
-            .check_key(&key)
-            .and_then(|()| bucket.increment(&key, delta))
-        {
-            Ok(value) => backend.persist().await.map(|()| value),
-            Err(err) => Err(err),
-        };
-        Ok(result
-            .and_then(|v| u64::try_from(v).map_err(|_| KvError::NotANumber(key)))
-            .map_err(to_wit))
+        let value = self.ops().increment(&bucket, &key, delta).await;
+        answer(value.and_then(|v| u64::try_from(v).map_err(|_| KvError::NotANumber(key))))
     }
 }
 
@@ -189,18 +154,12 @@ impl batch::Host for KvView<'_> {
         keys: Vec<String>,
     ) -> KvResult<Vec<Option<(String, Vec<u8>)>>> {
         let bucket = self.draft_bucket(&bucket)?;
-        let backend = &self.ctx.backend;
-        let result = keys
-            .iter()
-            .try_for_each(|k| backend.check_key(k))
-            .and_then(|()| bucket.get_many(&keys))
-            .map(|values| {
-                keys.into_iter()
-                    .zip(values)
-                    .map(|(k, v)| v.map(|v| (k, v)))
-                    .collect()
-            });
-        Ok(result.map_err(to_wit))
+        answer(self.ops().get_many(&bucket, &keys).map(|values| {
+            keys.into_iter()
+                .zip(values)
+                .map(|(k, v)| v.map(|v| (k, v)))
+                .collect()
+        }))
     }
 
     async fn set_many(
@@ -209,15 +168,7 @@ impl batch::Host for KvView<'_> {
         key_values: Vec<(String, Vec<u8>)>,
     ) -> KvResult<()> {
         let bucket = self.draft_bucket(&bucket)?;
-        let backend = self.ctx.backend.clone();
-        write_and_persist(backend.clone(), || {
-            for (key, value) in &key_values {
-                backend.check_key(key)?;
-                backend.check_value(value)?;
-            }
-            bucket.set_many(&key_values)
-        })
-        .await
+        answer(self.ops().set_many(&bucket, &key_values).await)
     }
 
     async fn delete_many(
@@ -226,12 +177,7 @@ impl batch::Host for KvView<'_> {
         keys: Vec<String>,
     ) -> KvResult<()> {
         let bucket = self.draft_bucket(&bucket)?;
-        let backend = self.ctx.backend.clone();
-        write_and_persist(backend.clone(), || {
-            keys.iter().try_for_each(|k| backend.check_key(k))?;
-            bucket.delete_many(&keys)
-        })
-        .await
+        answer(self.ops().delete_many(&bucket, &keys).await)
     }
 }
 

@@ -38,14 +38,8 @@ fn to_wit(err: KvError) -> store::Error {
 
 type KvResult<T> = wasmtime::Result<Result<T, store::Error>>;
 
-/// Runs a write, persists it per the durability mode, and maps the error for the guest.
-async fn write_and_persist(
-    backend: std::sync::Arc<super::KvBackend>,
-    write: impl FnOnce() -> Result<(), KvError>,
-) -> KvResult<()> {
-    Ok(super::write_and_persist(backend, write)
-        .await
-        .map_err(to_wit))
+fn answer<T>(result: Result<T, KvError>) -> KvResult<T> {
+    Ok(result.map_err(to_wit))
 }
 
 impl KvView<'_> {
@@ -58,7 +52,7 @@ impl store::Host for KvView<'_> {
     async fn open(&mut self, identifier: String) -> KvResult<Resource<Draft2Bucket>> {
         match self.ctx.open(&identifier) {
             Ok(bucket) => Ok(Ok(self.table.push(Draft2Bucket(bucket))?)),
-            Err(err) => Ok(Err(to_wit(err))),
+            Err(err) => answer(Err(err)),
         }
     }
 }
@@ -70,12 +64,7 @@ impl store::HostBucket for KvView<'_> {
         key: String,
     ) -> KvResult<Option<Vec<u8>>> {
         let bucket = self.draft2_bucket(&bucket)?;
-        let result = self
-            .ctx
-            .backend
-            .check_key(&key)
-            .and_then(|()| bucket.get(&key));
-        Ok(result.map_err(to_wit))
+        answer(self.ops().get(&bucket, &key))
     }
 
     async fn set(
@@ -85,33 +74,17 @@ impl store::HostBucket for KvView<'_> {
         value: Vec<u8>,
     ) -> KvResult<()> {
         let bucket = self.draft2_bucket(&bucket)?;
-        let backend = self.ctx.backend.clone();
-        write_and_persist(backend.clone(), || {
-            backend.check_key(&key)?;
-            backend.check_value(&value)?;
-            bucket.set(&key, &value)
-        })
-        .await
+        answer(self.ops().set(&bucket, &key, &value).await)
     }
 
     async fn delete(&mut self, bucket: Resource<Draft2Bucket>, key: String) -> KvResult<()> {
         let bucket = self.draft2_bucket(&bucket)?;
-        let backend = self.ctx.backend.clone();
-        write_and_persist(backend.clone(), || {
-            backend.check_key(&key)?;
-            bucket.delete(&key)
-        })
-        .await
+        answer(self.ops().delete(&bucket, &key).await)
     }
 
     async fn exists(&mut self, bucket: Resource<Draft2Bucket>, key: String) -> KvResult<bool> {
         let bucket = self.draft2_bucket(&bucket)?;
-        let result = self
-            .ctx
-            .backend
-            .check_key(&key)
-            .and_then(|()| bucket.exists(&key));
-        Ok(result.map_err(to_wit))
+        answer(self.ops().exists(&bucket, &key))
     }
 
     /// This version's cursor is the last key of the previous page.
@@ -122,11 +95,14 @@ impl store::HostBucket for KvView<'_> {
     ) -> KvResult<store::KeyResponse> {
         let bucket = self.draft2_bucket(&bucket)?;
         let page_size = self.ctx.backend.config().page_size;
-        let page = bucket.list_keys(cursor.as_deref(), page_size);
-        Ok(page.map_err(to_wit).map(|page| store::KeyResponse {
-            keys: page.keys,
-            cursor: page.next_after,
-        }))
+        answer(
+            bucket
+                .list_keys(cursor.as_deref(), page_size)
+                .map(|page| store::KeyResponse {
+                    keys: page.keys,
+                    cursor: page.next_after,
+                }),
+        )
     }
 
     async fn drop(&mut self, bucket: Resource<Draft2Bucket>) -> wasmtime::Result<()> {
@@ -143,15 +119,7 @@ impl atomics::Host for KvView<'_> {
         delta: i64,
     ) -> KvResult<i64> {
         let bucket = self.draft2_bucket(&bucket)?;
-        let backend = self.ctx.backend.clone();
-        let result = match backend
-            .check_key(&key)
-            .and_then(|()| bucket.increment(&key, delta))
-        {
-            Ok(value) => backend.persist().await.map(|()| value),
-            Err(err) => Err(err),
-        };
-        Ok(result.map_err(to_wit))
+        answer(self.ops().increment(&bucket, &key, delta).await)
     }
 
     async fn swap(
@@ -160,14 +128,15 @@ impl atomics::Host for KvView<'_> {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), atomics::CasError>> {
         let Cas { bucket, key, seen } = self.table.delete(cas)?;
-        let backend = self.ctx.backend.clone();
+        let backend = self.ops();
+        let store_error = |err| Ok(Err(atomics::CasError::StoreError(to_wit(err))));
         if let Err(err) = backend.check_value(&value) {
-            return Ok(Err(atomics::CasError::StoreError(to_wit(err))));
+            return store_error(err);
         }
         match bucket.compare_and_swap(&key, seen.as_deref(), &value) {
             Ok(Ok(())) => match backend.persist().await {
                 Ok(()) => Ok(Ok(())),
-                Err(err) => Ok(Err(atomics::CasError::StoreError(to_wit(err)))),
+                Err(err) => store_error(err),
             },
             // Someone else won: hand back a fresh cas holding the value now stored.
             Ok(Err(current)) => {
@@ -178,7 +147,7 @@ impl atomics::Host for KvView<'_> {
                 })?;
                 Ok(Err(atomics::CasError::CasFailed(retry)))
             }
-            Err(err) => Ok(Err(atomics::CasError::StoreError(to_wit(err)))),
+            Err(err) => store_error(err),
         }
     }
 }
@@ -190,16 +159,10 @@ impl atomics::HostCas for KvView<'_> {
         key: String,
     ) -> KvResult<Resource<Cas>> {
         let bucket = self.draft2_bucket(&bucket)?;
-        let seen = match self
-            .ctx
-            .backend
-            .check_key(&key)
-            .and_then(|()| bucket.get(&key))
-        {
-            Ok(seen) => seen,
-            Err(err) => return Ok(Err(to_wit(err))),
-        };
-        Ok(Ok(self.table.push(Cas { bucket, key, seen })?))
+        match self.ops().get(&bucket, &key) {
+            Ok(seen) => Ok(Ok(self.table.push(Cas { bucket, key, seen })?)),
+            Err(err) => answer(Err(err)),
+        }
     }
 
     async fn current(&mut self, cas: Resource<Cas>) -> KvResult<Option<Vec<u8>>> {
@@ -219,13 +182,11 @@ impl batch::Host for KvView<'_> {
         keys: Vec<String>,
     ) -> KvResult<Vec<(String, Option<Vec<u8>>)>> {
         let bucket = self.draft2_bucket(&bucket)?;
-        let backend = &self.ctx.backend;
-        let result = keys
-            .iter()
-            .try_for_each(|k| backend.check_key(k))
-            .and_then(|()| bucket.get_many(&keys))
-            .map(|values| keys.into_iter().zip(values).collect());
-        Ok(result.map_err(to_wit))
+        answer(
+            self.ops()
+                .get_many(&bucket, &keys)
+                .map(|values| keys.into_iter().zip(values).collect()),
+        )
     }
 
     async fn set_many(
@@ -234,15 +195,7 @@ impl batch::Host for KvView<'_> {
         key_values: Vec<(String, Vec<u8>)>,
     ) -> KvResult<()> {
         let bucket = self.draft2_bucket(&bucket)?;
-        let backend = self.ctx.backend.clone();
-        write_and_persist(backend.clone(), || {
-            for (key, value) in &key_values {
-                backend.check_key(key)?;
-                backend.check_value(value)?;
-            }
-            bucket.set_many(&key_values)
-        })
-        .await
+        answer(self.ops().set_many(&bucket, &key_values).await)
     }
 
     async fn delete_many(
@@ -251,12 +204,7 @@ impl batch::Host for KvView<'_> {
         keys: Vec<String>,
     ) -> KvResult<()> {
         let bucket = self.draft2_bucket(&bucket)?;
-        let backend = self.ctx.backend.clone();
-        write_and_persist(backend.clone(), || {
-            keys.iter().try_for_each(|k| backend.check_key(k))?;
-            bucket.delete_many(&keys)
-        })
-        .await
+        answer(self.ops().delete_many(&bucket, &keys).await)
     }
 }
 

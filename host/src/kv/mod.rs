@@ -50,6 +50,13 @@ impl<'a> KvView<'a> {
     }
 }
 
+impl KvView<'_> {
+    /// The store operations both WIT versions share (see [`KvBackend`]'s checked methods).
+    fn ops(&self) -> Arc<KvBackend> {
+        self.ctx.backend.clone()
+    }
+}
+
 /// Marks the `HasData` projection from [`HostState`] to [`KvView`].
 struct WasiKeyValue;
 
@@ -61,13 +68,4 @@ impl HasData for WasiKeyValue {
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     draft::add_to_linker(linker)?;
     draft2::add_to_linker(linker)
-}
-
-/// Runs a write, then makes it durable according to the configured mode.
-async fn write_and_persist(
-    backend: Arc<KvBackend>,
-    write: impl FnOnce() -> Result<(), KvError>,
-) -> Result<(), KvError> {
-    write()?;
-    backend.persist().await
 }
