@@ -10,6 +10,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Answered,
+    BadRequest,
     NoRoute,
     BodyTooLarge,
     Overloaded,
@@ -18,8 +19,9 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    const ALL: [Outcome; 6] = [
+    const ALL: [Outcome; 7] = [
         Outcome::Answered,
+        Outcome::BadRequest,
         Outcome::NoRoute,
         Outcome::BodyTooLarge,
         Outcome::Overloaded,
@@ -30,6 +32,7 @@ impl Outcome {
     fn label(self) -> &'static str {
         match self {
             Outcome::Answered => "answered",
+            Outcome::BadRequest => "bad_request",
             Outcome::NoRoute => "no_route",
             Outcome::BodyTooLarge => "body_too_large",
             Outcome::Overloaded => "overloaded",
@@ -82,7 +85,7 @@ impl Histogram {
 
 #[derive(Default)]
 pub struct Metrics {
-    requests: [AtomicU64; 6],
+    requests: [AtomicU64; 7],
     deploys: AtomicU64,
     deploy_failures: AtomicU64,
     /// Creating a guest instance from its pre-instantiated component.

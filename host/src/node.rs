@@ -244,10 +244,19 @@ impl Node {
         .context("compile task failed")??;
         let (loaded, compile_time) = prepared;
 
+        // Redeploying exactly what runs (same bytes and settings) keeps the previous version
+        // reachable by rollback instead of replacing it with a copy of the current one.
+        let previous = previous.and_then(|p| {
+            if p.current.same_deployment(&loaded.version) {
+                p.previous
+            } else {
+                Some(p.current)
+            }
+        });
         let record = AppRecord {
             name: name.to_string(),
             current: loaded.version.clone(),
-            previous: previous.map(|p| p.current),
+            previous,
         };
         self.repo.put_app(&record)?;
         let table = self.routes.current().with(Arc::new(loaded));

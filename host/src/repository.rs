@@ -50,6 +50,15 @@ pub struct SnapshotRecord {
 }
 
 impl VersionRecord {
+    /// Same component and settings, whenever deployed.
+    pub fn same_deployment(&self, other: &VersionRecord) -> bool {
+        self.digest == other.digest
+            && self.route == other.route
+            && self.env == other.env
+            && self.grants == other.grants
+            && self.snapshot.is_some() == other.snapshot.is_some()
+    }
+
     /// Digest of the component actually served: the snapshot when there is one.
     pub fn served_digest(&self) -> &str {
         self.snapshot

@@ -151,8 +151,8 @@ async fn run_guest(
     let (incoming, outparam) = match prepared {
         Ok(pair) => pair,
         Err(err) => {
-            tracing::warn!(app = %app.name, "cannot pass the request to the guest: {err:#}");
-            return Err(Outcome::Trapped);
+            tracing::debug!(app = %app.name, "cannot pass the request to the guest: {err:#}");
+            return Err(Outcome::BadRequest);
         }
     };
 
@@ -241,6 +241,10 @@ fn platform_answer(node: &Node, outcome: Outcome) -> Response<ServeBody> {
     node.metrics.request(outcome);
     let (status, text) = match outcome {
         Outcome::NoRoute => (StatusCode::NOT_FOUND, "no app is deployed for this path"),
+        Outcome::BadRequest => (
+            StatusCode::BAD_REQUEST,
+            "the request cannot be passed to an app (is the Host header missing?)",
+        ),
         Outcome::BodyTooLarge => (
             StatusCode::PAYLOAD_TOO_LARGE,
             "request body is larger than this node accepts",

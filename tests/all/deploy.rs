@@ -216,3 +216,36 @@ async fn removed_app_stops_answering_and_leaves_the_list() {
     let leftovers = std::fs::read_dir(host.data_dir.join("components")).expect("components dir");
     assert_eq!(leftovers.count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redeploying_the_running_version_keeps_the_previous_one_for_rollback() {
+    let host = TestHost::start();
+    let hello = guest("hello");
+    host.deploy("hello", &hello, &["--env", "HELLO_VERSION=old"]);
+    host.deploy("hello", &hello, &["--env", "HELLO_VERSION=new"]);
+    host.deploy("hello", &hello, &["--env", "HELLO_VERSION=new"]);
+    assert!(host.edge(&["rollback", "hello"]).ok);
+    let reply = get(&format!("{}/hello", host.data_url)).await;
+    assert!(reply.body.contains("edge old:"), "{}", reply.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_without_host_header_gets_400() {
+    use std::io::{Read as _, Write as _};
+    let host = TestHost::start();
+    host.deploy("hello", &guest("hello"), &[]);
+    let addr = host.data_url.trim_start_matches("http://").to_string();
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .write_all(b"GET /hello HTTP/1.0\r\n\r\n")
+            .expect("write");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    })
+    .await
+    .expect("raw request");
+    assert!(answer.starts_with("HTTP/1.0 400"), "{answer}");
+    assert_eq!(get(&format!("{}/hello", host.data_url)).await.status, 200);
+}
