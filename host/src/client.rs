@@ -137,6 +137,7 @@ impl AdminClient {
             .with_context(|| format!("cannot read component file {}", file.display()))?;
         let total = bytes.len();
         let progress = Progress::new(name, total);
+        let waiting = progress.compile_ticker();
         let chunks: Vec<Vec<u8>> = bytes.chunks(UPLOAD_CHUNK).map(<[u8]>::to_vec).collect();
         let mut sent = 0usize;
         let stream = futures_util::stream::iter(chunks).map(move |chunk| {
@@ -164,8 +165,12 @@ impl AdminClient {
             .header(reqwest::header::CONTENT_TYPE, "application/wasm")
             .header(reqwest::header::CONTENT_LENGTH, total)
             .body(reqwest::Body::wrap_stream(stream));
-        let response = self.send(request).await?;
-        response.json().await.context("decoding the deploy reply")
+        let response = self.send(request).await;
+        waiting.abort();
+        if std::io::stderr().is_terminal() {
+            eprintln!();
+        }
+        response?.json().await.context("decoding the deploy reply")
     }
 
     pub async fn list(&self) -> anyhow::Result<Vec<AppView>> {
@@ -200,6 +205,8 @@ struct Progress {
     total: usize,
     live: bool,
     started: Instant,
+    /// Set when the last byte was handed to the connection.
+    uploaded: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Progress {
@@ -210,7 +217,28 @@ impl Progress {
             total,
             live,
             started: Instant::now(),
+            uploaded: std::sync::Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// On a terminal, counts the seconds the node spends validating, compiling and
+    /// snapshotting, from the end of the upload until the task is aborted.
+    fn compile_ticker(&self) -> tokio::task::JoinHandle<()> {
+        let (live, uploaded) = (self.live, self.uploaded.clone());
+        tokio::spawn(async move {
+            if !live {
+                return;
+            }
+            uploaded.notified().await;
+            let started = Instant::now();
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                eprint!(
+                    "\r  working on the node: {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        })
     }
 
     fn uploaded(&self, sent: usize) {
@@ -228,6 +256,7 @@ impl Progress {
                 "uploaded in {:.0} ms; validating and compiling on the node...",
                 self.started.elapsed().as_secs_f64() * 1e3
             );
+            self.uploaded.notify_one();
         }
     }
 }
