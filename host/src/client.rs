@@ -1,7 +1,7 @@
 //! The admin API client behind `edge deploy|list|remove|rollback`.
 
 use std::io::{IsTerminal as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
@@ -272,9 +272,4 @@ pub fn human_size(bytes: u64) -> String {
 /// Short form of a digest for human output.
 pub fn short_digest(digest: &str) -> &str {
     digest.get(..12).unwrap_or(digest)
-}
-
-/// Default data folder used to find the local node's token.
-pub fn default_data_dir() -> PathBuf {
-    PathBuf::from(crate::config::DEFAULT_DATA_DIR)
 }

@@ -63,11 +63,6 @@ impl NodeEngine {
         Ok(self.engine.precompile_component(wasm)?)
     }
 
-    /// Compiles in memory (used to inspect a component's imports and exports).
-    pub fn compile(&self, wasm: &[u8]) -> anyhow::Result<Component> {
-        Ok(Component::new(&self.engine, wasm)?)
-    }
-
     /// A short hex tag that changes whenever artifacts of this engine stop being loadable
     /// by another (different wasmtime version or codegen settings).
     pub fn compatibility_tag(&self) -> String {
