@@ -14,3 +14,6 @@ cargo build --release --locked -p edge-host
 
 echo "setup: building the example guests for wasm32-wasip2"
 cargo build --release --locked --target wasm32-wasip2 --manifest-path guests/Cargo.toml
+
+echo "setup: OpenVINO runtime, the EfficientNet-Lite0 model and the test photos"
+scripts/setup-model.sh

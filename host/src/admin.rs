@@ -46,6 +46,7 @@ pub fn router(state: AdminState) -> Router {
                 .layer(DefaultBodyLimit::max(kv_value_limit)),
         )
         .route("/metrics", get(metrics))
+        .route("/v1/models", get(list_models))
         // The deploy handler enforces the upload limit itself, with a clear error.
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -88,6 +89,9 @@ pub struct AppView {
     pub env: Vec<String>,
     /// Whether the app has a key-value namespace.
     pub kv: bool,
+    /// Models the app may open.
+    #[serde(default)]
+    pub models: Vec<String>,
     /// Present when the app runs from a deploy-time snapshot.
     pub snapshot: Option<SnapshotView>,
     pub previous: Option<PreviousView>,
@@ -127,6 +131,7 @@ impl From<&AppRecord> for AppView {
             deployed_at: *deployed_at,
             env: env.iter().map(|(k, _)| k.clone()).collect(),
             kv: grants.kv,
+            models: grants.models.clone(),
             snapshot: snapshot.as_ref().map(|s| SnapshotView {
                 size: s.size,
                 init_ms: s.init_ms,
@@ -199,6 +204,11 @@ fn parse_deploy_query(query: &str) -> Result<DeploySpec, ApiError> {
         match key.as_ref() {
             "route" => spec.route = Some(value.into_owned()),
             "kv" => spec.grants.kv = parse_flag(&key, &value)?,
+            "model" => {
+                if !spec.grants.models.iter().any(|m| *m == value) {
+                    spec.grants.models.push(value.into_owned());
+                }
+            }
             "snapshot" => spec.snapshot = parse_flag(&key, &value)?,
             "env" => {
                 let (k, v) = value.split_once('=').ok_or_else(|| {
@@ -212,7 +222,9 @@ fn parse_deploy_query(query: &str) -> Result<DeploySpec, ApiError> {
             other => {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
-                    format!("unknown deploy option {other:?}: expected route, env, kv or snapshot"),
+                    format!(
+                        "unknown deploy option {other:?}: expected route, env, kv, model or snapshot"
+                    ),
                 ));
             }
         }
@@ -254,6 +266,15 @@ async fn rollback_app(
     Ok(axum::Json(AppView::from(&record)).into_response())
 }
 
+/// Waits for start-up loading to finish (at most the time to compile the models).
+async fn list_models(State(state): State<AdminState>) -> Response {
+    let models = state.node.models.clone();
+    let view = tokio::task::spawn_blocking(move || models.view_when_loaded())
+        .await
+        .unwrap_or_else(|_| state.node.models.view());
+    axum::Json(view).into_response()
+}
+
 async fn metrics(State(state): State<AdminState>) -> Response {
     let apps: Vec<(String, Option<u64>)> = state
         .node
@@ -265,10 +286,11 @@ async fn metrics(State(state): State<AdminState>) -> Response {
             (app.name.clone(), snapshot)
         })
         .collect();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.node.metrics.render(&apps),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], {
+        let mut text = state.node.metrics.render(&apps);
+        state.node.models.render_metrics(&mut text);
+        text
+    })
         .into_response()
 }
 

@@ -19,6 +19,8 @@ pub struct LoadedApp {
     pub concurrency: Arc<Semaphore>,
     /// The app's key-value namespace when it was granted `--kv`.
     pub kv_namespace: Option<Arc<str>>,
+    /// The models it was granted with `--model`; its requests run on the inference workers.
+    pub models: Option<Arc<crate::nn::AppModels>>,
 }
 
 /// Prefix routes, longest first, so the first match is the longest.

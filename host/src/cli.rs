@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
-use crate::client::{AdminClient, human_size, short_digest};
+use crate::client::{AdminClient, DeployOptions, human_size, short_digest};
 use crate::config::NodeConfig;
 use crate::names::validate_app_name;
 
@@ -30,6 +30,8 @@ enum Command {
     Remove(RemoveArgs),
     /// Make an app's previous version current again (run twice to undo).
     Rollback(NameArgs),
+    /// List the node's models (wasi:nn), their device and input shape.
+    Models(ListArgs),
     /// Read and change an app's key-value data.
     #[command(subcommand)]
     Kv(KvCommand),
@@ -135,6 +137,10 @@ struct DeployArgs {
     /// Grant a private key-value namespace (wasi:keyvalue).
     #[arg(long)]
     kv: bool,
+    /// Grant a model of the node's registry, opened with wasi:nn load-by-name (repeatable;
+    /// see `edge models`).
+    #[arg(long = "model", value_name = "NAME")]
+    models: Vec<String>,
     /// Do not run the component's `wizer-initialize` at deploy (serve it un-snapshotted).
     #[arg(long)]
     no_snapshot: bool,
@@ -193,6 +199,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Deploy(args) => runtime.block_on(deploy(args)),
         Command::List(args) => runtime.block_on(list(args)),
+        Command::Models(args) => runtime.block_on(models(args)),
         Command::Kv(command) => runtime.block_on(kv(command)),
         Command::Remove(args) => runtime.block_on(async {
             validate_app_name(&args.name).map_err(anyhow::Error::msg)?;
@@ -281,10 +288,13 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         .deploy(
             &args.name,
             &args.file,
-            args.route.as_deref(),
-            &args.env,
-            args.kv,
-            !args.no_snapshot,
+            &DeployOptions {
+                route: args.route.as_deref(),
+                env: &args.env,
+                kv: args.kv,
+                models: &args.models,
+                snapshot: !args.no_snapshot,
+            },
         )
         .await?;
     let snapshot = match &reply.app.snapshot {
@@ -350,9 +360,58 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn models(args: ListArgs) -> anyhow::Result<()> {
+    let view = args.node.client()?.models().await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(());
+    }
+    match (&view.openvino.version, &view.openvino.error) {
+        (Some(version), _) => println!(
+            "OpenVINO {version}, devices: {}",
+            view.openvino.devices.join(", ")
+        ),
+        (None, Some(error)) => println!("OpenVINO not loaded: {error}"),
+        (None, None) => println!("OpenVINO not loaded"),
+    }
+    if view.models.is_empty() {
+        println!("no models configured; add [models.NAME] sections to the node config");
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:<8} {:<32} {:>8} {:>11}",
+        "NAME", "DEVICE", "INPUT", "OUTPUTS", "INFERENCES"
+    );
+    for model in &view.models {
+        if !model.loaded {
+            println!(
+                "{:<24} not loaded: {}",
+                model.name,
+                model.error.as_deref().unwrap_or("unknown reason")
+            );
+            continue;
+        }
+        let input = model
+            .inputs
+            .iter()
+            .map(|i| format!("{} {} {:?}", i.name, i.element_type, i.shape))
+            .collect::<Vec<_>>()
+            .join("; ");
+        println!(
+            "{:<24} {:<8} {:<32} {:>8} {:>11}",
+            model.name,
+            model.device.as_deref().unwrap_or("-"),
+            input,
+            model.outputs,
+            model.inferences
+        );
+    }
+    Ok(())
+}
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EDGE_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
+        tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn,wasmtime_wasi_nn=off")
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -19,6 +19,19 @@ pub struct AdminClient {
     http: reqwest::Client,
 }
 
+/// What a deploy asks for besides the component file.
+#[derive(Debug, Clone, Copy)]
+pub struct DeployOptions<'a> {
+    pub route: Option<&'a str>,
+    pub env: &'a [(String, String)],
+    /// Grant a key-value namespace.
+    pub kv: bool,
+    /// Grant these models of the node's registry.
+    pub models: &'a [String],
+    /// Run the component's init function at deploy when it has one.
+    pub snapshot: bool,
+}
+
 impl AdminClient {
     /// `token` wins; else the token file of the local node under `data_dir`.
     pub fn new(node: &str, token: Option<String>, data_dir: &Path) -> anyhow::Result<Self> {
@@ -128,11 +141,15 @@ impl AdminClient {
         &self,
         name: &str,
         file: &Path,
-        route: Option<&str>,
-        env: &[(String, String)],
-        kv: bool,
-        snapshot: bool,
+        options: &DeployOptions<'_>,
     ) -> anyhow::Result<DeployReply> {
+        let DeployOptions {
+            route,
+            env,
+            kv,
+            models,
+            snapshot,
+        } = *options;
         let bytes = std::fs::read(file)
             .with_context(|| format!("cannot read component file {}", file.display()))?;
         let total = bytes.len();
@@ -155,6 +172,9 @@ impl AdminClient {
         if kv {
             query.push(("kv", "true".to_string()));
         }
+        for model in models {
+            query.push(("model", model.clone()));
+        }
         if !snapshot {
             query.push(("snapshot", "false".to_string()));
         }
@@ -171,6 +191,11 @@ impl AdminClient {
             eprintln!();
         }
         response?.json().await.context("decoding the deploy reply")
+    }
+
+    pub async fn models(&self) -> anyhow::Result<crate::nn::ModelsView> {
+        let response = self.send(self.http.get(self.url("/v1/models"))).await?;
+        response.json().await.context("decoding the model list")
     }
 
     pub async fn list(&self) -> anyhow::Result<Vec<AppView>> {

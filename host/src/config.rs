@@ -4,6 +4,7 @@
 //! so a typo never silently falls back to a default. The documented default file,
 //! `edge-config/node.toml`, is checked against [`NodeConfig::default`] by a test.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -32,13 +33,32 @@ pub enum ConfigError {
 }
 
 /// The whole node configuration.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeConfig {
     pub server: ServerConfig,
     pub limits: LimitsConfig,
     pub pool: PoolConfig,
     pub kv: crate::kv::KvConfig,
+    pub openvino: OpenvinoConfig,
+    pub inference: InferenceConfig,
+    /// Models the node loads at start-up, by the name guests pass to `load-by-name`. A file
+    /// that has any `[models.NAME]` section replaces the default list.
+    pub models: BTreeMap<String, ModelConfig>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            limits: LimitsConfig::default(),
+            pool: PoolConfig::default(),
+            kv: crate::kv::KvConfig::default(),
+            openvino: OpenvinoConfig::default(),
+            inference: InferenceConfig::default(),
+            models: default_models(),
+        }
+    }
 }
 
 /// Where the node listens and keeps its data.
@@ -143,6 +163,92 @@ impl Default for PoolConfig {
     }
 }
 
+/// Where the OpenVINO runtime is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenvinoConfig {
+    /// A Python virtual environment with the `openvino` wheel, its `site-packages/openvino`
+    /// folder, or a folder holding `libopenvino_c.so`.
+    pub folder: PathBuf,
+}
+
+impl Default for OpenvinoConfig {
+    fn default() -> Self {
+        Self {
+            folder: PathBuf::from(".venv"),
+        }
+    }
+}
+
+/// The threads that run requests of apps granted a model.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InferenceConfig {
+    /// Worker threads for apps granted a model (decoding, inference), apart from the ones
+    /// serving every other app. 0: one per CPU core.
+    pub workers: usize,
+}
+
+impl InferenceConfig {
+    pub fn worker_threads(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+/// One model of the registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Folder with the OpenVINO IR: `model.xml` and `model.bin`.
+    pub path: PathBuf,
+    /// Where it runs. `GPU` and `AUTO` fall back to `CPU` with a warning when OpenVINO sees
+    /// no GPU.
+    #[serde(default)]
+    pub device: ModelDevice,
+    /// What OpenVINO optimises for.
+    #[serde(default)]
+    pub hint: PerformanceHint,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ModelDevice {
+    #[default]
+    #[serde(rename = "CPU")]
+    Cpu,
+    #[serde(rename = "GPU")]
+    Gpu,
+    #[serde(rename = "AUTO")]
+    Auto,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PerformanceHint {
+    /// Each inference as fast as possible (all cores on one request).
+    #[default]
+    Latency,
+    /// Most inferences per second when many run at once (cores split between requests).
+    Throughput,
+}
+
+/// The model the node ships with when no `[models]` are configured: written by
+/// `scripts/setup.sh`.
+pub const DEFAULT_MODEL: &str = "efficientnet-lite0";
+
+fn default_models() -> BTreeMap<String, ModelConfig> {
+    BTreeMap::from([(
+        DEFAULT_MODEL.to_string(),
+        ModelConfig {
+            path: PathBuf::from("edge-config/models/efficientnet-lite0"),
+            device: ModelDevice::Cpu,
+            hint: PerformanceHint::Latency,
+        },
+    )])
+}
+
 impl NodeConfig {
     /// Loads a config file; `None` gives the embedded defaults.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
@@ -185,6 +291,15 @@ impl NodeConfig {
         if self.pool.max_instances == 0 {
             return invalid("pool.max_instances must be at least 1");
         }
+        if let Some(name) = self
+            .models
+            .keys()
+            .find(|name| crate::names::validate_app_name(name).is_err())
+        {
+            return invalid(&format!(
+                "model name {name:?}: use lowercase letters, digits, '-' or '_'"
+            ));
+        }
         Ok(())
     }
 }
@@ -202,6 +317,18 @@ mod tests {
     fn unknown_key_is_an_error_naming_it() {
         let err = NodeConfig::parse("[limits]\nmemory_mb = 3\n").unwrap_err();
         assert!(err.contains("memory_mb"), "{err}");
+    }
+
+    #[test]
+    fn models_section_replaces_the_default_list() {
+        let config =
+            NodeConfig::parse("[models.detector]\npath = \"/models/detector\"\ndevice = \"GPU\"\n")
+                .unwrap();
+        assert_eq!(config.models.len(), 1);
+        assert_eq!(config.models["detector"].device, ModelDevice::Gpu);
+        assert_eq!(config.models["detector"].hint, PerformanceHint::Latency);
+        let err = NodeConfig::parse("[models.x]\npath = \"m\"\ndevice = \"TPU\"\n").unwrap_err();
+        assert!(err.contains("TPU"), "{err}");
     }
 
     #[test]

@@ -20,6 +20,10 @@ pub enum DeployError {
     MissingGrant(String),
     #[error("{0}")]
     InitFailed(String),
+    #[error("{0}")]
+    UnknownModel(String),
+    #[error("{0}")]
+    ModelUnavailable(String),
     #[error(
         "the component is larger than this node's limit of {limit} bytes ([limits] max_component_bytes)"
     )]
@@ -45,7 +49,10 @@ impl DeployError {
             DeployError::WrongWorld(_)
             | DeployError::MissingImport(_)
             | DeployError::MissingGrant(_)
-            | DeployError::InitFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            | DeployError::InitFailed(_)
+            | DeployError::UnknownModel(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            // The request is fine; this node lacks what it needs (OpenVINO, the model files).
+            DeployError::ModelUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             DeployError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             DeployError::RouteConflict { .. } | DeployError::NoPreviousVersion(_) => {
                 StatusCode::CONFLICT

@@ -8,11 +8,15 @@
 use std::future::Future;
 use std::time::Instant;
 
+use std::sync::Arc;
+
 use crate::kv::{KvCtx, KvView};
+use crate::nn::AppModels;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_nn::wit::{WasiNnCtx, WasiNnView};
 
 /// The data of one request's store.
 pub struct HostState {
@@ -22,12 +26,15 @@ pub struct HostState {
     hooks: DenyOutgoingHttp,
     limits: StoreLimits,
     kv: KvCtx,
+    nn: Option<WasiNnCtx>,
 }
 
 /// What a store needs from the app it runs: its environment, grants and limits.
 pub struct StoreSettings<'a> {
     /// Key-value access (denied unless the app was granted `--kv`).
     pub kv: KvCtx,
+    /// The models the app was granted, if any.
+    pub models: Option<&'a Arc<AppModels>>,
     pub env: &'a [(String, String)],
     pub memory_bytes: usize,
     /// When the guest is interrupted if it is still running wasm code.
@@ -49,6 +56,7 @@ impl HostState {
                 .instances(64)
                 .build(),
             kv: settings.kv,
+            nn: settings.models.map(AppModels::wasi_nn_ctx),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limits);
@@ -58,6 +66,12 @@ impl HostState {
 }
 
 impl HostState {
+    /// The `wasi:nn` view of this store.
+    fn nn(&mut self) -> WasiNnView<'_> {
+        let nn = self.nn.get_or_insert_with(crate::nn::no_models);
+        WasiNnView::new(&mut self.table, nn)
+    }
+
     /// The key-value view of this store.
     pub fn kv(&mut self) -> KvView<'_> {
         KvView::new(&mut self.kv, &mut self.table)
@@ -109,11 +123,12 @@ impl WasiHttpHooks for DenyOutgoingHttp {
 }
 
 /// The linker shared by every app: all of WASI 0.2 (capabilities denied by default),
-/// `wasi:http` and `wasi:keyvalue` (refused at deploy to apps without the grant). Older 0.2.x patch versions resolve against these by semver.
+/// `wasi:http`, `wasi:keyvalue` and `wasi:nn` (refused at deploy to apps without the grant). Older 0.2.x patch versions resolve against these by semver.
 pub fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     crate::kv::add_to_linker(&mut linker)?;
+    wasmtime_wasi_nn::wit::add_to_linker(&mut linker, HostState::nn)?;
     Ok(linker)
 }

@@ -11,7 +11,8 @@
 //! - [`admin`] and [`server`]: the admin API and the data plane;
 //! - [`node`]: deploy, remove, rollback and restore, built on [`apps`] (routing table),
 //!   [`repository`] (persistence), [`validate`] and [`engine`] (wasmtime);
-//! - [`host_state`]: what a guest instance can reach, with [`kv`] (`wasi:keyvalue` on sled);
+//! - [`host_state`]: what a guest instance can reach, with [`kv`] (`wasi:keyvalue` on sled)
+//!   and [`nn`] (`wasi:nn` on OpenVINO);
 //! - [`config`], [`auth`], [`names`], [`error`], [`metrics`]: the supporting pieces.
 
 pub mod admin;
@@ -27,6 +28,7 @@ pub mod host_state;
 pub mod kv;
 pub mod metrics;
 pub mod names;
+pub mod nn;
 pub mod node;
 pub mod repository;
 pub mod server;

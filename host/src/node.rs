@@ -20,6 +20,7 @@ use crate::error::DeployError;
 use crate::kv::KvBackend;
 use crate::metrics::Metrics;
 use crate::names::{normalize_route, validate_app_name};
+use crate::nn::Models;
 use crate::repository::{AppRecord, Grants, Repository, SnapshotRecord, VersionRecord};
 use crate::snapshot;
 use crate::validate;
@@ -61,6 +62,7 @@ pub struct Node {
     pub routes: LiveRoutes,
     pub metrics: Metrics,
     pub kv: Arc<KvBackend>,
+    pub models: Arc<Models>,
     /// Serialises changes (deploy, remove, rollback); requests never take it.
     changes: Mutex<()>,
 }
@@ -71,8 +73,10 @@ impl Node {
         let engine = NodeEngine::new(&config.pool, &config.limits)?;
         let repo = Repository::open(&config.server.data_dir, config.kv.flush_interval_ms)?;
         let kv = KvBackend::new(repo.db(), config.kv.clone());
+        let models = Models::start(&config);
         let node = Arc::new(Self {
             kv,
+            models,
             config,
             engine,
             repo,
@@ -84,27 +88,70 @@ impl Node {
         Ok(node)
     }
 
-    fn restore_apps(&self) -> anyhow::Result<()> {
+    /// Loads every deployed app. Apps granted a model are loaded once the models are (on a
+    /// thread of their own), so the others serve without waiting for OpenVINO.
+    fn restore_apps(self: &Arc<Self>) -> anyhow::Result<()> {
         let started = Instant::now();
-        let mut loaded = Vec::new();
-        for record in self.repo.list_apps()? {
-            let app_started = Instant::now();
-            match self.load_version(&record.name, &record.current, None) {
-                Ok(app) => {
-                    self.metrics.app_loaded(&record.name, app_started.elapsed());
-                    loaded.push(Arc::new(app));
-                }
-                // One broken app must not keep the others from serving.
-                Err(err) => tracing::error!(app = %record.name, "cannot load app: {err:#}"),
-            }
-        }
+        let (with_models, records): (Vec<AppRecord>, Vec<AppRecord>) = self
+            .repo
+            .list_apps()?
+            .into_iter()
+            .partition(|record| !record.current.grants.models.is_empty());
+        let loaded: Vec<Arc<LoadedApp>> = records
+            .iter()
+            .filter_map(|record| self.restore_app(record))
+            .collect();
         tracing::info!(
             apps = loaded.len(),
+            waiting_for_models = with_models.len(),
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
             "restored deployed apps"
         );
         self.routes.replace(RoutingTable::new(loaded));
+        if !with_models.is_empty() {
+            let node = self.clone();
+            std::thread::Builder::new()
+                .name("edge-restore-nn".into())
+                .spawn(move || node.restore_apps_with_models(with_models))
+                .context("starting the thread that restores apps with models")?;
+        }
         Ok(())
+    }
+
+    fn restore_app(&self, record: &AppRecord) -> Option<Arc<LoadedApp>> {
+        let app_started = Instant::now();
+        match self.load_version(&record.name, &record.current, None) {
+            Ok(app) => {
+                self.metrics.app_loaded(&record.name, app_started.elapsed());
+                Some(Arc::new(app))
+            }
+            // One broken app must not keep the others from serving.
+            Err(err) => {
+                tracing::error!(app = %record.name, "cannot load app: {err:#}");
+                None
+            }
+        }
+    }
+
+    /// Adds the apps granted a model once the models are loaded, unless a deploy, rollback
+    /// or remove got to them first.
+    fn restore_apps_with_models(&self, records: Vec<AppRecord>) {
+        self.models.wait_until_loaded();
+        for record in records {
+            let _change = self.changes.blocking_lock();
+            let still_current = matches!(
+                self.repo.get_app(&record.name),
+                Ok(Some(now)) if now == record
+            );
+            if !still_current || self.routes.current().get(&record.name).is_some() {
+                continue;
+            }
+            if let Some(app) = self.restore_app(&record) {
+                let table = self.routes.current().with(app);
+                self.routes.replace(table);
+                tracing::info!(app = %record.name, "restored (its models are loaded)");
+            }
+        }
     }
 
     /// Loads a stored version: maps its artifact, or recompiles it from the stored original
@@ -152,6 +199,11 @@ impl Node {
         let engine = &self.engine.engine;
         validate::check_exports(engine, component)?;
         validate::check_grants(engine, component, &version.grants)?;
+        let models = if version.grants.models.is_empty() {
+            None
+        } else {
+            Some(self.models.grant(&version.grants.models)?)
+        };
         let instance_pre = self
             .engine
             .linker
@@ -172,6 +224,7 @@ impl Node {
         Ok(LoadedApp {
             name: name.to_string(),
             kv_namespace: version.grants.kv.then(|| Arc::from(name)),
+            models,
             version,
             pre,
             concurrency,

@@ -73,6 +73,9 @@ pub struct Grants {
     /// `--kv`: a private key-value namespace.
     #[serde(default)]
     pub kv: bool,
+    /// `--model NAME`: models of the node's registry the app may open with `load-by-name`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
 }
 
 /// An app: its serving version and the one `rollback` returns to.

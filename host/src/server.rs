@@ -137,6 +137,7 @@ async fn run_guest(
     let timeout = limits.request_timeout();
     let settings = StoreSettings {
         kv: KvCtx::new(node.kv.clone(), app.kv_namespace.clone()),
+        models: app.models.as_ref(),
         env: &app.version.env,
         memory_bytes: limits.memory_bytes(),
         deadline: Instant::now() + timeout,
@@ -158,7 +159,7 @@ async fn run_guest(
 
     let pre = app.pre.clone();
     let node_for_task = node.clone();
-    let task = tokio::spawn(async move {
+    let run_request = async move {
         // The permit lives as long as the instance, body streaming included.
         let _permit = permit;
         let run = async {
@@ -179,7 +180,12 @@ async fn run_guest(
             Ok(result) => result,
             Err(_elapsed) => Err(wasmtime::Error::from(wasmtime::Trap::Interrupt)),
         }
-    });
+    };
+    // Apps granted a model block their thread in inference: keep them off the data plane's.
+    let task = match (&app.models, node.models.workers()) {
+        (Some(_), Some(workers)) => workers.spawn(run_request),
+        _ => tokio::spawn(run_request),
+    };
 
     match tokio::time::timeout(timeout, receiver).await {
         Ok(Ok(Ok(response))) => Ok(response),

@@ -70,17 +70,28 @@ pub fn check_grants(
     grants: &Grants,
 ) -> Result<(), DeployError> {
     let ty = component.component_type();
-    let kv_import = ty
-        .imports(engine)
-        .map(|(name, _)| name.to_string())
-        .find(|name| name.starts_with(crate::kv::KV_IMPORT_PREFIX));
-    match kv_import {
-        Some(import) if !grants.kv => Err(DeployError::MissingGrant(format!(
+    let first_import = |prefix: &str| {
+        ty.imports(engine)
+            .map(|(name, _)| name.to_string())
+            .find(|name| name.starts_with(prefix))
+    };
+    if !grants.kv
+        && let Some(import) = first_import(crate::kv::KV_IMPORT_PREFIX)
+    {
+        return Err(DeployError::MissingGrant(format!(
             "the component imports `{import}` but was deployed without a key-value grant; \
              redeploy with --kv to give it its own key-value namespace"
-        ))),
-        _ => Ok(()),
+        )));
     }
+    if grants.models.is_empty()
+        && let Some(import) = first_import(crate::nn::NN_IMPORT_PREFIX)
+    {
+        return Err(DeployError::MissingGrant(format!(
+            "the component imports `{import}` but was deployed without a model; redeploy \
+             with --model NAME for each model it opens with load-by-name (see `edge models`)"
+        )));
+    }
+    Ok(())
 }
 
 /// Turns an `instantiate_pre` failure into an error naming the first import this node lacks.

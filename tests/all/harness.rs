@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 /// The `edge` binary built by cargo for these tests.
 pub const EDGE: &str = env!("CARGO_BIN_EXE_edge");
 
-fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("host/ has a parent")
@@ -53,6 +53,17 @@ pub fn guest(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A test photo from the scikit-image wheel, unpacked by `scripts/setup.sh`.
+pub fn photo(name: &str) -> Vec<u8> {
+    let path = repo_root().join(".cache/photos").join(name);
+    std::fs::read(&path).unwrap_or_else(|err| {
+        panic!(
+            "test photo {} missing ({err}); run scripts/setup.sh, which unpacks it",
+            path.display()
+        )
+    })
 }
 
 /// A running `edge serve`, killed on drop; its log is printed if the test panicked.
@@ -104,8 +115,11 @@ impl TestHost {
     }
 
     fn spawn(mut command: Command, data_dir: &Path) -> Self {
+        // From the repository root, as in the quick start: the default [openvino] folder
+        // (.venv) and model path (edge-config/models/) are relative to it.
         let mut child = command
-            .env("EDGE_LOG", "info")
+            .current_dir(repo_root())
+            .env("EDGE_LOG", "info,wasmtime_wasi_nn=off")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

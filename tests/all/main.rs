@@ -8,5 +8,6 @@ mod guest_limits;
 mod harness;
 mod kv;
 mod metrics;
+mod nn;
 mod restart;
 mod snapshot;

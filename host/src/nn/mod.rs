@@ -1,0 +1,432 @@
+//! `wasi:nn` for guests: the node's model registry, backed by OpenVINO.
+//!
+//! Models are named in the node config (`[models.NAME]`), read and compiled once at start-up
+//! and shared by every instance of every app granted them (`edge deploy --model NAME`).
+//! Guests open them with `load-by-name`; `load` with guest-supplied bytes is refused, since
+//! compiling a model costs host memory and time outside the instance's limits (and a guest
+//! asking for execution target `tpu` would reach an `unimplemented!()` upstream).
+//!
+//! Requests of apps granted a model run on their own worker threads ([`InferenceWorkers`]):
+//! inference is a blocking call, and it must not hold the threads that serve every other app.
+
+mod graph;
+pub mod openvino;
+mod workers;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+
+use serde::{Deserialize, Serialize};
+use wasmtime_wasi_nn::backend::{BackendError, BackendFromDir, BackendInner};
+use wasmtime_wasi_nn::wit::{ExecutionTarget, GraphEncoding, WasiNnCtx};
+use wasmtime_wasi_nn::{Backend, Graph, GraphRegistry, Registry};
+
+use self::graph::{CompiledGraph, backend_error};
+use self::openvino::OpenvinoRuntime;
+pub use self::workers::InferenceWorkers;
+use crate::config::NodeConfig;
+use crate::error::DeployError;
+
+/// Imports of these interfaces need a model grant.
+pub const NN_IMPORT_PREFIX: &str = "wasi:nn/";
+
+/// The models of this node, loaded in the background at start-up so that apps without a
+/// model start serving at once.
+pub struct Models {
+    state: OnceLock<LoadedModels>,
+}
+
+impl Models {
+    /// Starts loading the OpenVINO runtime and every configured model on a thread of its own.
+    pub fn start(config: &NodeConfig) -> Arc<Self> {
+        let models = Arc::new(Self {
+            state: OnceLock::new(),
+        });
+        let loader = models.clone();
+        let config = config.clone();
+        let spawned = std::thread::Builder::new()
+            .name("edge-models".into())
+            .spawn(move || {
+                let _ = loader.state.set(LoadedModels::load(&config));
+            });
+        if let Err(err) = spawned {
+            let _ = models.state.set(LoadedModels::unavailable(format!(
+                "cannot start the model loader: {err}"
+            )));
+        }
+        models
+    }
+
+    /// The loaded models, waiting for the loader if it is still running (blocks: call it
+    /// off the async workers).
+    fn ready(&self) -> &LoadedModels {
+        self.state.wait()
+    }
+
+    /// Waits until every model is loaded or has failed.
+    pub fn wait_until_loaded(&self) {
+        self.ready();
+    }
+
+    /// The graphs an app deployed with `--model` for each of `names` may load. Blocks while
+    /// the models are still loading.
+    pub fn grant(&self, names: &[String]) -> Result<Arc<AppModels>, DeployError> {
+        self.ready().grant(names)
+    }
+
+    /// Where requests of apps granted a model run.
+    pub fn workers(&self) -> Option<&InferenceWorkers> {
+        self.state.get().and_then(|m| m.workers.as_ref())
+    }
+
+    /// What `GET /v1/models` shows, once loading is over (blocks until then).
+    pub fn view_when_loaded(&self) -> ModelsView {
+        self.ready().view()
+    }
+
+    /// What `GET /v1/models` shows, right now.
+    pub fn view(&self) -> ModelsView {
+        match self.state.get() {
+            Some(models) => models.view(),
+            None => ModelsView {
+                openvino: RuntimeView {
+                    version: None,
+                    devices: Vec::new(),
+                    error: Some("still loading; try again in a moment".into()),
+                },
+                models: Vec::new(),
+            },
+        }
+    }
+
+    /// Prometheus lines: compilations and inferences per model, and inference latency.
+    pub fn render_metrics(&self, out: &mut String) {
+        if let Some(models) = self.state.get() {
+            models.render_metrics(out);
+        }
+    }
+}
+
+/// The outcome of loading: the runtime and the models that compiled.
+struct LoadedModels {
+    runtime: Result<OpenvinoRuntime, String>,
+    loaded: BTreeMap<String, Arc<CompiledGraph>>,
+    /// Configured models that could not be loaded, with the reason.
+    failed: BTreeMap<String, String>,
+    workers: Option<InferenceWorkers>,
+}
+
+impl LoadedModels {
+    fn unavailable(reason: String) -> Self {
+        Self {
+            runtime: Err(reason),
+            loaded: BTreeMap::new(),
+            failed: BTreeMap::new(),
+            workers: None,
+        }
+    }
+
+    /// Loads the OpenVINO runtime and compiles every configured model. Never fails: a node
+    /// without OpenVINO or with a broken model still serves every other app, and the reason is
+    /// logged and kept for the deploys that ask for the model.
+    fn load(config: &NodeConfig) -> Self {
+        if config.models.is_empty() {
+            return Self::unavailable("no models are configured".into());
+        }
+        let runtime = OpenvinoRuntime::load(&config.openvino.folder);
+        let mut loaded = BTreeMap::new();
+        let mut failed = BTreeMap::new();
+        match &runtime {
+            Ok(runtime) => {
+                tracing::info!(
+                    version = %runtime.version,
+                    devices = ?runtime.devices,
+                    library = %runtime.library.display(),
+                    "OpenVINO runtime loaded"
+                );
+                for (name, model) in &config.models {
+                    let device = runtime.resolve_device(name, model.device);
+                    match runtime.compile(name, model, device) {
+                        Ok(graph) => {
+                            tracing::info!(
+                                model = %name,
+                                device,
+                                inputs = %describe(&graph),
+                                compile_ms = graph.compile_time.as_secs_f64() * 1e3,
+                                "model loaded"
+                            );
+                            loaded.insert(name.clone(), Arc::new(graph));
+                        }
+                        Err(reason) => {
+                            tracing::error!(model = %name, "model not loaded: {reason}");
+                            failed.insert(name.clone(), reason);
+                        }
+                    }
+                }
+            }
+            Err(reason) => {
+                tracing::warn!("wasi:nn unavailable, apps granted a model will not run: {reason}");
+                for name in config.models.keys() {
+                    failed.insert(name.clone(), reason.clone());
+                }
+            }
+        }
+        let workers = if loaded.is_empty() {
+            None
+        } else {
+            match InferenceWorkers::new(config.inference.worker_threads()) {
+                Ok(workers) => Some(workers),
+                Err(err) => {
+                    tracing::error!("cannot start the inference workers: {err}");
+                    for name in std::mem::take(&mut loaded).into_keys() {
+                        failed.insert(name, format!("no inference workers: {err}"));
+                    }
+                    None
+                }
+            }
+        };
+        Self {
+            runtime,
+            loaded,
+            failed,
+            workers,
+        }
+    }
+
+    fn grant(&self, names: &[String]) -> Result<Arc<AppModels>, DeployError> {
+        let mut graphs = HashMap::new();
+        for name in names {
+            if let Some(graph) = self.loaded.get(name) {
+                graphs.insert(name.clone(), graph.wasi_graph());
+            } else if let Some(reason) = self.failed.get(name) {
+                return Err(DeployError::ModelUnavailable(format!(
+                    "model {name} is configured but not loaded on this node: {reason}"
+                )));
+            } else {
+                let known: Vec<&str> = self
+                    .loaded
+                    .keys()
+                    .chain(self.failed.keys())
+                    .map(String::as_str)
+                    .collect();
+                return Err(DeployError::UnknownModel(format!(
+                    "this node has no model named {name} (configured: {}); add it under \
+                     [models.{name}] in the node config or pick one from `edge models`",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
+            }
+        }
+        Ok(Arc::new(AppModels { graphs }))
+    }
+
+    fn view(&self) -> ModelsView {
+        let mut models: Vec<ModelView> = self
+            .loaded
+            .values()
+            .map(|graph| ModelView {
+                name: graph.name.clone(),
+                loaded: true,
+                device: Some(graph.device.to_string()),
+                inputs: graph
+                    .inputs
+                    .iter()
+                    .map(|p| InputView {
+                        name: p.name.clone(),
+                        shape: p.dimensions.clone(),
+                        element_type: format!("{:?}", p.element_type).to_lowercase(),
+                    })
+                    .collect(),
+                outputs: graph.outputs,
+                compile_ms: Some(graph.compile_time.as_secs_f64() * 1e3),
+                inferences: graph.inferences.load(Ordering::Relaxed),
+                error: None,
+            })
+            .collect();
+        models.extend(self.failed.iter().map(|(name, reason)| ModelView {
+            name: name.clone(),
+            loaded: false,
+            device: None,
+            inputs: Vec::new(),
+            outputs: 0,
+            compile_ms: None,
+            inferences: 0,
+            error: Some(reason.clone()),
+        }));
+        models.sort_by(|a, b| a.name.cmp(&b.name));
+        let runtime = match &self.runtime {
+            Ok(rt) => RuntimeView {
+                version: Some(rt.version.clone()),
+                devices: rt.devices.clone(),
+                error: None,
+            },
+            Err(reason) => RuntimeView {
+                version: None,
+                devices: Vec::new(),
+                error: Some(reason.clone()),
+            },
+        };
+        ModelsView {
+            openvino: runtime,
+            models,
+        }
+    }
+
+    fn render_metrics(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP edge_model_compilations_total Times a model was read and compiled (once per start-up)."
+        );
+        let _ = writeln!(out, "# TYPE edge_model_compilations_total counter");
+        for name in self.loaded.keys() {
+            let _ = writeln!(out, "edge_model_compilations_total{{model=\"{name}\"}} 1");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP edge_inferences_total Inferences run, per model."
+        );
+        let _ = writeln!(out, "# TYPE edge_inferences_total counter");
+        for (name, graph) in &self.loaded {
+            let count = graph.inferences.load(Ordering::Relaxed);
+            let _ = writeln!(out, "edge_inferences_total{{model=\"{name}\"}} {count}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP edge_inference_seconds Time OpenVINO spent in one inference."
+        );
+        let _ = writeln!(out, "# TYPE edge_inference_seconds histogram");
+        for (name, graph) in &self.loaded {
+            graph.inference_time.render_samples(
+                out,
+                "edge_inference_seconds",
+                &format!("model=\"{name}\""),
+            );
+        }
+    }
+}
+
+fn describe(graph: &CompiledGraph) -> String {
+    graph
+        .inputs
+        .iter()
+        .map(|p| format!("{} {:?} {:?}", p.name, p.element_type, p.dimensions))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The models one app was granted, shared by all its instances.
+pub struct AppModels {
+    graphs: HashMap<String, Graph>,
+}
+
+impl AppModels {
+    /// The `wasi:nn` state of one store of this app.
+    pub fn wasi_nn_ctx(self: &Arc<Self>) -> WasiNnCtx {
+        WasiNnCtx::new(
+            [Backend::from(NoGuestModels)],
+            Registry::from(GrantedModels(self.clone())),
+        )
+    }
+}
+
+/// The `wasi:nn` state of a store whose app has no model (it cannot import `wasi:nn`; a
+/// deploy that does is refused, so this is never called into).
+pub fn no_models() -> WasiNnCtx {
+    WasiNnCtx::new(
+        [],
+        Registry::from(GrantedModels(Arc::new(AppModels {
+            graphs: HashMap::new(),
+        }))),
+    )
+}
+
+struct GrantedModels(Arc<AppModels>);
+
+impl GraphRegistry for GrantedModels {
+    fn get(&self, name: &str) -> Option<&Graph> {
+        let graph = self.0.graphs.get(name);
+        if graph.is_none() {
+            let mut granted: Vec<&str> = self.0.graphs.keys().map(String::as_str).collect();
+            granted.sort_unstable();
+            tracing::warn!(
+                "wasi:nn load-by-name({name:?}) refused: the app was granted {granted:?} \
+                 (edge deploy --model NAME)"
+            );
+        }
+        graph
+    }
+
+    fn get_mut(&mut self, _name: &str) -> Option<&mut Graph> {
+        // Graphs are shared between instances; no guest may change one.
+        None
+    }
+}
+
+/// The backend answering `load`: models come from the node's registry only.
+struct NoGuestModels;
+
+impl BackendInner for NoGuestModels {
+    fn encoding(&self) -> GraphEncoding {
+        GraphEncoding::Openvino
+    }
+
+    fn load(
+        &mut self,
+        _builders: &[&[u8]],
+        target: ExecutionTarget,
+    ) -> Result<Graph, BackendError> {
+        let why = if target == ExecutionTarget::Tpu {
+            "execution target tpu does not exist on this node (OpenVINO runs models on cpu or gpu)"
+        } else {
+            "this node does not compile models sent by guests"
+        };
+        Err(backend_error(format!(
+            "{why}; models are configured on the node ([models.NAME]), granted with \
+             `edge deploy --model NAME` and opened with load-by-name"
+        )))
+    }
+
+    fn as_dir_loadable(&mut self) -> Option<&mut dyn BackendFromDir> {
+        None
+    }
+}
+
+/// `GET /v1/models`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelsView {
+    pub openvino: RuntimeView,
+    pub models: Vec<ModelView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RuntimeView {
+    pub version: Option<String>,
+    pub devices: Vec<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelView {
+    pub name: String,
+    pub loaded: bool,
+    /// The device it runs on (after any fallback to CPU).
+    pub device: Option<String>,
+    pub inputs: Vec<InputView>,
+    pub outputs: usize,
+    pub compile_ms: Option<f64>,
+    pub inferences: u64,
+    /// Why it is not loaded.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InputView {
+    pub name: String,
+    pub shape: Vec<u32>,
+    pub element_type: String,
+}
