@@ -25,12 +25,15 @@ data=$(sed -n 's/^edge: data plane listening on //p' "$log")
 
 "$edge" deploy hello "$guests/hello.wasm" --node "$admin"
 "$edge" deploy counter "$guests/counter.wasm" --kv --node "$admin"
+"$edge" deploy classify "$guests/classify.wasm" --model efficientnet-lite0 --node "$admin" ||
+  echo "run: classify not deployed (see the node's log for why the model did not load)" >&2
 
 cat <<MSG
 
 The node is serving. Try:
   curl $data/hello/world
   curl -X POST $data/counter/incr/visits
+  curl --data-binary @.cache/photos/coffee.png $data/classify
   $edge list
 Press ctrl-c to stop it.
 MSG

@@ -51,10 +51,23 @@ pub fn router(state: AdminState) -> Router {
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .merge(protected)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such admin endpoint") })
         .with_state(state)
+}
+
+/// `ok` once every deployed app is loaded; 503 while apps with a model wait for it.
+async fn healthz(State(state): State<AdminState>) -> Response {
+    if state.node.is_restored() {
+        "ok\n".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting: apps with a model are waiting for it to compile\n",
+        )
+            .into_response()
+    }
 }
 
 async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {

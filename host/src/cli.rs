@@ -338,17 +338,23 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<20} {:<24} {:<14} {:>10} {:>4} {:>10}  PREVIOUS",
-        "NAME", "ROUTE", "DIGEST", "SIZE", "KV", "SNAPSHOT"
+        "{:<20} {:<24} {:<14} {:>10} {:>4} {:<20} {:>10}  PREVIOUS",
+        "NAME", "ROUTE", "DIGEST", "SIZE", "KV", "MODELS", "SNAPSHOT"
     );
     for app in apps {
+        let models = if app.models.is_empty() {
+            "-".to_string()
+        } else {
+            app.models.join(",")
+        };
         println!(
-            "{:<20} {:<24} {:<14} {:>10} {:>4} {:>10}  {}",
+            "{:<20} {:<24} {:<14} {:>10} {:>4} {:<20} {:>10}  {}",
             app.name,
             app.route,
             short_digest(&app.digest),
             human_size(app.size),
             if app.kv { "yes" } else { "-" },
+            models,
             app.snapshot
                 .as_ref()
                 .map_or_else(|| "-".to_string(), |s| human_size(s.size)),

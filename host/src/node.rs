@@ -5,6 +5,7 @@
 //! table is swapped, so a failed deploy leaves the running version serving untouched.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -63,6 +64,8 @@ pub struct Node {
     pub metrics: Metrics,
     pub kv: Arc<KvBackend>,
     pub models: Arc<Models>,
+    /// False until every deployed app is serving (apps with a model join after start-up).
+    restored: AtomicBool,
     /// Serialises changes (deploy, remove, rollback); requests never take it.
     changes: Mutex<()>,
 }
@@ -77,6 +80,7 @@ impl Node {
         let node = Arc::new(Self {
             kv,
             models,
+            restored: AtomicBool::new(false),
             config,
             engine,
             repo,
@@ -108,7 +112,9 @@ impl Node {
             "restored deployed apps"
         );
         self.routes.replace(RoutingTable::new(loaded));
-        if !with_models.is_empty() {
+        if with_models.is_empty() {
+            self.restored.store(true, Ordering::Release);
+        } else {
             let node = self.clone();
             std::thread::Builder::new()
                 .name("edge-restore-nn".into())
@@ -152,6 +158,12 @@ impl Node {
                 tracing::info!(app = %record.name, "restored (its models are loaded)");
             }
         }
+        self.restored.store(true, Ordering::Release);
+    }
+
+    /// Whether every deployed app has been loaded (or failed to load) since start-up.
+    pub fn is_restored(&self) -> bool {
+        self.restored.load(Ordering::Acquire)
     }
 
     /// Loads a stored version: maps its artifact, or recompiles it from the stored original

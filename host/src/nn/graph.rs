@@ -192,9 +192,26 @@ impl Execution {
                 inputs.len()
             )));
         }
-        for input in &inputs {
-            let tensor = graph.input_tensor(input)?;
-            request.set_tensor(&input.name, &tensor).map_err(ov)?;
+        let tensors = inputs
+            .iter()
+            .map(|input| Ok((input.name.as_str(), graph.input_tensor(input)?)))
+            .collect::<Result<Vec<_>, BackendError>>()?;
+        // Pooled requests are shared by every app granted the model: each input must be set
+        // by this call, so no tensor of an earlier request (maybe another app's) is reused.
+        if let Some(port) = graph
+            .inputs
+            .iter()
+            .find(|port| !tensors.iter().any(|(name, _)| *name == port.name))
+        {
+            return Err(backend_error(format!(
+                "compute of model {} is missing input {:?}; its inputs: {}",
+                graph.name,
+                port.name,
+                graph.describe_inputs()
+            )));
+        }
+        for (name, tensor) in &tensors {
+            request.set_tensor(name, tensor).map_err(ov)?;
         }
         let started = Instant::now();
         request.infer().map_err(ov)?;

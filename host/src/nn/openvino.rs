@@ -161,7 +161,7 @@ impl OpenvinoRuntime {
 
 /// The C library inside `folder`: a virtual environment, its `openvino` package, or the folder
 /// holding the library itself.
-fn find_library(folder: &Path) -> Result<PathBuf, String> {
+pub fn find_library(folder: &Path) -> Result<PathBuf, String> {
     let not_found = || {
         format!(
             "no OpenVINO runtime ({LIBRARY_STEM}*) in {}; run scripts/setup.sh to install the \
