@@ -29,6 +29,22 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> anyh
     let node = tokio::task::spawn_blocking(move || Node::open(config))
         .await
         .context("node start-up task failed")??;
+    let result = serve(node.clone(), token, started, shutdown).await;
+    // Exiting while the model loader is inside OpenVINO would crash in its static destructors.
+    let _ = tokio::task::spawn_blocking(move || {
+        node.wait_until_restored(std::time::Duration::from_secs(60));
+    })
+    .await;
+    result
+}
+
+/// Binds both listeners and serves until `shutdown`, then drains and flushes.
+async fn serve(
+    node: Arc<Node>,
+    token: Arc<str>,
+    started: Instant,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let data_listener = bind(node.config.server.listen, "data plane").await?;
     let admin_listener = bind(node.config.server.admin_listen, "admin API").await?;
     let data_addr = data_listener.local_addr()?;

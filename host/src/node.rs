@@ -88,7 +88,11 @@ impl Node {
             metrics: Metrics::default(),
             changes: Mutex::new(()),
         });
-        node.restore_apps()?;
+        if let Err(err) = node.restore_apps() {
+            // The caller will exit: not while OpenVINO is compiling on the loader thread.
+            node.models.wait_until_loaded();
+            return Err(err);
+        }
         Ok(node)
     }
 
@@ -159,6 +163,16 @@ impl Node {
             }
         }
         self.restored.store(true, Ordering::Release);
+    }
+
+    /// Waits (up to `limit`) for start-up loading to end: the model loader and the restore of
+    /// apps with models. A process must not exit while OpenVINO compiles on another thread.
+    pub fn wait_until_restored(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        self.models.wait_until_loaded();
+        while !self.is_restored() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Whether every deployed app has been loaded (or failed to load) since start-up.

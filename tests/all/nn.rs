@@ -464,3 +464,12 @@ async fn app_with_a_model_is_back_after_a_restart() {
         post_json(&format!("{}/classify", host.data_url), photo("chelsea.png")).await;
     assert_eq!(status, 200, "{answer}");
 }
+
+#[test]
+fn node_stopped_while_its_model_compiles_exits_cleanly() {
+    // SIGTERM right after start-up, while OpenVINO compiles on the loader thread: the node
+    // waits for it rather than exiting under it (which crashed in OpenVINO's destructors).
+    for _ in 0..3 {
+        TestHost::start().stop();
+    }
+}
