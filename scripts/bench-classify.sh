@@ -6,6 +6,7 @@
 # concurrency 1, images/s at concurrency 1 and 2.
 #
 #   scripts/bench-classify.sh [SECONDS=5] [IMAGE=.cache/photos/chelsea.png]
+# EDGE_CONFIG=FILE runs the node with that config (e.g. to compare pool settings).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-5}
@@ -22,7 +23,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-EDGE_LOG=warn target/release/edge serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+config=()
+[[ -n ${EDGE_CONFIG:-} ]] && config=(--config "$EDGE_CONFIG")
+EDGE_LOG=warn target/release/edge serve "${config[@]}" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
   --data-dir "$work/data" >"$work/out" 2>"$work/err" &
 node_pid=$!
 for _ in $(seq 1 300); do grep -q "admin API" "$work/out" 2>/dev/null && break; sleep 0.1; done

@@ -13,18 +13,27 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openvino::{Core, DeviceType, ElementType, RwPropertyKey, Shape, Tensor};
+use openvino::{Core, DeviceType, ElementType, InferRequest, RwPropertyKey, Shape, Tensor};
 
 const INPUT: &str = "input";
 const DIMENSIONS: [i64; 4] = [1, 3, 224, 224];
 
+const ROUNDS: u32 = 3;
+const WARM_UP: Duration = Duration::from_millis(500);
+
 /// Latencies of one measured row.
+#[derive(Default)]
 struct Run {
     latencies: Vec<Duration>,
     elapsed: Duration,
 }
 
 impl Run {
+    fn extend(&mut self, other: Run) {
+        self.latencies.extend(other.latencies);
+        self.elapsed += other.elapsed;
+    }
+
     fn percentile(&self, p: f64) -> f64 {
         let mut sorted = self.latencies.clone();
         sorted.sort();
@@ -60,55 +69,92 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let library = edge_host::nn::openvino::find_library(Path::new(openvino_folder))?;
     openvino_sys::library::load_from(library).map_err(|e| format!("loading OpenVINO: {e}"))?;
-    let native = Native::new(&PathBuf::from(model_dir))?;
+    let native = Arc::new(Native::new(&PathBuf::from(model_dir))?);
+    let native_url = runtime.block_on(serve_native(native.clone()))?;
 
     let tensor_url = format!("{url}/tensor");
-    let mut rows: Vec<(&str, Run, Run)> = Vec::new();
     // Warm both sides up before measuring.
     native.run(1, Duration::from_millis(500), &tensor)?;
-    runtime.block_on(through_component(
-        &http,
-        url,
-        &image,
-        1,
-        Duration::from_millis(500),
-    ))?;
+    runtime.block_on(through_component(&http, url, &image, 1, WARM_UP))?;
 
-    let native_1 = native.run(1, duration, &tensor)?;
-    let tensor_1 = runtime.block_on(through_component(&http, &tensor_url, &tensor, 1, duration))?;
-    let image_1 = runtime.block_on(through_component(&http, url, &image, 1, duration))?;
-    let native_2 = native.run(2, duration, &tensor)?;
-    let tensor_2 = runtime.block_on(through_component(&http, &tensor_url, &tensor, 2, duration))?;
-    let image_2 = runtime.block_on(through_component(&http, url, &image, 2, duration))?;
-    rows.push(("native OpenVINO, same tensor", native_1, native_2));
-    rows.push(("component, tensor body", tensor_1, tensor_2));
-    rows.push(("component, image body (decoding)", image_1, image_2));
-
+    // Rounds alternate between the sides, so drift on a shared machine hits all rows alike.
+    let mut rows: [[Run; 2]; 5] = Default::default();
+    for _ in 0..ROUNDS {
+        for (c, concurrency) in [1, 2].into_iter().enumerate() {
+            let cell = duration / ROUNDS;
+            rows[0][c].extend(native.run(concurrency, cell, &tensor)?);
+            let (native_http, _) = runtime.block_on(through_component(
+                &http,
+                &native_url,
+                &tensor,
+                concurrency,
+                cell,
+            ))?;
+            rows[4][c].extend(native_http);
+            let (http_run, in_guest) = runtime.block_on(through_component(
+                &http,
+                &tensor_url,
+                &tensor,
+                concurrency,
+                cell,
+            ))?;
+            rows[1][c].extend(in_guest);
+            rows[2][c].extend(http_run);
+            let (image_run, _) =
+                runtime.block_on(through_component(&http, url, &image, concurrency, cell))?;
+            rows[3][c].extend(image_run);
+        }
+    }
+    let names = [
+        "native OpenVINO, same tensor",
+        "component: its wasi-nn calls",
+        "component over HTTP, tensor body",
+        "component over HTTP, image body",
+        "native OpenVINO over HTTP, tensor",
+    ];
     println!(
         "{:<34} {:>8} {:>8} {:>11} {:>11}",
         "", "p50 ms", "p99 ms", "img/s c=1", "img/s c=2"
     );
-    for (name, one, two) in &rows {
+    for row in [0, 1, 4, 2, 3] {
+        let [one, two] = &rows[row];
+        // The guest's own timing has latencies only; its requests are the HTTP row's.
+        let rate = |run: &Run| {
+            if row == 1 {
+                "-".to_string()
+            } else {
+                format!("{:.1}", run.per_second())
+            }
+        };
         println!(
-            "{:<34} {:>8.2} {:>8.2} {:>11.1} {:>11.1}",
-            name,
+            "{:<34} {:>8.2} {:>8.2} {:>11} {:>11}",
+            names[row],
             one.percentile(0.5),
             one.percentile(0.99),
-            one.per_second(),
-            two.per_second()
+            rate(one),
+            rate(two)
         );
     }
-    let (native_1, native_2) = (&rows[0].1, &rows[0].2);
-    let (tensor_1, tensor_2) = (&rows[1].1, &rows[1].2);
-    println!(
-        "component/native on the same tensor: p50 {:.3}x (overhead {:+.1}%), p99 {:.3}x, \
-         images/s c=1 {:.3}x, c=2 {:.3}x",
-        tensor_1.percentile(0.5) / native_1.percentile(0.5),
-        (tensor_1.percentile(0.5) / native_1.percentile(0.5) - 1.0) * 100.0,
-        tensor_1.percentile(0.99) / native_1.percentile(0.99),
-        tensor_1.per_second() / native_1.per_second(),
-        tensor_2.per_second() / native_2.per_second()
-    );
+    // (component row, native row it is compared with)
+    for (row, reference) in [(1, 0), (2, 4)] {
+        let ([one, two], [ref_one, ref_two]) = (&rows[row], &rows[reference]);
+        let mut line = format!(
+            "{} vs {}: p50 {:.3}x ({:+.1}%), p99 {:.3}x",
+            names[row],
+            names[reference],
+            one.percentile(0.5) / ref_one.percentile(0.5),
+            (one.percentile(0.5) / ref_one.percentile(0.5) - 1.0) * 100.0,
+            one.percentile(0.99) / ref_one.percentile(0.99),
+        );
+        if row != 1 {
+            line += &format!(
+                ", images/s c=1 {:.3}x, c=2 {:.3}x",
+                one.per_second() / ref_one.per_second(),
+                two.per_second() / ref_two.per_second()
+            );
+        }
+        println!("{line}");
+    }
     Ok(())
 }
 
@@ -119,14 +165,14 @@ async fn through_component(
     body: &[u8],
     concurrency: usize,
     duration: Duration,
-) -> Result<Run, Box<dyn std::error::Error>> {
+) -> Result<(Run, Run), Box<dyn std::error::Error>> {
     let body = bytes::Bytes::copy_from_slice(body);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let (http, url, body) = (http.clone(), url.to_string(), body.clone());
         tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
+            let (mut latencies, mut in_guest) = (Vec::new(), Vec::new());
             while started.elapsed() < duration {
                 let sent = Instant::now();
                 let response = http
@@ -136,28 +182,47 @@ async fn through_component(
                     .await
                     .map_err(|e| e.to_string())?;
                 let status = response.status();
+                if let Some(ms) = inference_ms(response.headers()) {
+                    in_guest.push(Duration::from_secs_f64(ms / 1e3));
+                }
                 let answer = response.bytes().await.map_err(|e| e.to_string())?;
                 if !status.is_success() {
                     return Err(format!("{status}: {}", String::from_utf8_lossy(&answer)));
                 }
                 latencies.push(sent.elapsed());
             }
-            Ok::<_, String>(latencies)
+            Ok::<_, String>((latencies, in_guest))
         }));
     }
-    let mut latencies = Vec::new();
+    let (mut latencies, mut in_guest) = (Vec::new(), Vec::new());
     for task in tasks {
-        latencies.extend(task.await??);
+        let (l, g) = task.await??;
+        latencies.extend(l);
+        in_guest.extend(g);
     }
-    Ok(Run {
-        latencies,
-        elapsed: started.elapsed(),
-    })
+    let elapsed = started.elapsed();
+    Ok((
+        Run { latencies, elapsed },
+        Run {
+            latencies: in_guest,
+            elapsed,
+        },
+    ))
+}
+
+/// The `inference;dur=` entry of a `server-timing` header, in ms.
+fn inference_ms(headers: &reqwest::header::HeaderMap) -> Option<f64> {
+    let timing = headers.get("server-timing")?.to_str().ok()?;
+    timing
+        .split(',')
+        .find_map(|entry| entry.trim().strip_prefix("inference;dur="))
+        .and_then(|ms| ms.parse().ok())
 }
 
 /// The model compiled in this process as the node compiles it.
 struct Native {
     compiled: std::sync::Mutex<openvino::CompiledModel>,
+    idle: std::sync::Mutex<Vec<InferRequest>>,
 }
 
 impl Native {
@@ -177,48 +242,64 @@ impl Native {
         let compiled = core.compile_model(&model, DeviceType::CPU)?;
         Ok(Self {
             compiled: std::sync::Mutex::new(compiled),
+            idle: std::sync::Mutex::new(Vec::new()),
         })
     }
 
-    /// Runs inferences on `threads` threads (one inference request each) for `duration`: copy
-    /// the tensor in, infer, copy the logits out, as the node does for a guest.
+    /// One inference as the node runs one for a guest: copy the tensor in, infer, copy the
+    /// logits out, with an inference request from a pool.
+    fn infer_once(&self, tensor: &[u8]) -> Result<Vec<u8>, String> {
+        let pooled = self.idle.lock().map_err(|_| "poisoned")?.pop();
+        let mut request = match pooled {
+            Some(request) => request,
+            None => self
+                .compiled
+                .lock()
+                .map_err(|_| "poisoned")?
+                .create_infer_request()
+                .map_err(|e| e.to_string())?,
+        };
+        let shape = Shape::new(&DIMENSIONS).map_err(|e| e.to_string())?;
+        let mut input = Tensor::new(ElementType::F32, &shape).map_err(|e| e.to_string())?;
+        let data = input.get_raw_data_mut().map_err(|e| e.to_string())?;
+        if data.len() != tensor.len() {
+            return Err(format!(
+                "tensor of {} bytes, expected {}",
+                tensor.len(),
+                data.len()
+            ));
+        }
+        data.copy_from_slice(tensor);
+        request
+            .set_tensor(INPUT, &input)
+            .map_err(|e| e.to_string())?;
+        request.infer().map_err(|e| e.to_string())?;
+        let logits = request
+            .get_output_tensor_by_index(0)
+            .map_err(|e| e.to_string())?
+            .get_raw_data()
+            .map_err(|e| e.to_string())?
+            .to_vec();
+        self.idle.lock().map_err(|_| "poisoned")?.push(request);
+        Ok(logits)
+    }
+
+    /// Runs inferences back to back on `threads` threads for `duration`.
     fn run(
         &self,
         threads: usize,
         duration: Duration,
         tensor: &Arc<Vec<u8>>,
     ) -> Result<Run, Box<dyn std::error::Error>> {
-        let mut requests = Vec::new();
-        for _ in 0..threads {
-            let mut compiled = self.compiled.lock().map_err(|_| "poisoned")?;
-            requests.push(compiled.create_infer_request()?);
-        }
         let started = Instant::now();
         let latencies = std::thread::scope(|scope| {
-            let handles: Vec<_> = requests
-                .into_iter()
-                .map(|mut request| {
-                    let tensor = tensor.clone();
-                    scope.spawn(move || -> Result<Vec<Duration>, String> {
-                        let shape = Shape::new(&DIMENSIONS).map_err(|e| e.to_string())?;
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| -> Result<Vec<Duration>, String> {
                         let mut latencies = Vec::new();
                         while started.elapsed() < duration {
                             let begun = Instant::now();
-                            let mut input =
-                                Tensor::new(ElementType::F32, &shape).map_err(|e| e.to_string())?;
-                            input
-                                .get_raw_data_mut()
-                                .map_err(|e| e.to_string())?
-                                .copy_from_slice(&tensor);
-                            request
-                                .set_tensor(INPUT, &input)
-                                .map_err(|e| e.to_string())?;
-                            request.infer().map_err(|e| e.to_string())?;
-                            let output = request
-                                .get_output_tensor_by_index(0)
-                                .map_err(|e| e.to_string())?;
-                            let logits = output.get_raw_data().map_err(|e| e.to_string())?.to_vec();
-                            std::hint::black_box(logits);
+                            std::hint::black_box(self.infer_once(tensor)?);
                             latencies.push(begun.elapsed());
                         }
                         Ok(latencies)
@@ -236,4 +317,29 @@ impl Native {
             elapsed: started.elapsed(),
         })
     }
+}
+
+/// Native inference behind HTTP, for the same transport as the component: `POST /` with the
+/// tensor answers the logits. Inference runs on the blocking pool, as it would in a native
+/// service built on tokio.
+async fn serve_native(native: Arc<Native>) -> std::io::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/", listener.local_addr()?);
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(move |body: bytes::Bytes| {
+            let native = native.clone();
+            async move {
+                match tokio::task::spawn_blocking(move || native.infer_once(&body)).await {
+                    Ok(Ok(logits)) => (axum::http::StatusCode::OK, logits),
+                    Ok(Err(err)) => (axum::http::StatusCode::BAD_REQUEST, err.into_bytes()),
+                    Err(_) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, Vec::new()),
+                }
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(url)
 }

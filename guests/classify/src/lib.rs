@@ -133,11 +133,19 @@ fn json_string(s: &str) -> String {
 }
 
 fn read_body(request: IncomingRequest) -> Option<Vec<u8>> {
+    // Sized from content-length up front: no regrowth copies (the node caps bodies anyway).
+    let declared = request
+        .headers()
+        .get("content-length")
+        .first()
+        .and_then(|v| std::str::from_utf8(v).ok()?.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(16 * 1024 * 1024);
     let body = request.consume().ok()?;
     let stream = body.stream().ok()?;
-    let mut bytes = Vec::new();
+    let mut bytes = Vec::with_capacity(declared);
     loop {
-        match stream.blocking_read(256 * 1024) {
+        match stream.blocking_read(1024 * 1024) {
             Ok(chunk) => bytes.extend(chunk),
             Err(wasi::io::streams::StreamError::Closed) => break,
             Err(_) => return None,
