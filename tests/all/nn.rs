@@ -473,3 +473,45 @@ fn node_stopped_while_its_model_compiles_exits_cleanly() {
         TestHost::start().stop();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gpu_and_auto_models_fall_back_to_cpu_with_a_warning_when_there_is_no_gpu() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("node.toml");
+    let ir = "edge-config/models/efficientnet-lite0";
+    std::fs::write(
+        &config,
+        format!(
+            "[models.on-gpu]\npath = \"{ir}\"\ndevice = \"GPU\"\n\n\
+             [models.on-auto]\npath = \"{ir}\"\ndevice = \"AUTO\"\nhint = \"throughput\"\n"
+        ),
+    )
+    .expect("config");
+    let host = TestHost::start_in(
+        &dir.path().join("node"),
+        &["--config", config.to_str().expect("utf-8")],
+    );
+    let listed = host.edge(&["models", "--json"]);
+    assert!(listed.ok, "{}", listed.stderr);
+    let view: serde_json::Value = serde_json::from_str(&listed.stdout).expect("JSON");
+    if view["openvino"]["devices"].as_array().is_some_and(|d| {
+        d.iter()
+            .any(|d| d.as_str().is_some_and(|d| d.starts_with("GPU")))
+    }) {
+        eprintln!("this machine has a GPU: the fallback is not exercised here");
+        return;
+    }
+    for model in view["models"].as_array().expect("models") {
+        assert_eq!(model["device"], "CPU", "{model}");
+    }
+    assert!(host.wait_for_log("OpenVINO sees no GPU; running it on CPU"));
+    host.deploy(
+        "classify",
+        &guest("classify"),
+        &["--model", "on-gpu", "--env", "MODEL=on-gpu"],
+    );
+    let (status, answer) =
+        post_json(&format!("{}/classify", host.data_url), photo("coffee.png")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(top_labels(&answer)[0].0, "espresso");
+}
