@@ -195,7 +195,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => {
             init_logging();
             let config = serve_config(args)?;
-            runtime.block_on(crate::daemon::run(config, crate::daemon::shutdown_signal()))
+            runtime.block_on(async {
+                // Installed before the node starts, so no signal finds it without a handler.
+                let shutdown = crate::daemon::shutdown_signal();
+                crate::daemon::run(config, shutdown).await
+            })
         }
         Command::Deploy(args) => runtime.block_on(deploy(args)),
         Command::List(args) => runtime.block_on(list(args)),

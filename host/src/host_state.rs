@@ -6,17 +6,15 @@
 //! `--env` settings only.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
-use std::sync::Arc;
-
 use crate::kv::{KvCtx, KvView};
-use crate::nn::AppModels;
+use crate::nn::{AppModels, NnView};
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
-use wasmtime_wasi_nn::wit::{WasiNnCtx, WasiNnView};
 
 /// The data of one request's store.
 pub struct HostState {
@@ -26,7 +24,7 @@ pub struct HostState {
     hooks: DenyOutgoingHttp,
     limits: StoreLimits,
     kv: KvCtx,
-    nn: Option<WasiNnCtx>,
+    models: Option<Arc<AppModels>>,
 }
 
 /// What a store needs from the app it runs: its environment, grants and limits.
@@ -56,7 +54,7 @@ impl HostState {
                 .instances(64)
                 .build(),
             kv: settings.kv,
-            nn: settings.models.map(AppModels::wasi_nn_ctx),
+            models: settings.models.cloned(),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limits);
@@ -67,9 +65,11 @@ impl HostState {
 
 impl HostState {
     /// The `wasi:nn` view of this store.
-    fn nn(&mut self) -> WasiNnView<'_> {
-        let nn = self.nn.get_or_insert_with(crate::nn::no_models);
-        WasiNnView::new(&mut self.table, nn)
+    fn nn(&mut self) -> NnView<'_> {
+        NnView {
+            table: &mut self.table,
+            models: self.models.as_ref(),
+        }
     }
 
     /// The key-value view of this store.
@@ -129,6 +129,6 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     crate::kv::add_to_linker(&mut linker)?;
-    wasmtime_wasi_nn::wit::add_to_linker(&mut linker, HostState::nn)?;
+    crate::nn::add_to_linker(&mut linker, HostState::nn)?;
     Ok(linker)
 }

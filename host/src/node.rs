@@ -228,7 +228,7 @@ impl Node {
         let models = if version.grants.models.is_empty() {
             None
         } else {
-            Some(self.models.grant(&version.grants.models)?)
+            Some(self.models.grant(name, &version.grants.models)?)
         };
         let instance_pre = self
             .engine

@@ -97,7 +97,7 @@ impl CompiledGraph {
             .iter()
             .find(|p| p.name == input.name)
             .ok_or_else(|| {
-                backend_error(format!(
+                invalid_input(format!(
                     "model {} has no input named {:?}; its inputs: {}",
                     self.name,
                     input.name,
@@ -107,7 +107,7 @@ impl CompiledGraph {
         let tensor = &input.tensor;
         let ty = element_type(tensor.ty);
         if ty != port.element_type || tensor.dimensions != port.dimensions {
-            return Err(backend_error(format!(
+            return Err(invalid_input(format!(
                 "input {:?} of model {} must be {:?} {:?}; the tensor is {:?} {:?}",
                 port.name, self.name, port.element_type, port.dimensions, ty, tensor.dimensions
             )));
@@ -120,7 +120,7 @@ impl CompiledGraph {
             })
             .unwrap_or(usize::MAX);
         if tensor.data.len() != expected {
-            return Err(backend_error(format!(
+            return Err(invalid_input(format!(
                 "input {:?} of model {} needs {expected} bytes of data for {:?} {:?}; the \
                  tensor has {}",
                 port.name,
@@ -182,9 +182,9 @@ impl Execution {
         let request = self
             .request
             .as_mut()
-            .ok_or_else(|| backend_error("execution context already failed".into()))?;
+            .ok_or_else(|| invalid_input("execution context already failed".into()))?;
         if inputs.len() != graph.inputs.len() {
-            return Err(backend_error(format!(
+            return Err(invalid_input(format!(
                 "model {} takes {} input(s) ({}); compute was given {}",
                 graph.name,
                 graph.inputs.len(),
@@ -203,7 +203,7 @@ impl Execution {
             .iter()
             .find(|port| !tensors.iter().any(|(name, _)| *name == port.name))
         {
-            return Err(backend_error(format!(
+            return Err(invalid_input(format!(
                 "compute of model {} is missing input {:?}; its inputs: {}",
                 graph.name,
                 port.name,
@@ -299,12 +299,25 @@ fn tensor_type(ty: ElementType) -> Result<TensorType, BackendError> {
     })
 }
 
-/// A failure the guest sees as a wasi-nn `runtime-error`. wasmtime-wasi-nn 48 shows guests
-/// only "Failed while accessing backend", so the cause is logged here (its own error log,
-/// with a backtrace per guest error, is turned off by default).
-pub(super) fn backend_error(message: String) -> BackendError {
-    tracing::warn!("wasi:nn call refused: {message}");
+/// A failure of the backend (a guest sees `runtime-error`).
+fn backend_error(message: String) -> BackendError {
     BackendError::BackendAccess(wasmtime::Error::msg(message))
+}
+
+/// A guest tensor or call that does not fit the model (a guest sees `invalid-argument`).
+#[derive(Debug)]
+pub struct InvalidInput(String);
+
+impl std::fmt::Display for InvalidInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidInput {}
+
+fn invalid_input(message: String) -> BackendError {
+    BackendError::BackendAccess(wasmtime::Error::new(InvalidInput(message)))
 }
 
 fn ov(err: openvino::InferenceError) -> BackendError {

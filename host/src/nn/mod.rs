@@ -2,15 +2,16 @@
 //!
 //! Models are named in the node config (`[models.NAME]`), read and compiled once at start-up
 //! and shared by every instance of every app granted them (`edge deploy --model NAME`).
-//! Guests open them with `load-by-name`; `load` with guest-supplied bytes is refused, since
-//! compiling a model costs host memory and time outside the instance's limits (and a guest
-//! asking for execution target `tpu` would reach an `unimplemented!()` upstream).
+//! Guests open them with `load-by-name` ([`wasi`] serves the WIT); `load` with guest-supplied
+//! bytes is refused, since compiling a model costs host memory and time outside the
+//! instance's limits.
 //!
 //! Requests of apps granted a model run on their own worker threads ([`InferenceWorkers`]):
 //! inference is a blocking call, and it must not hold the threads that serve every other app.
 
 mod graph;
 pub mod openvino;
+mod wasi;
 mod workers;
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,12 +20,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
-use wasmtime_wasi_nn::backend::{BackendError, BackendFromDir, BackendInner};
-use wasmtime_wasi_nn::wit::{ExecutionTarget, GraphEncoding, WasiNnCtx};
-use wasmtime_wasi_nn::{Backend, Graph, GraphRegistry, Registry};
+use wasmtime_wasi_nn::Graph;
 
-use self::graph::{CompiledGraph, backend_error};
+use self::graph::CompiledGraph;
 use self::openvino::OpenvinoRuntime;
+pub use self::wasi::{NnError, NnView, add_to_linker};
 pub use self::workers::InferenceWorkers;
 use crate::config::NodeConfig;
 use crate::error::DeployError;
@@ -70,10 +70,10 @@ impl Models {
         self.ready();
     }
 
-    /// The graphs an app deployed with `--model` for each of `names` may load. Blocks while
-    /// the models are still loading.
-    pub fn grant(&self, names: &[String]) -> Result<Arc<AppModels>, DeployError> {
-        self.ready().grant(names)
+    /// The graphs app `app`, deployed with `--model` for each of `names`, may load. Blocks
+    /// while the models are still loading.
+    pub fn grant(&self, app: &str, names: &[String]) -> Result<Arc<AppModels>, DeployError> {
+        self.ready().grant(app, names)
     }
 
     /// Where requests of apps granted a model run.
@@ -195,7 +195,7 @@ impl LoadedModels {
         }
     }
 
-    fn grant(&self, names: &[String]) -> Result<Arc<AppModels>, DeployError> {
+    fn grant(&self, app: &str, names: &[String]) -> Result<Arc<AppModels>, DeployError> {
         let mut graphs = HashMap::new();
         for name in names {
             if let Some(graph) = self.loaded.get(name) {
@@ -222,7 +222,10 @@ impl LoadedModels {
                 )));
             }
         }
-        Ok(Arc::new(AppModels { graphs }))
+        Ok(Arc::new(AppModels {
+            app: app.to_string(),
+            graphs,
+        }))
     }
 
     fn view(&self) -> ModelsView {
@@ -321,79 +324,9 @@ fn describe(graph: &CompiledGraph) -> String {
 
 /// The models one app was granted, shared by all its instances.
 pub struct AppModels {
+    /// The app's name, for the log.
+    app: String,
     graphs: HashMap<String, Graph>,
-}
-
-impl AppModels {
-    /// The `wasi:nn` state of one store of this app.
-    pub fn wasi_nn_ctx(self: &Arc<Self>) -> WasiNnCtx {
-        WasiNnCtx::new(
-            [Backend::from(NoGuestModels)],
-            Registry::from(GrantedModels(self.clone())),
-        )
-    }
-}
-
-/// The `wasi:nn` state of a store whose app has no model (it cannot import `wasi:nn`; a
-/// deploy that does is refused, so this is never called into).
-pub fn no_models() -> WasiNnCtx {
-    WasiNnCtx::new(
-        [],
-        Registry::from(GrantedModels(Arc::new(AppModels {
-            graphs: HashMap::new(),
-        }))),
-    )
-}
-
-struct GrantedModels(Arc<AppModels>);
-
-impl GraphRegistry for GrantedModels {
-    fn get(&self, name: &str) -> Option<&Graph> {
-        let graph = self.0.graphs.get(name);
-        if graph.is_none() {
-            let mut granted: Vec<&str> = self.0.graphs.keys().map(String::as_str).collect();
-            granted.sort_unstable();
-            tracing::warn!(
-                "wasi:nn load-by-name({name:?}) refused: the app was granted {granted:?} \
-                 (edge deploy --model NAME)"
-            );
-        }
-        graph
-    }
-
-    fn get_mut(&mut self, _name: &str) -> Option<&mut Graph> {
-        // Graphs are shared between instances; no guest may change one.
-        None
-    }
-}
-
-/// The backend answering `load`: models come from the node's registry only.
-struct NoGuestModels;
-
-impl BackendInner for NoGuestModels {
-    fn encoding(&self) -> GraphEncoding {
-        GraphEncoding::Openvino
-    }
-
-    fn load(
-        &mut self,
-        _builders: &[&[u8]],
-        target: ExecutionTarget,
-    ) -> Result<Graph, BackendError> {
-        let why = if target == ExecutionTarget::Tpu {
-            "execution target tpu does not exist on this node (OpenVINO runs models on cpu or gpu)"
-        } else {
-            "this node does not compile models sent by guests"
-        };
-        Err(backend_error(format!(
-            "{why}; models are configured on the node ([models.NAME]), granted with \
-             `edge deploy --model NAME` and opened with load-by-name"
-        )))
-    }
-
-    fn as_dir_loadable(&mut self) -> Option<&mut dyn BackendFromDir> {
-        None
-    }
 }
 
 /// `GET /v1/models`.
