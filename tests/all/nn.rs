@@ -522,3 +522,53 @@ async fn gpu_and_auto_models_fall_back_to_cpu_with_a_warning_when_there_is_no_gp
     assert_eq!(status, 200, "{answer}");
     assert_eq!(top_labels(&answer)[0].0, "espresso");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn component_matches_native_openvino_with_pil_preprocessing() {
+    // The guest decodes and resizes in wasm with its own code; the reference is OpenVINO in
+    // Python with PIL (scripts/nn/classify_native.py) on the same IR. Same top 3, same
+    // probabilities to within 0.01.
+    let root = crate::harness::repo_root();
+    let photos = ["chelsea.png", "coffee.png", "rocket.jpg"];
+    let output = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("scripts/nn/classify_native.py"))
+        .arg(root.join("edge-config/models/efficientnet-lite0"))
+        .args(photos.iter().map(|p| root.join(".cache/photos").join(p)))
+        .output()
+        .expect("running the native reference (scripts/setup.sh creates .venv)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let native = String::from_utf8_lossy(&output.stdout).into_owned();
+
+    let host = node_with_classify();
+    for (photo_name, line) in photos.iter().zip(native.lines()) {
+        // A line: chelsea.png [('tiger cat', 0.401), ('Egyptian cat', 0.353), ('tabby', 0.165)]
+        let expected: Vec<(String, f64)> = line
+            .split("('")
+            .skip(1)
+            .map(|pair| {
+                let (label, rest) = pair.split_once("', ").expect("label, probability");
+                let probability = rest.split(')').next().expect("probability");
+                (label.to_string(), probability.parse().expect("a number"))
+            })
+            .collect();
+        assert_eq!(expected.len(), 3, "{line}");
+        let (status, answer) =
+            post_json(&format!("{}/classify", host.data_url), photo(photo_name)).await;
+        assert_eq!(status, 200, "{answer}");
+        let top = top_labels(&answer);
+        for ((label, p), (native_label, native_p)) in top.iter().zip(&expected) {
+            assert_eq!(
+                label, native_label,
+                "{photo_name}: {top:?} vs native {expected:?}"
+            );
+            assert!(
+                (p - native_p).abs() < 0.01,
+                "{photo_name}: {top:?} vs native {expected:?}"
+            );
+        }
+    }
+}

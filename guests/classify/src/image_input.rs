@@ -1,10 +1,11 @@
 //! From image bytes to the model's input tensor: format and size checks on the header (before
 //! any pixel memory is allocated), decoding, centre crop of 224/256 of the short side, bicubic
-//! resize to 224x224, and `(x - 127) / 128` per channel, laid out NCHW as f32 little-endian.
+//! resize to 224x224 (the same filter as PIL's, which the native reference in
+//! `scripts/nn/classify_native.py` uses), and `(x - 127) / 128` per channel, laid out NCHW as
+//! f32 little-endian.
 
 use std::io::Cursor;
 
-use image::imageops::FilterType;
 use image::{ImageFormat, ImageReader, Limits, RgbImage};
 
 /// Side of the square the model takes.
@@ -67,17 +68,113 @@ fn has_end_marker(bytes: &[u8]) -> bool {
     tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
-/// The centre square of 224/256 of the short side, resized to 224x224 (bicubic).
+/// The centre square of 224/256 of the short side, resized to 224x224 with a bicubic filter
+/// (Keys, a = -0.5, widened by the scale when shrinking, as PIL's `BICUBIC` does), one axis
+/// at a time, rounding to 8 bits after each pass as PIL does.
 fn crop_and_resize(image: &RgbImage) -> RgbImage {
     let (width, height) = image.dimensions();
-    let side = f64::from(width.min(height)) * f64::from(SIDE) / 256.0;
-    let left = ((f64::from(width) - side) / 2.0).round() as u32;
-    let top = ((f64::from(height) - side) / 2.0).round() as u32;
-    let side = (side.round() as u32).max(1);
-    let side_w = side.min(width - left);
-    let side_h = side.min(height - top);
-    let crop = image::imageops::crop_imm(image, left, top, side_w, side_h).to_image();
-    image::imageops::resize(&crop, SIDE, SIDE, FilterType::CatmullRom)
+    let (width_f, height_f) = (f64::from(width), f64::from(height));
+    let side = width_f.min(height_f) * f64::from(SIDE) / 256.0;
+    // The crop box's edges rounded as Python's round() does (half to even), like the reference.
+    let (left, top) = ((width_f - side) / 2.0, (height_f - side) / 2.0);
+    let (x0, x1) = (left.round_ties_even(), (left + side).round_ties_even());
+    let (y0, y1) = (top.round_ties_even(), (top + side).round_ties_even());
+    let columns = taps(x0, (x1 - x0).clamp(1.0, width_f - x0), width as usize);
+    let rows = taps(y0, (y1 - y0).clamp(1.0, height_f - y0), height as usize);
+    let (first_row, last_row) = (
+        rows.iter().map(|t| t.start).min().unwrap_or(0),
+        rows.iter()
+            .map(|t| t.start + t.weights.len())
+            .max()
+            .unwrap_or(0),
+    );
+
+    // Horizontal pass over the rows the vertical pass reads: (last_row - first_row) x SIDE.
+    let src = image.as_raw();
+    let stride = width as usize * 3;
+    let out_side = SIDE as usize;
+    let mut across = vec![0u8; (last_row - first_row) * out_side * 3];
+    for y in first_row..last_row {
+        let line = &src[y * stride..(y + 1) * stride];
+        let out_line = &mut across[(y - first_row) * out_side * 3..][..out_side * 3];
+        for (x, tap) in columns.iter().enumerate() {
+            let mut sum = [0f32; 3];
+            for (k, w) in tap.weights.iter().enumerate() {
+                let px = &line[(tap.start + k) * 3..][..3];
+                for c in 0..3 {
+                    sum[c] += w * f32::from(px[c]);
+                }
+            }
+            for c in 0..3 {
+                out_line[x * 3 + c] = to_u8(sum[c]);
+            }
+        }
+    }
+    // Vertical pass.
+    let mut out = vec![0u8; out_side * out_side * 3];
+    for (y, tap) in rows.iter().enumerate() {
+        for x in 0..out_side * 3 {
+            let mut sum = 0f32;
+            for (k, w) in tap.weights.iter().enumerate() {
+                sum += w * f32::from(across[(tap.start + k - first_row) * out_side * 3 + x]);
+            }
+            out[y * out_side * 3 + x] = to_u8(sum);
+        }
+    }
+    RgbImage::from_raw(SIDE, SIDE, out).unwrap_or_default()
+}
+
+/// The source pixels one output pixel reads, and their weights.
+struct Tap {
+    start: usize,
+    weights: Vec<f32>,
+}
+
+/// Resampling taps mapping `[offset, offset + length)` of an axis of `source_len` pixels onto
+/// [`SIDE`] output pixels.
+fn taps(offset: f64, length: f64, source_len: usize) -> Vec<Tap> {
+    let scale = length / f64::from(SIDE);
+    let filter_scale = scale.max(1.0);
+    let support = 2.0 * filter_scale;
+    (0..SIDE)
+        .map(|i| {
+            let center = offset + (f64::from(i) + 0.5) * scale;
+            let start = (center - support).floor().max(0.0) as usize;
+            let end = ((center + support).ceil() as usize).min(source_len);
+            let raw: Vec<f64> = (start..end)
+                .map(|j| cubic((j as f64 + 0.5 - center) / filter_scale))
+                .collect();
+            let total: f64 = raw.iter().sum();
+            let weights = raw
+                .iter()
+                .map(|w| {
+                    if total == 0.0 {
+                        0.0
+                    } else {
+                        (w / total) as f32
+                    }
+                })
+                .collect();
+            Tap { start, weights }
+        })
+        .collect()
+}
+
+/// Keys' cubic convolution kernel with a = -0.5.
+fn cubic(x: f64) -> f64 {
+    const A: f64 = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+    } else {
+        0.0
+    }
+}
+
+fn to_u8(value: f32) -> u8 {
+    value.round().clamp(0.0, 255.0) as u8
 }
 
 /// RGB pixels to `(x - 127) / 128`, NCHW, f32 little-endian bytes.
