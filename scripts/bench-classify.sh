@@ -15,24 +15,13 @@ image=${2:-.cache/photos/chelsea.png}
 scripts/setup.sh >/dev/null
 cargo build --release --locked --example nn_bench -p edge-host 2>/dev/null
 
-work=$(mktemp -d)
-node_pid=""
-cleanup() {
-  [[ -n $node_pid ]] && kill "$node_pid" 2>/dev/null && wait "$node_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source scripts/lib/bench-node.sh
 
 config=()
 [[ -n ${EDGE_CONFIG:-} ]] && config=(--config "$EDGE_CONFIG")
-EDGE_LOG=warn target/release/edge serve "${config[@]}" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-  --data-dir "$work/data" >"$work/out" 2>"$work/err" &
-node_pid=$!
-for _ in $(seq 1 300); do grep -q "admin API" "$work/out" 2>/dev/null && break; sleep 0.1; done
-admin=$(sed -n 's/^edge: admin API listening on //p' "$work/out")
-data=$(sed -n 's/^edge: data plane listening on //p' "$work/out")
-target/release/edge deploy classify guests/target/wasm32-wasip2/release/classify.wasm \
-  --model efficientnet-lite0 --node "$admin" --data-dir "$work/data" >/dev/null 2>&1
+start_node "$work/data" "${config[@]}"
+"$edge" deploy classify "$guests/classify.wasm" --model efficientnet-lite0 --node "$admin" \
+  --data-dir "$work/data" >/dev/null 2>&1
 
 target/release/examples/nn_bench "$data/classify" "$image" edge-config/models/efficientnet-lite0 \
   .venv "$seconds"

@@ -12,25 +12,7 @@ cd "$(dirname "$0")/.."
 steady=${1:-50}
 scripts/setup.sh >/dev/null
 cargo build --release --locked --example startup_probe -p edge-host 2>/dev/null
-edge=target/release/edge
-guests=guests/target/wasm32-wasip2/release
-work=$(mktemp -d)
-node_pid=""
-cleanup() {
-  [[ -n $node_pid ]] && kill "$node_pid" 2>/dev/null && wait "$node_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-start_node() { # DATA_DIR -> sets node_pid, admin, data
-  EDGE_LOG=warn "$edge" serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-    --data-dir "$1" >"$1.out" 2>"$1.err" &
-  node_pid=$!
-  for _ in $(seq 1 300); do grep -q "admin API" "$1.out" 2>/dev/null && break; sleep 0.05; done
-  admin=$(sed -n 's/^edge: admin API listening on //p' "$1.out")
-  data=$(sed -n 's/^edge: data plane listening on //p' "$1.out")
-}
-stop_node() { kill "$node_pid"; wait "$node_pid" 2>/dev/null || true; node_pid=""; }
+source scripts/lib/bench-node.sh
 ms() { awk '{ printf "%.2f", $1 * 1000 }'; }
 
 echo "== 1. heavy-init: snapshot vs no snapshot =="

@@ -16,13 +16,7 @@ command -v wrk >/dev/null || { echo "bench: wrk is needed (Debian: apt-get insta
 scripts/setup.sh >/dev/null
 cargo build --release --locked --example kv_direct -p edge-host 2>/dev/null
 
-work=$(mktemp -d)
-node_pid=""
-cleanup() {
-  [[ -n $node_pid ]] && kill "$node_pid" 2>/dev/null && wait "$node_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source scripts/lib/bench-node.sh
 
 cat >"$work/post.lua" <<'LUA'
 wrk.method = "POST"
@@ -32,21 +26,15 @@ through_guest() {
   local mode=$1 dir="$work/node-$1"
   mkdir -p "$dir"
   printf '[kv]\ndurability = "%s"\n' "$mode" >"$dir/node.toml"
-  EDGE_LOG=warn target/release/edge serve --config "$dir/node.toml" --listen 127.0.0.1:0 \
-    --admin-listen 127.0.0.1:0 --data-dir "$dir/data" >"$dir/out" 2>"$dir/err" &
-  node_pid=$!
-  for _ in $(seq 1 300); do grep -q "admin API" "$dir/out" 2>/dev/null && break; sleep 0.1; done
-  local admin data
-  admin=$(sed -n 's/^edge: admin API listening on //p' "$dir/out")
-  data=$(sed -n 's/^edge: data plane listening on //p' "$dir/out")
-  target/release/edge deploy counter guests/target/wasm32-wasip2/release/counter.wasm --kv \
-    --node "$admin" --data-dir "$dir/data" >/dev/null 2>&1
+  start_node "$dir/data" --config "$dir/node.toml"
+  "$edge" deploy counter "$guests/counter.wasm" --kv --node "$admin" --data-dir "$dir/data" \
+    >/dev/null 2>&1
   local url="$data/counter/bench/k?n=$per_request"
   wrk -t1 -c"$concurrency" -d1s -s "$work/post.lua" "$url" >/dev/null
   local rps
   rps=$(wrk -t1 -c"$concurrency" -d"${seconds}s" -s "$work/post.lua" "$url" |
     awk '/Non-2xx/ { print "bench: errors" > "/dev/stderr"; exit 1 } /Requests\/sec:/ { print $2 }')
-  kill "$node_pid"; wait "$node_pid" 2>/dev/null || true; node_pid=""
+  stop_node
   awk -v r="$rps" -v n="$per_request" 'BEGIN { printf "%.0f\n", r * n }'
 }
 

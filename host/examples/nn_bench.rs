@@ -75,7 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tensor_url = format!("{url}/tensor");
     // Warm both sides up before measuring.
     native.run(1, Duration::from_millis(500), &tensor)?;
-    runtime.block_on(through_component(&http, url, &image, 1, WARM_UP))?;
+    runtime.block_on(post_for(&http, url, &image, 1, WARM_UP))?;
 
     // Rounds alternate between the sides, so drift on a shared machine hits all rows alike.
     let mut rows: [[Run; 2]; 5] = Default::default();
@@ -83,25 +83,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for (c, concurrency) in [1, 2].into_iter().enumerate() {
             let cell = duration / ROUNDS;
             rows[0][c].extend(native.run(concurrency, cell, &tensor)?);
-            let (native_http, _) = runtime.block_on(through_component(
-                &http,
-                &native_url,
-                &tensor,
-                concurrency,
-                cell,
-            ))?;
+            let (native_http, _) =
+                runtime.block_on(post_for(&http, &native_url, &tensor, concurrency, cell))?;
             rows[4][c].extend(native_http);
-            let (http_run, in_guest) = runtime.block_on(through_component(
-                &http,
-                &tensor_url,
-                &tensor,
-                concurrency,
-                cell,
-            ))?;
+            let (http_run, in_guest) =
+                runtime.block_on(post_for(&http, &tensor_url, &tensor, concurrency, cell))?;
             rows[1][c].extend(in_guest);
             rows[2][c].extend(http_run);
             let (image_run, _) =
-                runtime.block_on(through_component(&http, url, &image, concurrency, cell))?;
+                runtime.block_on(post_for(&http, url, &image, concurrency, cell))?;
             rows[3][c].extend(image_run);
         }
     }
@@ -159,7 +149,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// POSTs `body` to `url` from `concurrency` clients for `duration`.
-async fn through_component(
+async fn post_for(
     http: &reqwest::Client,
     url: &str,
     body: &[u8],
@@ -168,7 +158,8 @@ async fn through_component(
 ) -> Result<(Run, Run), Box<dyn std::error::Error>> {
     let body = bytes::Bytes::copy_from_slice(body);
     let started = Instant::now();
-    let mut tasks = Vec::new();
+/// POSTs `body` to `url` (the component, or the native server) from `concurrency` clients for
+/// `duration`: the request latencies, and the guest's `server-timing` inference times.
     for _ in 0..concurrency {
         let (http, url, body) = (http.clone(), url.to_string(), body.clone());
         tasks.push(tokio::spawn(async move {

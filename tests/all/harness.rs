@@ -296,6 +296,13 @@ pub async fn send(request: reqwest::RequestBuilder) -> Reply {
     Reply { status, body }
 }
 
+/// The value of the sample `name` (labels included) in Prometheus text `text`.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} missing in:\n{text}"))
+}
+
 /// A client for the calling test's runtime (clients are not shared across test runtimes).
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()

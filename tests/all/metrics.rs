@@ -1,12 +1,6 @@
 //! The admin API's Prometheus metrics reflect what the node did.
 
-use crate::harness::{TestHost, client, get, guest, send};
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("metric {name} missing in:\n{text}"))
-}
+use crate::harness::{TestHost, client, get, guest, metric, send};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_report_instantiation_first_byte_startup_and_snapshot_sizes() {

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{TestHost, client, get, guest, photo, send};
+use crate::harness::{TestHost, client, get, guest, metric, photo, send};
 
 const MODEL: &str = "efficientnet-lite0";
 
@@ -34,12 +34,6 @@ fn top_labels(answer: &serde_json::Value) -> Vec<(String, f64)> {
             )
         })
         .collect()
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("metric {name} missing in:\n{text}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

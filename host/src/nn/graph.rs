@@ -140,7 +140,8 @@ impl CompiledGraph {
         Ok(ov_tensor)
     }
 
-    fn describe_inputs(&self) -> String {
+    /// The inputs as `"name" Type [dims]`, for messages.
+    pub fn describe_inputs(&self) -> String {
         self.inputs
             .iter()
             .map(|p| format!("{:?} {:?} {:?}", p.name, p.element_type, p.dimensions))

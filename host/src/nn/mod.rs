@@ -153,7 +153,7 @@ impl LoadedModels {
                             tracing::info!(
                                 model = %name,
                                 device,
-                                inputs = %describe(&graph),
+                                inputs = %graph.describe_inputs(),
                                 compile_ms = graph.compile_time.as_secs_f64() * 1e3,
                                 "model loaded"
                             );
@@ -311,15 +311,6 @@ impl LoadedModels {
             );
         }
     }
-}
-
-fn describe(graph: &CompiledGraph) -> String {
-    graph
-        .inputs
-        .iter()
-        .map(|p| format!("{} {:?} {:?}", p.name, p.element_type, p.dimensions))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The models one app was granted, shared by all its instances.

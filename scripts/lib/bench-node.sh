@@ -1,0 +1,31 @@
+# Sourced by the bench scripts (from the repository root): a scratch folder removed on exit,
+# and one `edge serve` at a time on free loopback ports.
+#   start_node DATA_DIR [serve args...]   sets node_pid, admin (admin API URL), data (data plane URL)
+#   stop_node
+edge=target/release/edge
+guests=guests/target/wasm32-wasip2/release
+work=$(mktemp -d)
+node_pid=""
+cleanup() {
+  [[ -n $node_pid ]] && kill "$node_pid" 2>/dev/null && wait "$node_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+start_node() {
+  local dir=$1
+  shift
+  EDGE_LOG=warn "$edge" serve "$@" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+    --data-dir "$dir" >"$dir.out" 2>"$dir.err" &
+  node_pid=$!
+  for _ in $(seq 1 600); do grep -q "admin API" "$dir.out" 2>/dev/null && break; sleep 0.05; done
+  admin=$(sed -n 's/^edge: admin API listening on //p' "$dir.out")
+  data=$(sed -n 's/^edge: data plane listening on //p' "$dir.out")
+  [[ -n $admin ]] || { echo "bench: the node did not start; its log: $dir.err" >&2; exit 1; }
+}
+
+stop_node() {
+  kill "$node_pid"
+  wait "$node_pid" 2>/dev/null || true
+  node_pid=""
+}
