@@ -148,7 +148,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// POSTs `body` to `url` from `concurrency` clients for `duration`.
+/// POSTs `body` to `url` (the component, or the native server) from `concurrency` clients for
+/// `duration`: the request latencies, and the guest's `server-timing` inference times.
 async fn post_for(
     http: &reqwest::Client,
     url: &str,
@@ -158,8 +159,7 @@ async fn post_for(
 ) -> Result<(Run, Run), Box<dyn std::error::Error>> {
     let body = bytes::Bytes::copy_from_slice(body);
     let started = Instant::now();
-/// POSTs `body` to `url` (the component, or the native server) from `concurrency` clients for
-/// `duration`: the request latencies, and the guest's `server-timing` inference times.
+    let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let (http, url, body) = (http.clone(), url.to_string(), body.clone());
         tasks.push(tokio::spawn(async move {
