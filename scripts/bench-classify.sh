@@ -6,7 +6,9 @@
 # concurrency 1, images/s at concurrency 1 and 2.
 #
 #   scripts/bench-classify.sh [SECONDS=5] [IMAGE=.cache/photos/chelsea.png]
-# EDGE_CONFIG=FILE runs the node with that config (e.g. to compare pool settings).
+# PRECISION=f32|bf16|f16|auto (default f32, the node's default) sets the model's inference
+# precision on both sides. EDGE_CONFIG=FILE runs the node with that config instead (its model
+# must then use the same PRECISION).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-5}
@@ -17,12 +19,20 @@ cargo build --release --locked --example nn_bench -p edge-host 2>/dev/null
 
 source scripts/lib/bench-node.sh
 
-config=()
-[[ -n ${EDGE_CONFIG:-} ]] && config=(--config "$EDGE_CONFIG")
+precision=${PRECISION:-f32}
+node_config=${EDGE_CONFIG:-$work/node.toml}
+if [[ -z ${EDGE_CONFIG:-} ]]; then
+  cat >"$node_config" <<TOML
+[models.efficientnet-lite0]
+path = "edge-config/models/efficientnet-lite0"
+precision = "$precision"
+TOML
+fi
+config=(--config "$node_config")
 start_node "$work/data" "${config[@]}"
 "$edge" deploy classify "$guests/classify.wasm" --model efficientnet-lite0 --node "$admin" \
   --data-dir "$work/data" >/dev/null 2>&1
 
 target/release/examples/nn_bench "$data/classify" "$image" edge-config/models/efficientnet-lite0 \
-  .venv "$seconds"
-echo "($(basename "$image"), efficientnet-lite0 on CPU with the LATENCY hint, ${seconds}s per cell, $(nproc) cores)"
+  .venv "$seconds" "$precision"
+echo "($(basename "$image"), efficientnet-lite0 on CPU with the LATENCY hint, precision setting $precision, ${seconds}s per cell, $(nproc) cores)"

@@ -2,7 +2,11 @@
 //! component on a running node versus native OpenVINO (the same library, IR, device, hint and
 //! input tensor) in this process, in one run.
 //!
-//!   cargo run --release --example nn_bench -- CLASSIFY_URL IMAGE MODEL_DIR OPENVINO_FOLDER SECONDS
+//!   cargo run --release --example nn_bench -- CLASSIFY_URL IMAGE MODEL_DIR OPENVINO_FOLDER \
+//!       SECONDS PRECISION
+//!
+//! PRECISION (`f32`, `bf16`, `f16` or `auto`) must be the one the node's model runs with: native
+//! OpenVINO is compiled with the same `INFERENCE_PRECISION_HINT`, and the one in force is printed.
 //!
 //! The input tensor is the one the component makes from IMAGE (`POST …/preprocess`), so both
 //! sides infer on identical bytes. Rows: native; the component given that tensor (no decoding);
@@ -13,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openvino::{Core, DeviceType, ElementType, InferRequest, RwPropertyKey, Shape, Tensor};
+use openvino::{
+    Core, DeviceType, ElementType, InferRequest, PropertyKey, RwPropertyKey, Shape, Tensor,
+};
 
 const INPUT: &str = "input";
 const DIMENSIONS: [i64; 4] = [1, 3, 224, 224];
@@ -48,8 +54,19 @@ impl Run {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, url, image, model_dir, openvino_folder, seconds] = args.as_slice() else {
-        return Err("usage: nn_bench CLASSIFY_URL IMAGE MODEL_DIR OPENVINO_FOLDER SECONDS".into());
+    let [
+        _,
+        url,
+        image,
+        model_dir,
+        openvino_folder,
+        seconds,
+        precision,
+    ] = args.as_slice()
+    else {
+        return Err(
+            "usage: nn_bench CLASSIFY_URL IMAGE MODEL_DIR OPENVINO_FOLDER SECONDS PRECISION".into(),
+        );
     };
     let duration = Duration::from_secs_f64(seconds.parse()?);
     let image = std::fs::read(image)?;
@@ -69,7 +86,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let library = edge_host::nn::openvino::find_library(Path::new(openvino_folder))?;
     openvino_sys::library::load_from(library).map_err(|e| format!("loading OpenVINO: {e}"))?;
-    let native = Arc::new(Native::new(&PathBuf::from(model_dir))?);
+    let native = Arc::new(Native::new(&PathBuf::from(model_dir), precision)?);
+    println!(
+        "native OpenVINO infers in {} (precision setting {precision})",
+        native.precision_in_force
+    );
     let native_url = runtime.block_on(serve_native(native.clone()))?;
 
     let tensor_url = format!("{url}/tensor");
@@ -212,12 +233,14 @@ fn inference_ms(headers: &reqwest::header::HeaderMap) -> Option<f64> {
 
 /// The model compiled in this process as the node compiles it.
 struct Native {
+    /// `INFERENCE_PRECISION_HINT` read back from the compiled model.
+    precision_in_force: String,
     compiled: std::sync::Mutex<openvino::CompiledModel>,
     idle: std::sync::Mutex<Vec<InferRequest>>,
 }
 
 impl Native {
-    fn new(model_dir: &Path) -> Result<Self, Box<dyn std::error::Error>> {
+    fn new(model_dir: &Path, precision: &str) -> Result<Self, Box<dyn std::error::Error>> {
         let mut core = Core::new()?;
         let xml = model_dir.join("model.xml");
         let bin = model_dir.join("model.bin");
@@ -230,8 +253,19 @@ impl Native {
             &RwPropertyKey::HintPerformanceMode,
             "LATENCY",
         )?;
+        if precision != "auto" {
+            core.set_property(
+                &DeviceType::CPU,
+                &RwPropertyKey::HintInferencePrecision,
+                precision,
+            )?;
+        }
         let compiled = core.compile_model(&model, DeviceType::CPU)?;
+        let precision_in_force = compiled
+            .get_property(&PropertyKey::Rw(RwPropertyKey::HintInferencePrecision))?
+            .into_owned();
         Ok(Self {
+            precision_in_force,
             compiled: std::sync::Mutex::new(compiled),
             idle: std::sync::Mutex::new(Vec::new()),
         })

@@ -389,8 +389,8 @@ async fn models(args: ListArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<24} {:<8} {:<32} {:>8} {:>11}",
-        "NAME", "DEVICE", "INPUT", "OUTPUTS", "INFERENCES"
+        "{:<24} {:<8} {:<12} {:<32} {:>8} {:>11}",
+        "NAME", "DEVICE", "PRECISION", "INPUT", "OUTPUTS", "INFERENCES"
     );
     for model in &view.models {
         if !model.loaded {
@@ -407,10 +407,17 @@ async fn models(args: ListArgs) -> anyhow::Result<()> {
             .map(|i| format!("{} {} {:?}", i.name, i.element_type, i.shape))
             .collect::<Vec<_>>()
             .join("; ");
+        // The precision in force, and the setting when it differs (bf16 asked, f32 run).
+        let in_force = model.precision_in_force.as_deref().unwrap_or("?");
+        let precision = match model.precision.as_deref() {
+            Some(asked) if asked != in_force => format!("{in_force} ({asked})"),
+            _ => in_force.to_string(),
+        };
         println!(
-            "{:<24} {:<8} {:<32} {:>8} {:>11}",
+            "{:<24} {:<8} {:<12} {:<32} {:>8} {:>11}",
             model.name,
             model.device.as_deref().unwrap_or("-"),
+            precision,
             input,
             model.outputs,
             model.inferences

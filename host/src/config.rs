@@ -211,6 +211,47 @@ pub struct ModelConfig {
     /// What OpenVINO optimises for.
     #[serde(default)]
     pub hint: PerformanceHint,
+    /// The numeric precision inference runs in. The default, `f32`, gives the same answers on
+    /// every CPU; `auto` lets the device pick (bf16 on CPUs with AVX512-BF16 or AMX).
+    #[serde(default)]
+    pub precision: InferencePrecision,
+}
+
+/// The precision OpenVINO computes in (its `INFERENCE_PRECISION_HINT`).
+///
+/// OpenVINO's CPU plugin picks bf16 by itself on CPUs that have AVX512-BF16 or AMX, and f32
+/// elsewhere, so without a setting the same photo gets different probabilities on different
+/// gateways (measured: up to 0.014 apart on EfficientNet-Lite0). Pinning it makes the answer a
+/// property of the model, not of the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InferencePrecision {
+    /// 32-bit floats: the same answers on every x86-64 and ARM CPU (the default).
+    #[default]
+    F32,
+    /// bfloat16 where the device supports it (f32 elsewhere): faster on CPUs with
+    /// AVX512-BF16 or AMX, at some precision (see docs/benchmarks.md).
+    Bf16,
+    /// 16-bit floats where the device supports it (ARM CPUs, GPUs; f32 elsewhere).
+    F16,
+    /// Whatever the device prefers: answers may differ from one CPU to another.
+    Auto,
+}
+
+impl InferencePrecision {
+    /// The value OpenVINO's `INFERENCE_PRECISION_HINT` takes, `None` for the device default.
+    pub fn openvino_hint(self) -> Option<&'static str> {
+        match self {
+            Self::F32 => Some("f32"),
+            Self::Bf16 => Some("bf16"),
+            Self::F16 => Some("f16"),
+            Self::Auto => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.openvino_hint().unwrap_or("auto")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -245,6 +286,7 @@ fn default_models() -> BTreeMap<String, ModelConfig> {
             path: PathBuf::from("edge-config/models/efficientnet-lite0"),
             device: ModelDevice::Cpu,
             hint: PerformanceHint::Latency,
+            precision: InferencePrecision::F32,
         },
     )])
 }
@@ -329,6 +371,18 @@ mod tests {
         assert_eq!(config.models["detector"].hint, PerformanceHint::Latency);
         let err = NodeConfig::parse("[models.x]\npath = \"m\"\ndevice = \"TPU\"\n").unwrap_err();
         assert!(err.contains("TPU"), "{err}");
+    }
+
+    #[test]
+    fn precision_defaults_to_f32_and_unknown_values_name_the_allowed_ones() {
+        let config = NodeConfig::parse("[models.x]\npath = \"m\"\n").unwrap();
+        assert_eq!(config.models["x"].precision, InferencePrecision::F32);
+        let config = NodeConfig::parse("[models.x]\npath = \"m\"\nprecision = \"bf16\"\n").unwrap();
+        assert_eq!(config.models["x"].precision, InferencePrecision::Bf16);
+        let err = NodeConfig::parse("[models.x]\npath = \"m\"\nprecision = \"f64\"\n").unwrap_err();
+        for needle in ["f64", "precision", "f32", "bf16", "f16", "auto"] {
+            assert!(err.contains(needle), "{needle} missing from: {err}");
+        }
     }
 
     #[test]

@@ -15,11 +15,11 @@ async fn node_falls_back_to_on_demand_when_the_pool_cannot_be_reserved() {
     let data = tempfile::tempdir().expect("temp dir");
     let host = TestHost::start_wrapped(data.path(), "ulimit -v 16777216;");
     assert!(
-        host.log().contains("falling back to on-demand"),
+        host.wait_for_log("falling back to on-demand"),
         "{}",
         host.log()
     );
-    assert!(host.log().contains("allocator=OnDemand"), "{}", host.log());
+    assert!(host.wait_for_log("allocator=OnDemand"), "{}", host.log());
     host.deploy("hello", &guest("hello"), &[]);
     assert_eq!(get(&format!("{}/hello", host.data_url)).await.status, 200);
 }

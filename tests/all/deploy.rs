@@ -1,10 +1,10 @@
 //! Deploy, serve, redeploy under load, rollback, remove: the happy paths through the CLI.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::harness::{TestHost, client, get, guest, variant_of};
+use crate::harness::{PATIENCE, TestHost, client, get, guest, variant_of};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployed_hello_answers_over_http_with_its_path() {
@@ -91,13 +91,16 @@ async fn redeploy_under_load_loses_no_request_and_rollback_restores_old() {
     let url = format!("{}/hello/load", host.data_url);
     let deployed = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
+    // Answers from the new version seen after the deploy returned, by every worker together.
+    let (old_seen, new_seen) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
     let mut workers = Vec::new();
     for _ in 0..4 {
         let (url, deployed, stop) = (url.clone(), deployed.clone(), stop.clone());
+        let (old_seen, new_seen) = (old_seen.clone(), new_seen.clone());
         workers.push(tokio::spawn(async move {
             let http = client();
-            let (mut old, mut new, mut after) = (0u32, 0u32, Vec::new());
-            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut after = Vec::new();
+            let deadline = Instant::now() + PATIENCE;
             while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
                 let deploy_done = deployed.load(Ordering::SeqCst);
                 let response = http.get(&url).send().await.expect("request during deploy");
@@ -105,21 +108,22 @@ async fn redeploy_under_load_loses_no_request_and_rollback_restores_old() {
                 let body = response.text().await.expect("body during deploy");
                 assert_eq!(status, 200, "request failed during redeploy: {body}");
                 if body.contains("edge v1:") {
-                    old += 1;
+                    old_seen.fetch_add(1, Ordering::SeqCst);
                     if deploy_done {
                         after.push(body);
                     }
                 } else if body.contains("edge v2:") {
-                    new += 1;
+                    new_seen.fetch_add(1, Ordering::SeqCst);
                 } else {
                     panic!("answer from neither version: {body}");
                 }
             }
-            (old, new, after)
+            after
         }));
     }
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Load is running on v1 before the deploy starts...
+    wait_until_count(&old_seen, 8).await;
     let host_for_deploy = host.clone();
     let v2_path = v2.clone();
     let redeploy = tokio::task::spawn_blocking(move || {
@@ -133,23 +137,18 @@ async fn redeploy_under_load_loses_no_request_and_rollback_restores_old() {
         redeploy.stdout
     );
     deployed.store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // ...and goes on for a while on v2 after it returned.
+    let new_at_deploy = new_seen.load(Ordering::SeqCst);
+    wait_until_count(&new_seen, new_at_deploy + 8).await;
     stop.store(true, Ordering::SeqCst);
 
-    let (mut old_total, mut new_total) = (0, 0);
     for worker in workers {
-        let (old, new, after) = worker.await.expect("load worker");
+        let after = worker.await.expect("load worker");
         assert!(
             after.is_empty(),
             "old version answered after the deploy returned: {after:?}"
         );
-        old_total += old;
-        new_total += new;
     }
-    assert!(
-        old_total > 0 && new_total > 0,
-        "old {old_total}, new {new_total}"
-    );
 
     let rolled = tokio::task::spawn_blocking({
         let host = host.clone();
@@ -165,6 +164,19 @@ async fn redeploy_under_load_loses_no_request_and_rollback_restores_old() {
         "rollback should restore v1: {}",
         reply.body
     );
+}
+
+/// Waits (up to [`PATIENCE`]) until `counter` reaches `at_least`.
+async fn wait_until_count(counter: &AtomicU32, at_least: u32) {
+    let deadline = Instant::now() + PATIENCE;
+    while counter.load(Ordering::SeqCst) < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "only {} answers within {PATIENCE:?}",
+            counter.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

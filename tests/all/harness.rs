@@ -144,7 +144,7 @@ impl TestHost {
             }
         });
         let (mut data_url, mut admin_url) = (None, None);
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + PATIENCE;
         while data_url.is_none() || admin_url.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             let Ok(line) = rx.recv_timeout(left) else {
@@ -160,30 +160,56 @@ impl TestHost {
                 admin_url = Some(url.to_string());
             }
         }
-        Self {
+        let host = Self {
             child,
             data_url: data_url.unwrap_or_default(),
             admin_url: admin_url.unwrap_or_default(),
             data_dir: data_dir.to_path_buf(),
             log,
             _temp: None,
-        }
+        };
+        // The addresses come on stdout, the log on stderr, read by another thread: wait for
+        // the line logged just before the addresses, so everything start-up logs is there.
+        assert!(
+            host.wait_for_log("edge node ready"),
+            "no 'edge node ready' in the log:\n{}",
+            host.log()
+        );
+        host
     }
 
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
-    /// Waits (up to 10 s) until the node's log contains `needle`; returns whether it did.
+    /// Waits (up to [`PATIENCE`]) until the node's log contains `needle`; returns whether
+    /// it did.
     pub fn wait_for_log(&self, needle: &str) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.log().contains(needle) {
-                return true;
+        eventually(|| self.log().contains(needle))
+    }
+
+    /// The admin API's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let url = format!("{}/metrics", self.admin_url);
+        send(client().get(&url).bearer_auth(self.token()))
+            .await
+            .body
+    }
+
+    /// Waits (up to [`PATIENCE`]) until the metric sample `name` is at least `at_least`.
+    pub async fn wait_for_metric(&self, name: &str, at_least: f64) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let text = self.metrics().await;
+            if metric_or_zero(&text, name) >= at_least {
+                return;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            assert!(
+                Instant::now() < deadline,
+                "{name} did not reach {at_least} within {PATIENCE:?}:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        false
     }
 
     /// Runs an `edge` client command against this node (token from its data folder).
@@ -298,9 +324,35 @@ pub async fn send(request: reqwest::RequestBuilder) -> Reply {
 
 /// The value of the sample `name` (labels included) in Prometheus text `text`.
 pub fn metric(text: &str, name: &str) -> f64 {
+    sample(text, name).unwrap_or_else(|| panic!("metric {name} missing in:\n{text}"))
+}
+
+/// Like [`metric`], with 0 for a sample not written yet (a counter nothing has touched).
+pub fn metric_or_zero(text: &str, name: &str) -> f64 {
+    sample(text, name).unwrap_or(0.0)
+}
+
+fn sample(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("metric {name} missing in:\n{text}"))
+}
+
+/// How long a test waits for something it needs (a log line, a metric, a process): generous,
+/// so a machine busy with other work still passes; the wait ends as soon as the thing is there.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Polls `condition` until it holds (true) or [`PATIENCE`] runs out (false).
+pub fn eventually(mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A client for the calling test's runtime (clients are not shared across test runtimes).

@@ -18,6 +18,7 @@ use wasmtime_wasi_nn::wit::TensorType;
 use wasmtime_wasi_nn::{ExecutionContext, Graph, Tensor};
 
 use super::openvino::element_size;
+use crate::config::InferencePrecision;
 use crate::metrics::Histogram;
 
 /// Idle inference requests kept per model for reuse.
@@ -31,10 +32,20 @@ pub struct PortSpec {
     pub element_type: ElementType,
 }
 
+/// The precision a model was configured with and the one its device runs.
+#[derive(Debug, Clone)]
+pub struct Precision {
+    pub requested: InferencePrecision,
+    /// Read back from the compiled model (`INFERENCE_PRECISION_HINT`); `None` when the device
+    /// does not report it.
+    pub in_force: Option<String>,
+}
+
 /// A model compiled for a device, shared by all instances of all apps granted it.
 pub struct CompiledGraph {
     pub name: String,
     pub device: &'static str,
+    pub precision: Precision,
     pub inputs: Vec<PortSpec>,
     pub outputs: usize,
     pub compile_time: Duration,
@@ -51,11 +62,13 @@ impl CompiledGraph {
         compiled: CompiledModel,
         inputs: Vec<PortSpec>,
         outputs: usize,
+        precision: Precision,
         compile_time: Duration,
     ) -> Self {
         Self {
             name: name.to_string(),
             device,
+            precision,
             inputs,
             outputs,
             compile_time,

@@ -153,6 +153,7 @@ impl LoadedModels {
                             tracing::info!(
                                 model = %name,
                                 device,
+                                precision = graph.precision.in_force.as_deref().unwrap_or("?"),
                                 inputs = %graph.describe_inputs(),
                                 compile_ms = graph.compile_time.as_secs_f64() * 1e3,
                                 "model loaded"
@@ -236,6 +237,8 @@ impl LoadedModels {
                 name: graph.name.clone(),
                 loaded: true,
                 device: Some(graph.device.to_string()),
+                precision: Some(graph.precision.requested.as_str().to_string()),
+                precision_in_force: graph.precision.in_force.clone(),
                 inputs: graph
                     .inputs
                     .iter()
@@ -255,6 +258,8 @@ impl LoadedModels {
             name: name.clone(),
             loaded: false,
             device: None,
+            precision: None,
+            precision_in_force: None,
             inputs: Vec::new(),
             outputs: 0,
             compile_ms: None,
@@ -340,6 +345,13 @@ pub struct ModelView {
     pub loaded: bool,
     /// The device it runs on (after any fallback to CPU).
     pub device: Option<String>,
+    /// The configured precision: `f32`, `bf16`, `f16` or `auto`.
+    #[serde(default)]
+    pub precision: Option<String>,
+    /// The precision the device runs, read back from the compiled model (`f32` where a
+    /// requested `bf16` or `f16` is not supported).
+    #[serde(default)]
+    pub precision_in_force: Option<String>,
     pub inputs: Vec<InputView>,
     pub outputs: usize,
     pub compile_ms: Option<f64>,

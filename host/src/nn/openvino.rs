@@ -5,20 +5,24 @@
 //! (`libopenvino_c.so.2641`) inside `site-packages/openvino/libs`, next to the plugins it loads,
 //! so the library is opened where it lies rather than searched for on the system paths.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use openvino::{Core, DeviceType, ElementType, RwPropertyKey};
+use openvino::{Core, DeviceType, ElementType, PropertyKey, RwPropertyKey};
 
-use super::graph::{CompiledGraph, PortSpec};
+use super::graph::{CompiledGraph, PortSpec, Precision};
 use crate::config::{ModelConfig, ModelDevice, PerformanceHint};
 
 const LIBRARY_STEM: &str = "libopenvino_c.so";
 
 /// A loaded OpenVINO runtime.
 pub struct OpenvinoRuntime {
-    core: Mutex<Core>,
+    /// The core, with the inference precision each device reported before this node set any
+    /// (what `precision = "auto"` restores). Device properties are per core, so they are set
+    /// and the model compiled under one lock.
+    core: Mutex<(Core, HashMap<&'static str, String>)>,
     pub library: PathBuf,
     pub version: String,
     /// Devices OpenVINO reports, such as `CPU` or `GPU.0`.
@@ -40,7 +44,7 @@ impl OpenvinoRuntime {
             .map(ToString::to_string)
             .collect();
         Ok(Self {
-            core: Mutex::new(core),
+            core: Mutex::new((core, HashMap::new())),
             library,
             version: version.build_number,
             devices,
@@ -98,10 +102,11 @@ impl OpenvinoRuntime {
             let what = what.to_string();
             move |err: openvino::InferenceError| format!("{what}: {err}")
         };
-        let mut core = self
+        let mut guard = self
             .core
             .lock()
             .map_err(|_| "OpenVINO core lock poisoned".to_string())?;
+        let (core, device_defaults) = &mut *guard;
         let model = core
             .read_model_from_file(&xml, &bin)
             .map_err(ov_err(&format!(
@@ -115,10 +120,34 @@ impl OpenvinoRuntime {
         };
         core.set_property(&device_type, &RwPropertyKey::HintPerformanceMode, hint)
             .map_err(ov_err("cannot set the performance hint"))?;
+        let precision_key = RwPropertyKey::HintInferencePrecision;
+        if !device_defaults.contains_key(device) {
+            // Unsupported on some virtual devices (AUTO): then `auto` sets nothing.
+            if let Ok(default) =
+                core.get_property(&device_type, &PropertyKey::Rw(precision_key.clone()))
+            {
+                device_defaults.insert(device, default);
+            }
+        }
+        let precision = config
+            .precision
+            .openvino_hint()
+            .or(device_defaults.get(device).map(String::as_str));
+        if let Some(precision) = precision {
+            core.set_property(&device_type, &precision_key, precision)
+                .map_err(ov_err(&format!(
+                    "cannot set inference precision {precision} on {device}"
+                )))?;
+        }
         let compiled = core
             .compile_model(&model, device_type)
             .map_err(ov_err(&format!("cannot compile the model for {device}")))?;
-        drop(core);
+        drop(guard);
+        // What the device actually runs in: a device without bf16 or f16 support runs f32.
+        let precision_in_force = compiled
+            .get_property(&PropertyKey::Rw(precision_key.clone()))
+            .map(|p| p.into_owned())
+            .ok();
 
         let inputs = (0..compiled.get_input_size().map_err(ov_err("model inputs"))?)
             .map(|i| {
@@ -154,6 +183,10 @@ impl OpenvinoRuntime {
             compiled,
             inputs,
             outputs,
+            Precision {
+                requested: config.precision,
+                in_force: precision_in_force,
+            },
             started.elapsed(),
         ))
     }
