@@ -84,7 +84,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     let tensor = Arc::new(tensor.to_vec());
 
-    let library = edge_host::nn::openvino::find_library(Path::new(openvino_folder))?;
+    let library = edge_host::capabilities::nn::openvino::find_library(Path::new(openvino_folder))?;
     openvino_sys::library::load_from(library).map_err(|e| format!("loading OpenVINO: {e}"))?;
     let native = Arc::new(Native::new(&PathBuf::from(model_dir), precision)?);
     println!(

@@ -6,9 +6,12 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::Semaphore;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+use crate::capabilities::config::Variables;
+use crate::capabilities::nn::AppModels;
+use crate::capabilities::outbound_http::OutboundPolicy;
+use crate::control::repository::VersionRecord;
 use crate::host_state::HostState;
 use crate::names::route_matches;
-use crate::repository::VersionRecord;
 
 /// One app version, compiled and pre-instantiated: a request only creates a store.
 pub struct LoadedApp {
@@ -20,7 +23,11 @@ pub struct LoadedApp {
     /// The app's key-value namespace when it was granted `--kv`.
     pub kv_namespace: Option<Arc<str>>,
     /// The models it was granted with `--model`; its requests run on the inference workers.
-    pub models: Option<Arc<crate::nn::AppModels>>,
+    pub models: Option<Arc<AppModels>>,
+    /// Its wasi:config values, shared by every instance.
+    pub config: Variables,
+    /// Where it may send HTTP requests (`--allow-outbound`); `None`: nowhere.
+    pub outbound: Option<Arc<OutboundPolicy>>,
 }
 
 /// Prefix routes, longest first, so the first match is the longest.

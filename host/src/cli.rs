@@ -1,5 +1,6 @@
 //! The `edge` command line: argument parsing and the output of each subcommand.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -141,11 +142,51 @@ struct DeployArgs {
     /// see `edge models`).
     #[arg(long = "model", value_name = "NAME")]
     models: Vec<String>,
+    /// A wasi:config value for the app, KEY=VALUE (repeatable). Values are never shown by
+    /// `edge list` or the node's log, only keys.
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_env)]
+    config: Vec<(String, String)>,
+    /// A TOML file of wasi:config values (`key = "value"` lines; numbers and booleans are
+    /// passed as text). `--config` values win over the file's.
+    #[arg(long, value_name = "FILE.toml")]
+    config_file: Option<PathBuf>,
+    /// Let the app send HTTP requests to ORIGIN: scheme, host and optional port, such as
+    /// https://api.example.com, https://*.example.com or http://127.0.0.1:9000 (repeatable).
+    #[arg(long = "allow-outbound", value_name = "ORIGIN")]
+    allow_outbound: Vec<String>,
     /// Do not run the component's `wizer-initialize` at deploy (serve it un-snapshotted).
     #[arg(long)]
     no_snapshot: bool,
     #[command(flatten)]
     node: NodeArgs,
+}
+
+/// The config values of a deploy: the file's, then `--config` ones over them.
+fn config_values(args: &DeployArgs) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut values = BTreeMap::new();
+    if let Some(path) = &args.config_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let table: toml::Table = text
+            .parse()
+            .with_context(|| format!("{} is not valid TOML", path.display()))?;
+        for (key, value) in table {
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                    value.to_string()
+                }
+                _ => anyhow::bail!(
+                    "{}: config key {key:?} is a table, array or date; wasi:config values are \
+                     text (write it as a string)",
+                    path.display()
+                ),
+            };
+            values.insert(key, text);
+        }
+    }
+    values.extend(args.config.iter().cloned());
+    Ok(values)
 }
 
 #[derive(Debug, Args)]
@@ -287,6 +328,7 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
 
 async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     validate_app_name(&args.name).map_err(anyhow::Error::msg)?;
+    let config = config_values(&args)?;
     let client = args.node.client()?;
     let reply = client
         .deploy(
@@ -298,6 +340,8 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
                 kv: args.kv,
                 models: &args.models,
                 snapshot: !args.no_snapshot,
+                config: &config,
+                outbound: &args.allow_outbound,
             },
         )
         .await?;
@@ -342,23 +386,27 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<20} {:<24} {:<14} {:>10} {:>4} {:<20} {:>10}  PREVIOUS",
-        "NAME", "ROUTE", "DIGEST", "SIZE", "KV", "MODELS", "SNAPSHOT"
+        "{:<20} {:<24} {:<14} {:>10} {:>4} {:<20} {:<20} {:<28} {:>10}  PREVIOUS",
+        "NAME", "ROUTE", "DIGEST", "SIZE", "KV", "MODELS", "CONFIG", "OUTBOUND", "SNAPSHOT"
     );
-    for app in apps {
-        let models = if app.models.is_empty() {
+    let listed = |items: &[String]| {
+        if items.is_empty() {
             "-".to_string()
         } else {
-            app.models.join(",")
-        };
+            items.join(",")
+        }
+    };
+    for app in apps {
         println!(
-            "{:<20} {:<24} {:<14} {:>10} {:>4} {:<20} {:>10}  {}",
+            "{:<20} {:<24} {:<14} {:>10} {:>4} {:<20} {:<20} {:<28} {:>10}  {}",
             app.name,
             app.route,
             short_digest(&app.digest),
             human_size(app.size),
             if app.kv { "yes" } else { "-" },
-            models,
+            listed(&app.models),
+            listed(&app.config),
+            listed(&app.outbound),
             app.snapshot
                 .as_ref()
                 .map_or_else(|| "-".to_string(), |s| human_size(s.size)),

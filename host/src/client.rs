@@ -1,5 +1,6 @@
 //! The admin API client behind `edge deploy|list|remove|rollback`.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write as _};
 use std::path::Path;
 use std::time::Instant;
@@ -7,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 use futures_util::StreamExt as _;
 
-use crate::admin::{AppView, DeployReply};
+use crate::api::{AppView, DeployReply, KeyPage, ModelsView};
 use crate::auth;
 
 /// Chunk size of deploy uploads (progress granularity).
@@ -30,6 +31,10 @@ pub struct DeployOptions<'a> {
     pub models: &'a [String],
     /// Run the component's init function at deploy when it has one.
     pub snapshot: bool,
+    /// wasi:config values; sent in a header, never in the URL.
+    pub config: &'a BTreeMap<String, String>,
+    /// Origins the app may send HTTP requests to.
+    pub outbound: &'a [String],
 }
 
 impl AdminClient {
@@ -99,7 +104,7 @@ impl AdminClient {
             if let Some(after) = &after {
                 request = request.query(&[("after", after)]);
             }
-            let page: crate::kv::KeyPage = self.send(request).await?.json().await?;
+            let page: KeyPage = self.send(request).await?.json().await?;
             keys.extend(page.keys);
             match page.next_after {
                 Some(next) => after = Some(next),
@@ -149,6 +154,8 @@ impl AdminClient {
             kv,
             models,
             snapshot,
+            config,
+            outbound,
         } = *options;
         let bytes = std::fs::read(file)
             .with_context(|| format!("cannot read component file {}", file.display()))?;
@@ -175,13 +182,21 @@ impl AdminClient {
         for model in models {
             query.push(("model", model.clone()));
         }
+        for origin in outbound {
+            query.push(("allow_outbound", origin.clone()));
+        }
         if !snapshot {
             query.push(("snapshot", "false".to_string()));
         }
-        let request = self
+        let mut request = self
             .http
             .put(self.url(&format!("/v1/apps/{name}")))
-            .query(&query)
+            .query(&query);
+        if !config.is_empty() {
+            let json = serde_json::to_vec(config).context("encoding config values")?;
+            request = request.header(crate::api::CONFIG_HEADER, hex::encode(json));
+        }
+        let request = request
             .header(reqwest::header::CONTENT_TYPE, "application/wasm")
             .header(reqwest::header::CONTENT_LENGTH, total)
             .body(reqwest::Body::wrap_stream(stream));
@@ -193,7 +208,7 @@ impl AdminClient {
         response?.json().await.context("decoding the deploy reply")
     }
 
-    pub async fn models(&self) -> anyhow::Result<crate::nn::ModelsView> {
+    pub async fn models(&self) -> anyhow::Result<ModelsView> {
         let response = self.send(self.http.get(self.url("/v1/models"))).await?;
         response.json().await.context("decoding the model list")
     }

@@ -11,6 +11,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::capabilities::config::AppConfigLimits;
+use crate::capabilities::kv::KvConfig;
+use crate::capabilities::nn::config::{
+    InferenceConfig, ModelConfig, OpenvinoConfig, default_models,
+};
+use crate::capabilities::outbound_http::OutboundHttpConfig;
+
 /// Default address of the data plane (the HTTP traffic routed to apps).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default address of the admin API (deploys, listings, metrics).
@@ -39,12 +46,16 @@ pub struct NodeConfig {
     pub server: ServerConfig,
     pub limits: LimitsConfig,
     pub pool: PoolConfig,
-    pub kv: crate::kv::KvConfig,
+    pub kv: KvConfig,
     pub openvino: OpenvinoConfig,
     pub inference: InferenceConfig,
     /// Models the node loads at start-up, by the name guests pass to `load-by-name`. A file
     /// that has any `[models.NAME]` section replaces the default list.
     pub models: BTreeMap<String, ModelConfig>,
+    /// What `edge deploy --config` may set (wasi:config).
+    pub app_config: AppConfigLimits,
+    /// Outgoing HTTP of apps granted `--allow-outbound`.
+    pub outbound_http: OutboundHttpConfig,
 }
 
 impl Default for NodeConfig {
@@ -53,10 +64,12 @@ impl Default for NodeConfig {
             server: ServerConfig::default(),
             limits: LimitsConfig::default(),
             pool: PoolConfig::default(),
-            kv: crate::kv::KvConfig::default(),
+            kv: KvConfig::default(),
             openvino: OpenvinoConfig::default(),
             inference: InferenceConfig::default(),
             models: default_models(),
+            app_config: AppConfigLimits::default(),
+            outbound_http: OutboundHttpConfig::default(),
         }
     }
 }
@@ -163,134 +176,6 @@ impl Default for PoolConfig {
     }
 }
 
-/// Where the OpenVINO runtime is.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OpenvinoConfig {
-    /// A Python virtual environment with the `openvino` wheel, its `site-packages/openvino`
-    /// folder, or a folder holding `libopenvino_c.so`.
-    pub folder: PathBuf,
-}
-
-impl Default for OpenvinoConfig {
-    fn default() -> Self {
-        Self {
-            folder: PathBuf::from(".venv"),
-        }
-    }
-}
-
-/// The threads that run requests of apps granted a model.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct InferenceConfig {
-    /// Worker threads for apps granted a model (decoding, inference), apart from the ones
-    /// serving every other app. 0: one per CPU core.
-    pub workers: usize,
-}
-
-impl InferenceConfig {
-    pub fn worker_threads(&self) -> usize {
-        match self.workers {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        }
-    }
-}
-
-/// One model of the registry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelConfig {
-    /// Folder with the OpenVINO IR: `model.xml` and `model.bin`.
-    pub path: PathBuf,
-    /// Where it runs. `GPU` and `AUTO` fall back to `CPU` with a warning when OpenVINO sees
-    /// no GPU.
-    #[serde(default)]
-    pub device: ModelDevice,
-    /// What OpenVINO optimises for.
-    #[serde(default)]
-    pub hint: PerformanceHint,
-    /// The numeric precision inference runs in. The default, `f32`, gives the same answers on
-    /// every CPU; `auto` lets the device pick (bf16 on CPUs with AVX512-BF16 or AMX).
-    #[serde(default)]
-    pub precision: InferencePrecision,
-}
-
-/// The precision OpenVINO computes in (its `INFERENCE_PRECISION_HINT`).
-///
-/// OpenVINO's CPU plugin picks bf16 by itself on CPUs that have AVX512-BF16 or AMX, and f32
-/// elsewhere, so without a setting the same photo gets different probabilities on different
-/// gateways (measured: up to 0.014 apart on EfficientNet-Lite0). Pinning it makes the answer a
-/// property of the model, not of the CPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InferencePrecision {
-    /// 32-bit floats: the same answers on every x86-64 and ARM CPU (the default).
-    #[default]
-    F32,
-    /// bfloat16 where the device supports it (f32 elsewhere): faster on CPUs with
-    /// AVX512-BF16 or AMX, at some precision (see docs/benchmarks.md).
-    Bf16,
-    /// 16-bit floats where the device supports it (ARM CPUs, GPUs; f32 elsewhere).
-    F16,
-    /// Whatever the device prefers: answers may differ from one CPU to another.
-    Auto,
-}
-
-impl InferencePrecision {
-    /// The value OpenVINO's `INFERENCE_PRECISION_HINT` takes, `None` for the device default.
-    pub fn openvino_hint(self) -> Option<&'static str> {
-        match self {
-            Self::F32 => Some("f32"),
-            Self::Bf16 => Some("bf16"),
-            Self::F16 => Some("f16"),
-            Self::Auto => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        self.openvino_hint().unwrap_or("auto")
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum ModelDevice {
-    #[default]
-    #[serde(rename = "CPU")]
-    Cpu,
-    #[serde(rename = "GPU")]
-    Gpu,
-    #[serde(rename = "AUTO")]
-    Auto,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PerformanceHint {
-    /// Each inference as fast as possible (all cores on one request).
-    #[default]
-    Latency,
-    /// Most inferences per second when many run at once (cores split between requests).
-    Throughput,
-}
-
-/// The model the node ships with when no `[models]` are configured: written by
-/// `scripts/setup.sh`.
-pub const DEFAULT_MODEL: &str = "efficientnet-lite0";
-
-fn default_models() -> BTreeMap<String, ModelConfig> {
-    BTreeMap::from([(
-        DEFAULT_MODEL.to_string(),
-        ModelConfig {
-            path: PathBuf::from("edge-config/models/efficientnet-lite0"),
-            device: ModelDevice::Cpu,
-            hint: PerformanceHint::Latency,
-            precision: InferencePrecision::F32,
-        },
-    )])
-}
-
 impl NodeConfig {
     /// Loads a config file; `None` gives the embedded defaults.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
@@ -330,6 +215,11 @@ impl NodeConfig {
         if self.kv.page_size == 0 || self.kv.max_key_bytes == 0 {
             return invalid("kv.page_size and kv.max_key_bytes must be at least 1");
         }
+        if self.outbound_http.timeout_ms == 0 || self.outbound_http.max_concurrent_per_app == 0 {
+            return invalid(
+                "outbound_http.timeout_ms and max_concurrent_per_app must be at least 1",
+            );
+        }
         if self.pool.max_instances == 0 {
             return invalid("pool.max_instances must be at least 1");
         }
@@ -349,6 +239,7 @@ impl NodeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capabilities::nn::config::{InferencePrecision, ModelDevice, PerformanceHint};
 
     #[test]
     fn empty_file_gives_defaults() {

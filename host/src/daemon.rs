@@ -9,10 +9,10 @@ use std::time::Instant;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
-use crate::admin::{self, AdminState};
 use crate::auth;
 use crate::config::NodeConfig;
-use crate::node::Node;
+use crate::control::admin::{self, AdminState};
+use crate::control::node::Node;
 
 /// Runs a node with `config` until `shutdown` resolves.
 ///
@@ -74,7 +74,7 @@ async fn serve(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let data_plane = tokio::spawn(crate::server::serve_data_plane(
+    let data_plane = tokio::spawn(crate::triggers::http::serve_data_plane(
         node.clone(),
         data_listener,
         stopped(stop_rx.clone()),

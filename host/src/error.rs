@@ -19,6 +19,10 @@ pub enum DeployError {
     #[error("{0}")]
     MissingGrant(String),
     #[error("{0}")]
+    InvalidGrant(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("{0}")]
     InitFailed(String),
     #[error("{0}")]
     UnknownModel(String),
@@ -45,7 +49,9 @@ impl DeployError {
         match self {
             DeployError::InvalidName(_)
             | DeployError::InvalidRoute(_)
-            | DeployError::InvalidComponent(_) => StatusCode::BAD_REQUEST,
+            | DeployError::InvalidComponent(_)
+            | DeployError::InvalidGrant(_)
+            | DeployError::InvalidConfig(_) => StatusCode::BAD_REQUEST,
             DeployError::WrongWorld(_)
             | DeployError::MissingImport(_)
             | DeployError::MissingGrant(_)

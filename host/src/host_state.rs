@@ -1,30 +1,35 @@
-//! Per-request host state: what one guest instance can reach, and the linker that wires it.
+//! Per-invocation host state: what one guest instance can reach, composed from the
+//! capabilities, and the linker that wires them.
 //!
-//! Every request gets a fresh [`Store<HostState>`]. The node links the whole WASI 0.2 set so
+//! Every invocation gets a fresh [`Store<HostState>`]. The node links the whole WASI 0.2 set so
 //! components from any toolchain instantiate, but grants no capability by default: no
-//! preopened folders, no sockets, no outgoing HTTP. Environment variables come from the app's
-//! `--env` settings only.
+//! preopened folders, no sockets, outgoing HTTP only to granted origins. Environment variables
+//! come from the app's `--env` settings only. Adding a capability: a field here, its view
+//! function, and one line in [`linker`] (see docs/architecture.md).
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::kv::{KvCtx, KvView};
-use crate::nn::{AppModels, NnView};
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-/// The data of one request's store.
+use crate::capabilities::config::{self as app_config, Variables, WasiConfig};
+use crate::capabilities::kv::{self, KvCtx, KvView};
+use crate::capabilities::nn::{self, AppModels, NnView};
+use crate::capabilities::outbound_http::OutboundHooks;
+
+/// The data of one invocation's store.
 pub struct HostState {
     table: ResourceTable,
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    hooks: DenyOutgoingHttp,
+    outbound: OutboundHooks,
     limits: StoreLimits,
     kv: KvCtx,
     models: Option<Arc<AppModels>>,
+    config: Variables,
 }
 
 /// What a store needs from the app it runs: its environment, grants and limits.
@@ -33,6 +38,10 @@ pub struct StoreSettings<'a> {
     pub kv: KvCtx,
     /// The models the app was granted, if any.
     pub models: Option<&'a Arc<AppModels>>,
+    /// The app's wasi:config values.
+    pub config: &'a Variables,
+    /// Where the app may send HTTP requests.
+    pub outbound: OutboundHooks,
     pub env: &'a [(String, String)],
     pub memory_bytes: usize,
     /// When the guest is interrupted if it is still running wasm code.
@@ -40,7 +49,7 @@ pub struct StoreSettings<'a> {
 }
 
 impl HostState {
-    /// Creates the store for one request, with memory limit and epoch deadline set.
+    /// Creates the store for one invocation, with memory limit and epoch deadline set.
     pub fn new_store(engine: &Engine, settings: StoreSettings<'_>) -> Store<HostState> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(settings.env).inherit_stdout().inherit_stderr();
@@ -48,23 +57,21 @@ impl HostState {
             table: ResourceTable::new(),
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            hooks: DenyOutgoingHttp,
+            outbound: settings.outbound,
             limits: StoreLimitsBuilder::new()
                 .memory_size(settings.memory_bytes)
                 .instances(64)
                 .build(),
             kv: settings.kv,
             models: settings.models.cloned(),
+            config: settings.config.clone(),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limits);
-        crate::engine::interrupt_at(&mut store, settings.deadline);
+        interrupt_at(&mut store, settings.deadline);
         store
     }
-}
 
-impl HostState {
-    /// The `wasi:nn` view of this store.
     fn nn(&mut self) -> NnView<'_> {
         NnView {
             table: &mut self.table,
@@ -72,9 +79,12 @@ impl HostState {
         }
     }
 
-    /// The key-value view of this store.
-    pub fn kv(&mut self) -> KvView<'_> {
+    fn kv(&mut self) -> KvView<'_> {
         KvView::new(&mut self.kv, &mut self.table)
+    }
+
+    fn config(&mut self) -> WasiConfig<'_> {
+        WasiConfig::new(&self.config)
     }
 }
 
@@ -92,43 +102,37 @@ impl WasiHttpView for HostState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: &mut self.hooks,
+            hooks: &mut self.outbound,
         }
     }
 }
 
-/// Outgoing HTTP is a capability no app has been granted yet: every request is denied, which
-/// the guest sees as `error-code::http-request-denied`.
-struct DenyOutgoingHttp;
-
-impl WasiHttpHooks for DenyOutgoingHttp {
-    fn send_request(
-        &mut self,
-        _request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        http::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
-    }
-}
-
 /// The linker shared by every app: all of WASI 0.2 (capabilities denied by default),
-/// `wasi:http`, `wasi:keyvalue` and `wasi:nn` (refused at deploy to apps without the grant). Older 0.2.x patch versions resolve against these by semver.
+/// `wasi:http`, and each capability (refused at deploy to apps without its grant). Older 0.2.x
+/// patch versions resolve against these by semver.
 pub fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    crate::kv::add_to_linker(&mut linker)?;
-    crate::nn::add_to_linker(&mut linker, HostState::nn)?;
+    kv::add_to_linker(&mut linker, HostState::kv)?;
+    nn::add_to_linker(&mut linker, HostState::nn)?;
+    app_config::add_to_linker(&mut linker, HostState::config)?;
     Ok(linker)
+}
+
+/// Lets the store's guest run until `deadline`: at every epoch tick it yields to the executor
+/// (so a busy guest shares its worker thread with other requests instead of holding it), and
+/// past the deadline it traps with [`wasmtime::Trap::Interrupt`].
+pub fn interrupt_at<T: 'static>(store: &mut Store<T>, deadline: Instant) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Ok(wasmtime::UpdateDeadline::Interrupt)
+        } else {
+            Ok(wasmtime::UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
+        }
+    });
 }

@@ -1,36 +1,36 @@
-//! Edge host: runs WebAssembly components (the `wasi:http/proxy` world) on an edge node.
+//! Edge host: runs WebAssembly components on an edge node.
 //!
 //! A node keeps deployed apps in a data folder (components, precompiled artifacts, sled
-//! metadata), serves HTTP requests by routing each to the app owning the longest matching
-//! path prefix, in a fresh instance per request, and exposes an admin API to deploy, list,
-//! remove and roll back apps. `edge` is both the node daemon and its client.
+//! metadata), runs an app when an event arrives for it (an HTTP request routed by path prefix)
+//! in a fresh instance, and exposes an admin API to deploy, list, remove and roll back apps.
+//! `edge` is both the node daemon and its client. `docs/architecture.md` draws the request and
+//! deploy paths and says where a change goes.
 //!
-//! Modules, from the outside in:
-//! - [`cli`] and [`client`]: the command line and the admin API client;
-//! - [`daemon`]: `edge serve`, listeners and shutdown;
-//! - [`admin`] and [`server`]: the admin API and the data plane;
-//! - [`node`]: deploy, remove, rollback and restore, built on [`apps`] (routing table),
-//!   [`repository`] (persistence), [`validate`] and [`engine`] (wasmtime);
-//! - [`host_state`]: what a guest instance can reach, with [`kv`] (`wasi:keyvalue` on sled)
-//!   and [`nn`] (`wasi:nn` on OpenVINO);
-//! - [`config`], [`auth`], [`names`], [`error`], [`metrics`]: the supporting pieces.
+//! Areas, from the outside in:
+//! - [`triggers`]: what turns an outside event into one invocation (HTTP today);
+//! - [`control`]: what changes which apps run: the admin API, node operations (deploy, remove,
+//!   rollback, restore), validation and the persistent repository;
+//! - [`engine`]: the wasmtime engine, compilation and its artifact cache, snapshots;
+//! - [`host_state`]: what one guest instance can reach, composed from the [`capabilities`]
+//!   (kv, nn, config, outbound HTTP), each a leaf with its own config section, grant,
+//!   deploy-time check and linker hookup;
+//! - [`apps`]: the live routing table of loaded app versions;
+//! - [`cli`], [`client`] and [`api`]: the command line, the admin API client and the wire
+//!   types they share with the admin API;
+//! - [`daemon`], [`config`], [`auth`], [`names`], [`error`], [`metrics`]: the supporting pieces.
 
-pub mod admin;
+pub mod api;
 pub mod apps;
 pub mod auth;
+pub mod capabilities;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod engine;
 pub mod error;
 pub mod host_state;
-pub mod kv;
 pub mod metrics;
 pub mod names;
-pub mod nn;
-pub mod node;
-pub mod repository;
-pub mod server;
-pub mod snapshot;
-pub mod validate;
+pub mod triggers;

@@ -1,10 +1,16 @@
-//! Node counters, rendered in the Prometheus text format on the admin API's `/metrics`.
+//! Node metrics on the admin API's `/metrics`, in the OpenMetrics text format, through
+//! `prometheus-client`. The node's own series are registered here; a capability with series of
+//! its own (wasi:nn) registers them in the same [`Registry`] at start-up.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// How a data-plane request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,155 +48,187 @@ impl Outcome {
     }
 }
 
-/// Upper bounds of the latency histogram buckets, in seconds.
-const BUCKETS: [f64; 16] = [
+/// Upper bounds of the latency histogram buckets, in seconds: 25 µs (an instantiation) to 10 s
+/// (a request at its time limit).
+const LATENCY_BUCKETS: [f64; 16] = [
     0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
     0.25, 1.0, 2.5, 10.0,
 ];
 
-/// A Prometheus histogram with fixed buckets, updated lock-free.
-#[derive(Default)]
-pub struct Histogram {
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    sum_nanos: AtomicU64,
+/// A histogram of durations with the node's latency buckets.
+pub fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
 }
 
-impl Histogram {
-    pub fn observe(&self, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        if let Some(index) = BUCKETS.iter().position(|bound| seconds <= *bound) {
-            self.buckets[index].fetch_add(1, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
-    }
+/// A gauge holding a float (seconds).
+pub type FloatGauge = Gauge<f64, AtomicU64>;
 
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        self.render_samples(out, name, "");
-    }
-
-    /// The sample lines of this histogram, with `labels` (`key="value",…`) added to each.
-    pub fn render_samples(&self, out: &mut String, name: &str, labels: &str) {
-        let (braced, prefix) = if labels.is_empty() {
-            (String::new(), String::new())
-        } else {
-            (format!("{{{labels}}}"), format!("{labels},"))
-        };
-        let mut cumulative = 0;
-        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
-            cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{prefix}le=\"{bound}\"}} {cumulative}");
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{prefix}le=\"+Inf\"}} {count}");
-        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum{braced} {sum}");
-        let _ = writeln!(out, "{name}_count{braced} {count}");
-    }
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
 }
 
-#[derive(Default)]
+/// The label of per-app series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AppLabel {
+    pub app: String,
+}
+
+/// The labels of outgoing-HTTP counters: the app and what became of the request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutboundLabel {
+    pub app: String,
+    /// `sent`, `denied` (origin not granted) or `failed` (connect, TLS, timeout).
+    pub result: &'static str,
+}
+
 pub struct Metrics {
-    requests: [AtomicU64; 7],
-    deploys: AtomicU64,
-    deploy_failures: AtomicU64,
+    registry: Registry,
+    requests: Family<OutcomeLabel, Counter>,
+    deploys: Counter,
+    deploy_failures: Counter,
     /// Creating a guest instance from its pre-instantiated component.
     pub instantiate: Histogram,
     /// From a request's arrival to its response headers (guest or platform answer).
     pub first_byte: Histogram,
-    /// Time from process start to serving, set once.
-    startup_nanos: AtomicU64,
+    startup: FloatGauge,
+    apps: Gauge,
     /// How long each app took to load at startup (artifact map + pre-instantiation).
-    app_startup: Mutex<BTreeMap<String, Duration>>,
+    app_startup: Family<AppLabel, FloatGauge>,
+    app_snapshot_bytes: Family<AppLabel, Gauge>,
+    /// Outgoing HTTP requests of guests, per app and result.
+    pub outbound: Family<OutboundLabel, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "edge_requests",
+            "Data-plane requests, by how they ended",
+            requests.clone(),
+        );
+        // Every outcome is listed from the start, so a rate over it never starts from nothing.
+        for outcome in Outcome::ALL {
+            drop(requests.get_or_create(&OutcomeLabel {
+                outcome: outcome.label(),
+            }));
+        }
+        let deploys = Counter::default();
+        registry.register("edge_deploys", "Deploys that succeeded", deploys.clone());
+        let deploy_failures = Counter::default();
+        registry.register(
+            "edge_deploy_failures",
+            "Deploys that were refused or failed",
+            deploy_failures.clone(),
+        );
+        let instantiate = latency_histogram();
+        registry.register(
+            "edge_instantiate_seconds",
+            "Time to create a guest instance for a request",
+            instantiate.clone(),
+        );
+        let first_byte = latency_histogram();
+        registry.register(
+            "edge_time_to_first_byte_seconds",
+            "Time from a request's arrival to its response headers",
+            first_byte.clone(),
+        );
+        let startup = FloatGauge::default();
+        registry.register(
+            "edge_startup_seconds",
+            "Time from process start to serving",
+            startup.clone(),
+        );
+        let apps = Gauge::default();
+        registry.register("edge_apps", "Apps being served", apps.clone());
+        let app_startup = Family::<AppLabel, FloatGauge>::default();
+        registry.register(
+            "edge_app_startup_seconds",
+            "Time an app took to load at start-up",
+            app_startup.clone(),
+        );
+        let app_snapshot_bytes = Family::<AppLabel, Gauge>::default();
+        registry.register(
+            "edge_app_snapshot_bytes",
+            "Size of the deploy-time snapshot an app is served from",
+            app_snapshot_bytes.clone(),
+        );
+        let outbound = Family::<OutboundLabel, Counter>::default();
+        registry.register(
+            "edge_outbound_requests",
+            "Outgoing HTTP requests of guests, by app and result",
+            outbound.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            deploys,
+            deploy_failures,
+            instantiate,
+            first_byte,
+            startup,
+            apps,
+            app_startup,
+            app_snapshot_bytes,
+            outbound,
+        }
+    }
+
+    /// The registry, for capabilities to register their own series at start-up.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     pub fn request(&self, outcome: Outcome) {
-        let index = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
-        self.requests[index].fetch_add(1, Ordering::Relaxed);
+        self.requests
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.label(),
+            })
+            .inc();
     }
 
     pub fn deploy(&self, succeeded: bool) {
-        let counter = if succeeded {
-            &self.deploys
+        if succeeded {
+            self.deploys.inc();
         } else {
-            &self.deploy_failures
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+            self.deploy_failures.inc();
+        }
     }
 
     pub fn node_started(&self, elapsed: Duration) {
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.startup_nanos.store(nanos, Ordering::Relaxed);
+        self.startup.set(elapsed.as_secs_f64());
     }
 
     pub fn app_loaded(&self, app: &str, elapsed: Duration) {
-        if let Ok(mut map) = self.app_startup.lock() {
-            map.insert(app.to_string(), elapsed);
-        }
+        self.app_startup
+            .get_or_create(&AppLabel {
+                app: app.to_string(),
+            })
+            .set(elapsed.as_secs_f64());
     }
 
-    /// `apps`: name and snapshot size of every app now served.
+    /// The exposition text. `apps`: name and snapshot size of every app now served.
     pub fn render(&self, apps: &[(String, Option<u64>)]) -> String {
-        let mut out = String::new();
-        let _ = writeln!(out, "# TYPE edge_requests_total counter");
-        for (outcome, counter) in Outcome::ALL.iter().zip(&self.requests) {
-            let _ = writeln!(
-                out,
-                "edge_requests_total{{outcome=\"{}\"}} {}",
-                outcome.label(),
-                counter.load(Ordering::Relaxed)
-            );
-        }
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let _ = writeln!(out, "# TYPE edge_deploys_total counter");
-        let _ = writeln!(out, "edge_deploys_total {}", load(&self.deploys));
-        let _ = writeln!(out, "# TYPE edge_deploy_failures_total counter");
-        let _ = writeln!(
-            out,
-            "edge_deploy_failures_total {}",
-            load(&self.deploy_failures)
-        );
-        self.instantiate.render(
-            &mut out,
-            "edge_instantiate_seconds",
-            "Time to create a guest instance for a request.",
-        );
-        self.first_byte.render(
-            &mut out,
-            "edge_time_to_first_byte_seconds",
-            "Time from a request's arrival to its response headers.",
-        );
-        let _ = writeln!(out, "# TYPE edge_startup_seconds gauge");
-        let _ = writeln!(
-            out,
-            "edge_startup_seconds {}",
-            load(&self.startup_nanos) as f64 / 1e9
-        );
-        let _ = writeln!(out, "# TYPE edge_apps gauge");
-        let _ = writeln!(out, "edge_apps {}", apps.len());
-        let startup = self
-            .app_startup
-            .lock()
-            .map(|m| m.clone())
-            .unwrap_or_default();
-        let _ = writeln!(out, "# TYPE edge_app_startup_seconds gauge");
-        for (app, elapsed) in &startup {
-            let _ = writeln!(
-                out,
-                "edge_app_startup_seconds{{app=\"{app}\"}} {}",
-                elapsed.as_secs_f64()
-            );
-        }
-        let _ = writeln!(out, "# TYPE edge_app_snapshot_bytes gauge");
+        self.apps.set(i64::try_from(apps.len()).unwrap_or(i64::MAX));
+        self.app_snapshot_bytes.clear();
         for (app, size) in apps {
             if let Some(size) = size {
-                let _ = writeln!(out, "edge_app_snapshot_bytes{{app=\"{app}\"}} {size}");
+                self.app_snapshot_bytes
+                    .get_or_create(&AppLabel { app: app.clone() })
+                    .set(i64::try_from(*size).unwrap_or(i64::MAX));
             }
+        }
+        let mut out = String::new();
+        if let Err(err) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!("encoding metrics: {err}");
         }
         out
     }

@@ -2,6 +2,7 @@
 //! `guests/`, real HTTP. Shared helpers live in `harness`.
 
 mod allocator;
+mod architecture;
 mod bad_input;
 mod deploy;
 mod guest_limits;
@@ -9,5 +10,6 @@ mod harness;
 mod kv;
 mod metrics;
 mod nn;
+mod outbound;
 mod restart;
 mod snapshot;

@@ -6,8 +6,9 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 
+use crate::capabilities::{kv, nn};
+use crate::control::repository::Grants;
 use crate::error::DeployError;
-use crate::repository::Grants;
 
 /// The export every servable component must have (any 0.2.x patch version).
 pub const HTTP_HANDLER_EXPORT: &str = "wasi:http/incoming-handler@0.2";
@@ -63,34 +64,21 @@ pub fn check_exports(engine: &Engine, component: &Component) -> Result<(), Deplo
     )))
 }
 
-/// Refuses imports of capabilities the app was not granted, naming the grant to add.
+/// Refuses imports of capabilities the app was not granted, naming the grant to add, and
+/// grants that are malformed. Each capability checks its own.
 pub fn check_grants(
     engine: &Engine,
     component: &Component,
     grants: &Grants,
 ) -> Result<(), DeployError> {
-    let ty = component.component_type();
-    let first_import = |prefix: &str| {
-        ty.imports(engine)
-            .map(|(name, _)| name.to_string())
-            .find(|name| name.starts_with(prefix))
-    };
-    if !grants.kv
-        && let Some(import) = first_import(crate::kv::KV_IMPORT_PREFIX)
-    {
-        return Err(DeployError::MissingGrant(format!(
-            "the component imports `{import}` but was deployed without a key-value grant; \
-             redeploy with --kv to give it its own key-value namespace"
-        )));
-    }
-    if grants.models.is_empty()
-        && let Some(import) = first_import(crate::nn::NN_IMPORT_PREFIX)
-    {
-        return Err(DeployError::MissingGrant(format!(
-            "the component imports `{import}` but was deployed without a model; redeploy \
-             with --model NAME for each model it opens with load-by-name (see `edge models`)"
-        )));
-    }
+    let imports: Vec<String> = component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    kv::check_imports(&imports, grants.kv)?;
+    nn::check_imports(&imports, &grants.models)?;
+    grants.outbound.parse()?;
     Ok(())
 }
 

@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
+use crate::capabilities::config::ConfigValues;
+use crate::capabilities::outbound_http::OutboundGrant;
+
 /// One deployed version of an app: the component and how it is served.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VersionRecord {
@@ -28,6 +31,9 @@ pub struct VersionRecord {
     pub route: String,
     /// Environment variables given to every instance.
     pub env: Vec<(String, String)>,
+    /// wasi:config values (`--config`); never shown, only their keys.
+    #[serde(default, skip_serializing_if = "ConfigValues::is_empty")]
+    pub config: ConfigValues,
     /// Seconds since the Unix epoch.
     pub deployed_at: u64,
     /// Capabilities granted to this version.
@@ -55,6 +61,7 @@ impl VersionRecord {
         self.digest == other.digest
             && self.route == other.route
             && self.env == other.env
+            && self.config == other.config
             && self.grants == other.grants
             && self.snapshot.is_some() == other.snapshot.is_some()
     }
@@ -76,6 +83,9 @@ pub struct Grants {
     /// `--model NAME`: models of the node's registry the app may open with `load-by-name`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<String>,
+    /// `--allow-outbound ORIGIN`: where the app may send HTTP requests.
+    #[serde(default, skip_serializing_if = "OutboundGrant::is_empty")]
+    pub outbound: OutboundGrant,
 }
 
 /// An app: its serving version and the one `rollback` returns to.
@@ -282,6 +292,7 @@ mod tests {
             size: 3,
             route: "/a".into(),
             env: vec![],
+            config: ConfigValues::default(),
             deployed_at: 0,
             grants: Grants::default(),
             snapshot: None,

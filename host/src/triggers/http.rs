@@ -1,4 +1,4 @@
-//! The data plane: accepts HTTP connections, routes each request to the app owning its path
+//! The HTTP trigger (the data plane): accepts HTTP connections, routes each request to the app owning its path
 //! and runs it in a fresh instance with the node's limits.
 //!
 //! Platform answers (no route, body too large, overloaded, trap, timeout) carry a short fixed
@@ -21,10 +21,11 @@ use wasmtime_wasi_http::WasiHttpView as _;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use crate::apps::LoadedApp;
+use crate::capabilities::kv::KvCtx;
+use crate::capabilities::outbound_http::OutboundHooks;
+use crate::control::node::Node;
 use crate::host_state::{HostState, StoreSettings};
-use crate::kv::KvCtx;
 use crate::metrics::Outcome;
-use crate::node::Node;
 
 /// Body type of every data-plane response.
 pub type ServeBody = UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
@@ -83,7 +84,9 @@ pub async fn serve_data_plane(
 pub async fn handle(node: &Arc<Node>, req: Request<Incoming>) -> Response<ServeBody> {
     let arrived = Instant::now();
     let response = route_and_run(node, req).await;
-    node.metrics.first_byte.observe(arrived.elapsed());
+    node.metrics
+        .first_byte
+        .observe(arrived.elapsed().as_secs_f64());
     response
 }
 
@@ -138,6 +141,8 @@ async fn run_guest(
     let settings = StoreSettings {
         kv: KvCtx::new(node.kv.clone(), app.kv_namespace.clone()),
         models: app.models.as_ref(),
+        config: &app.config,
+        outbound: OutboundHooks(app.outbound.clone()),
         env: &app.version.env,
         memory_bytes: limits.memory_bytes(),
         deadline: Instant::now() + timeout,
@@ -168,7 +173,10 @@ async fn run_guest(
                 .instantiate_async(&mut store)
                 .await
                 .map_err(|err| err.context(InstantiationFailed))?;
-            node_for_task.metrics.instantiate.observe(started.elapsed());
+            node_for_task
+                .metrics
+                .instantiate
+                .observe(started.elapsed().as_secs_f64());
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, incoming, outparam)

@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use openvino::{Core, DeviceType, ElementType, PropertyKey, RwPropertyKey};
 
-use super::graph::{CompiledGraph, PortSpec, Precision};
-use crate::config::{ModelConfig, ModelDevice, PerformanceHint};
+use super::config::{ModelConfig, ModelDevice, PerformanceHint};
+use super::graph::{CompiledGraph, GraphMetrics, PortSpec, Precision};
 
 const LIBRARY_STEM: &str = "libopenvino_c.so";
 
@@ -79,6 +79,7 @@ impl OpenvinoRuntime {
         name: &str,
         config: &ModelConfig,
         device: &'static str,
+        metrics: GraphMetrics,
     ) -> Result<CompiledGraph, String> {
         let started = Instant::now();
         let xml = config.path.join("model.xml");
@@ -188,6 +189,7 @@ impl OpenvinoRuntime {
                 in_force: precision_in_force,
             },
             started.elapsed(),
+            metrics,
         ))
     }
 }

@@ -1,5 +1,9 @@
 //! The one wasmtime [`Engine`] of a node and everything tied to it: allocator choice, epoch
-//! ticking for timeouts, the linker with the interfaces this node provides, and compilation.
+//! ticking for timeouts, the linker with the interfaces this node provides, compilation and
+//! its artifact cache ([`compile`]), and deploy-time snapshots ([`snapshot`]).
+
+pub mod compile;
+pub mod snapshot;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,14 +68,17 @@ impl NodeEngine {
     }
 
     /// A short hex tag that changes whenever artifacts of this engine stop being loadable
-    /// by another (different wasmtime version or codegen settings).
+    /// by another (different wasmtime version or codegen settings). A SHA-256 of wasmtime's
+    /// compatibility hash, so the tag is stable across Rust releases (std's `DefaultHasher`
+    /// may change its algorithm between them).
     pub fn compatibility_tag(&self) -> String {
-        use std::hash::{Hash as _, Hasher as _};
-        let mut hasher = std::hash::DefaultHasher::new();
+        use sha2::Digest as _;
+        use std::hash::Hash as _;
+        let mut hasher = Sha256Hasher(sha2::Sha256::new());
         self.engine
             .precompile_compatibility_hash()
             .hash(&mut hasher);
-        format!("{:016x}", hasher.finish())
+        hex::encode(&hasher.0.finalize()[..8])
     }
 
     /// Loads a precompiled artifact by mapping the file.
@@ -139,19 +146,16 @@ fn start_epoch_ticker(engine: &Engine) {
     }
 }
 
-/// Lets the store's guest run until `deadline`: at every epoch tick it yields to the executor
-/// (so a busy guest shares its worker thread with other requests instead of holding it), and
-/// past the deadline it traps with [`wasmtime::Trap::Interrupt`].
-pub fn interrupt_at<T: 'static>(store: &mut wasmtime::Store<T>, deadline: std::time::Instant) {
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
-        if std::time::Instant::now() >= deadline {
-            Ok(wasmtime::UpdateDeadline::Interrupt)
-        } else {
-            Ok(wasmtime::UpdateDeadline::YieldCustom(
-                1,
-                Box::pin(tokio::task::yield_now()),
-            ))
-        }
-    });
+/// Feeds what a `Hash` implementation writes into SHA-256.
+struct Sha256Hasher(sha2::Sha256);
+
+impl std::hash::Hasher for Sha256Hasher {
+    fn write(&mut self, bytes: &[u8]) {
+        sha2::Digest::update(&mut self.0, bytes);
+    }
+
+    /// Unused: the digest is read from the inner hasher.
+    fn finish(&self) -> u64 {
+        0
+    }
 }

@@ -10,13 +10,15 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
+use crate::api::{AppView, CONFIG_HEADER, DeployReply, PreviousView, SnapshotView};
 use crate::auth;
+use crate::capabilities::config::ConfigValues;
+use crate::capabilities::kv::KvError;
+use crate::control::node::{DeploySpec, Node};
+use crate::control::repository::{AppRecord, VersionRecord};
 use crate::error::DeployError;
-use crate::kv::KvError;
-use crate::node::{DeploySpec, Node};
-use crate::repository::{AppRecord, VersionRecord};
 
 /// What the admin handlers share.
 #[derive(Clone)]
@@ -91,40 +93,6 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
     response
 }
 
-/// An app as the API shows it. Environment values may be secrets: only names are shown.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AppView {
-    pub name: String,
-    pub route: String,
-    pub digest: String,
-    pub size: u64,
-    pub deployed_at: u64,
-    pub env: Vec<String>,
-    /// Whether the app has a key-value namespace.
-    pub kv: bool,
-    /// Models the app may open.
-    #[serde(default)]
-    pub models: Vec<String>,
-    /// Present when the app runs from a deploy-time snapshot.
-    pub snapshot: Option<SnapshotView>,
-    pub previous: Option<PreviousView>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SnapshotView {
-    /// Size of the snapshotted component in bytes.
-    pub size: u64,
-    /// How long the init function ran at deploy, in ms.
-    pub init_ms: f64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PreviousView {
-    pub digest: String,
-    pub route: String,
-    pub deployed_at: u64,
-}
-
 impl From<&AppRecord> for AppView {
     fn from(record: &AppRecord) -> Self {
         let VersionRecord {
@@ -132,6 +100,7 @@ impl From<&AppRecord> for AppView {
             size,
             route,
             env,
+            config,
             deployed_at,
             grants,
             snapshot,
@@ -143,8 +112,10 @@ impl From<&AppRecord> for AppView {
             size: *size,
             deployed_at: *deployed_at,
             env: env.iter().map(|(k, _)| k.clone()).collect(),
+            config: config.keys(),
             kv: grants.kv,
             models: grants.models.clone(),
+            outbound: grants.outbound.0.clone(),
             snapshot: snapshot.as_ref().map(|s| SnapshotView {
                 size: s.size,
                 init_ms: s.init_ms,
@@ -156,16 +127,6 @@ impl From<&AppRecord> for AppView {
             }),
         }
     }
-}
-
-/// The answer to a deploy.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DeployReply {
-    pub app: AppView,
-    /// Where the app now answers.
-    pub url: String,
-    /// Milliseconds spent compiling (0 when these bytes were compiled before).
-    pub compile_ms: f64,
 }
 
 async fn list_apps(State(state): State<AdminState>) -> Result<Response, ApiError> {
@@ -191,9 +152,11 @@ async fn deploy_app(
     State(state): State<AdminState>,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let spec = parse_deploy_query(query.as_deref().unwrap_or_default())?;
+    let mut spec = parse_deploy_query(query.as_deref().unwrap_or_default())?;
+    spec.config = parse_config_header(&headers)?;
     let limit = state.node.config.limits.max_component_bytes;
     let read_limit = usize::try_from(limit)
         .unwrap_or(usize::MAX)
@@ -223,6 +186,11 @@ fn parse_deploy_query(query: &str) -> Result<DeploySpec, ApiError> {
                 }
             }
             "snapshot" => spec.snapshot = parse_flag(&key, &value)?,
+            "allow_outbound" => {
+                if !spec.grants.outbound.0.iter().any(|o| *o == value) {
+                    spec.grants.outbound.0.push(value.into_owned());
+                }
+            }
             "env" => {
                 let (k, v) = value.split_once('=').ok_or_else(|| {
                     ApiError::new(
@@ -236,13 +204,30 @@ fn parse_deploy_query(query: &str) -> Result<DeploySpec, ApiError> {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     format!(
-                        "unknown deploy option {other:?}: expected route, env, kv, model or snapshot"
+                        "unknown deploy option {other:?}: expected route, env, kv, model, \
+                         allow_outbound or snapshot"
                     ),
                 ));
             }
         }
     }
     Ok(spec)
+}
+
+/// The app's wasi:config values, from the [`CONFIG_HEADER`] (hex-encoded JSON object of
+/// strings). Errors never echo a value.
+fn parse_config_header(headers: &HeaderMap) -> Result<ConfigValues, ApiError> {
+    let Some(raw) = headers.get(CONFIG_HEADER) else {
+        return Ok(ConfigValues::default());
+    };
+    let invalid = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid {CONFIG_HEADER} header: expected hex-encoded JSON object of strings"),
+        )
+    };
+    let bytes = hex::decode(raw.as_bytes()).map_err(|_| invalid())?;
+    serde_json::from_slice(&bytes).map_err(|_| invalid())
 }
 
 fn parse_flag(key: &str, value: &str) -> Result<bool, ApiError> {
@@ -299,11 +284,13 @@ async fn metrics(State(state): State<AdminState>) -> Response {
             (app.name.clone(), snapshot)
         })
         .collect();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], {
-        let mut text = state.node.metrics.render(&apps);
-        state.node.models.render_metrics(&mut text);
-        text
-    })
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.node.metrics.render(&apps),
+    )
         .into_response()
 }
 
@@ -365,7 +352,8 @@ impl From<KvError> for ApiError {
 /// Operator access to an app's key-value data (`edge kv`).
 mod kv_api {
     use super::*;
-    use crate::kv::KeyPage;
+    use crate::api::KeyPage;
+    use crate::capabilities::kv::Bucket;
     use crate::names::validate_app_name;
 
     #[derive(Debug, Default, Deserialize)]
@@ -373,7 +361,7 @@ mod kv_api {
         after: Option<String>,
     }
 
-    fn bucket(state: &AdminState, app: &str, bucket: &str) -> Result<crate::kv::Bucket, ApiError> {
+    fn bucket(state: &AdminState, app: &str, bucket: &str) -> Result<Bucket, ApiError> {
         validate_app_name(app).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
         Ok(state.node.kv.bucket(app, bucket)?)
     }
@@ -395,7 +383,7 @@ mod kv_api {
         Path((app, name, key)): Path<(String, String, String)>,
     ) -> Result<Response, ApiError> {
         let bucket = bucket(&state, &app, &name)?;
-        match bucket.get(&key)? {
+        match state.node.kv.get(&bucket, &key)? {
             Some(value) => {
                 Ok(([(header::CONTENT_TYPE, "application/octet-stream")], value).into_response())
             }
@@ -411,12 +399,9 @@ mod kv_api {
         Path((app, name, key)): Path<(String, String, String)>,
         body: axum::body::Bytes,
     ) -> Result<StatusCode, ApiError> {
+        // The same checked, persisted write a guest's `set` makes.
         let bucket = bucket(&state, &app, &name)?;
-        let kv = &state.node.kv;
-        kv.check_key(&key)?;
-        kv.check_value(&body)?;
-        bucket.set(&key, &body)?;
-        kv.persist().await?;
+        state.node.kv.set(&bucket, &key, &body).await?;
         Ok(StatusCode::NO_CONTENT)
     }
 
@@ -425,8 +410,7 @@ mod kv_api {
         Path((app, name, key)): Path<(String, String, String)>,
     ) -> Result<StatusCode, ApiError> {
         let bucket = bucket(&state, &app, &name)?;
-        bucket.delete(&key)?;
-        state.node.kv.persist().await?;
+        state.node.kv.delete(&bucket, &key).await?;
         Ok(StatusCode::NO_CONTENT)
     }
 }

@@ -12,19 +12,20 @@ use anyhow::Context as _;
 use sha2::Digest as _;
 use tokio::sync::{Mutex, Semaphore};
 use wasmtime::component::Component;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::apps::{LiveRoutes, LoadedApp, RoutingTable};
+use crate::capabilities::config::{self as app_config, ConfigValues};
+use crate::capabilities::kv::KvBackend;
+use crate::capabilities::nn::{Models, NnMetrics, NnSettings};
+use crate::capabilities::outbound_http::{OutboundCounters, OutboundPolicy};
 use crate::config::NodeConfig;
-use crate::engine::NodeEngine;
+use crate::control::repository::{AppRecord, Grants, Repository, SnapshotRecord, VersionRecord};
+use crate::control::validate;
+use crate::engine::compile::CompileCache;
+use crate::engine::{NodeEngine, snapshot};
 use crate::error::DeployError;
-use crate::kv::KvBackend;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, OutboundLabel};
 use crate::names::{normalize_route, validate_app_name};
-use crate::nn::Models;
-use crate::repository::{AppRecord, Grants, Repository, SnapshotRecord, VersionRecord};
-use crate::snapshot;
-use crate::validate;
 
 /// What a deploy asks for besides the component bytes.
 #[derive(Debug, Clone)]
@@ -32,6 +33,8 @@ pub struct DeploySpec {
     /// Route prefix; `/NAME` when absent.
     pub route: Option<String>,
     pub env: Vec<(String, String)>,
+    /// wasi:config values.
+    pub config: ConfigValues,
     pub grants: Grants,
     /// Run the component's init function at deploy when it exports one (default on).
     pub snapshot: bool,
@@ -42,6 +45,7 @@ impl Default for DeploySpec {
         Self {
             route: None,
             env: Vec::new(),
+            config: ConfigValues::default(),
             grants: Grants::default(),
             snapshot: true,
         }
@@ -59,7 +63,8 @@ pub struct DeployOutcome {
 pub struct Node {
     pub config: NodeConfig,
     pub engine: NodeEngine,
-    pub repo: Repository,
+    compiler: CompileCache,
+    pub repo: Arc<Repository>,
     pub routes: LiveRoutes,
     pub metrics: Metrics,
     pub kv: Arc<KvBackend>,
@@ -74,18 +79,31 @@ impl Node {
     /// Opens the repository and loads every deployed app from its precompiled artifact.
     pub fn open(config: NodeConfig) -> anyhow::Result<Arc<Self>> {
         let engine = NodeEngine::new(&config.pool, &config.limits)?;
-        let repo = Repository::open(&config.server.data_dir, config.kv.flush_interval_ms)?;
+        let repo = Arc::new(Repository::open(
+            &config.server.data_dir,
+            config.kv.flush_interval_ms,
+        )?);
         let kv = KvBackend::new(repo.db(), config.kv.clone());
-        let models = Models::start(&config);
+        let mut metrics = Metrics::new();
+        let nn_metrics = NnMetrics::register(metrics.registry_mut());
+        let models = Models::start(
+            NnSettings {
+                openvino: config.openvino.clone(),
+                inference: config.inference.clone(),
+                models: config.models.clone(),
+            },
+            nn_metrics,
+        );
         let node = Arc::new(Self {
             kv,
             models,
             restored: AtomicBool::new(false),
             config,
+            compiler: CompileCache::new(engine.clone(), repo.clone()),
             engine,
             repo,
             routes: LiveRoutes::default(),
-            metrics: Metrics::default(),
+            metrics,
             changes: Mutex::new(()),
         });
         if let Err(err) = node.restore_apps() {
@@ -188,21 +206,7 @@ impl Node {
         version: &VersionRecord,
         concurrency: Option<Arc<Semaphore>>,
     ) -> Result<LoadedApp, DeployError> {
-        let tag = self.engine.compatibility_tag();
-        let served = version.served_digest();
-        let artifact = self.repo.artifact_path(served, &tag);
-        let component = match self.engine.load_artifact(&artifact) {
-            Ok(component) => component,
-            Err(err) => {
-                tracing::warn!(
-                    app = name,
-                    "recompiling from the stored original ({err:#}); this happens once after \
-                     an engine upgrade"
-                );
-                let wasm = self.repo.read_component(served)?;
-                self.compiled_component(served, &wasm)?.0
-            }
-        };
+        let component = self.compiler.stored(name, version.served_digest())?;
         self.prepare(name, version.clone(), &component, concurrency)
     }
 
@@ -214,7 +218,23 @@ impl Node {
             .map(|app| app.concurrency.clone())
     }
 
-    /// Validates exports and imports and pre-instantiates.
+    /// The outgoing-HTTP counters of `app` in the node's metrics.
+    fn outbound_counters(&self, app: &str) -> OutboundCounters {
+        let counter = |result| {
+            self.metrics.outbound.get_or_create_owned(&OutboundLabel {
+                app: app.to_string(),
+                result,
+            })
+        };
+        OutboundCounters {
+            sent: counter("sent"),
+            denied: counter("denied"),
+            failed: counter("failed"),
+        }
+    }
+
+    /// Validates exports, imports and grants, pre-instantiates, and sets up the app's
+    /// capabilities.
     fn prepare(
         &self,
         name: &str,
@@ -230,18 +250,16 @@ impl Node {
         } else {
             Some(self.models.grant(name, &version.grants.models)?)
         };
-        let instance_pre = self
-            .engine
-            .linker
-            .instantiate_pre(component)
-            .map_err(|err| validate::explain_missing_import(engine, component, &err.into()))?;
-        let pre = ProxyPre::new(instance_pre)
-            .map_err(|err| DeployError::WrongWorld(format!("{err:#}")))?;
-        // Build the copy-on-write memory images now rather than on the first request (for a
-        // snapshot that is a multi-megabyte copy the first caller would wait for).
-        component
-            .initialize_copy_on_write_image()
-            .map_err(|err| anyhow::anyhow!("preparing memory images: {err:#}"))?;
+        let origins = version.grants.outbound.parse()?;
+        let outbound = (!origins.is_empty()).then(|| {
+            OutboundPolicy::new(
+                name,
+                origins,
+                &self.config.outbound_http,
+                self.outbound_counters(name),
+            )
+        });
+        let pre = self.compiler.pre_instantiate(component)?;
         let concurrency = concurrency.unwrap_or_else(|| {
             Arc::new(Semaphore::new(
                 self.config.limits.max_concurrent_requests_per_app,
@@ -251,6 +269,8 @@ impl Node {
             name: name.to_string(),
             kv_namespace: version.grants.kv.then(|| Arc::from(name)),
             models,
+            config: app_config::variables(&version.config),
+            outbound,
             version,
             pre,
             concurrency,
@@ -284,6 +304,7 @@ impl Node {
             return Err(DeployError::TooLarge { limit });
         }
         validate::check_binary_kind(&wasm)?;
+        app_config::check_values(&spec.config, &self.config.app_config)?;
 
         let _change = self.changes.lock().await;
         if let Some(owner) = self.routes.current().route_owner(&route, name) {
@@ -303,6 +324,7 @@ impl Node {
             size,
             route,
             env: spec.env,
+            config: spec.config,
             grants: spec.grants,
             snapshot: snapshot.as_ref().map(|(record, _)| record.clone()),
             deployed_at: SystemTime::now()
@@ -382,7 +404,7 @@ impl Node {
         concurrency: Option<Arc<Semaphore>>,
     ) -> Result<(LoadedApp, Duration), DeployError> {
         let served = snapshot_wasm.as_deref().unwrap_or(&wasm);
-        let (component, compile_time) = self.compiled_component(version.served_digest(), served)?;
+        let (component, compile_time) = self.compiler.component(version.served_digest(), served)?;
         let prepared = self.prepare(name, version.clone(), &component, concurrency);
         if prepared.is_err() {
             // Nothing refers to this artifact; drop it (best effort) so junk does not pile up.
@@ -396,32 +418,6 @@ impl Node {
             self.repo.store_component(&record.digest, bytes)?;
         }
         Ok((loaded, compile_time))
-    }
-
-    /// The component for `wasm`: from its artifact when one was compiled before, else compiled
-    /// now (the returned duration) and stored.
-    fn compiled_component(
-        &self,
-        digest: &str,
-        wasm: &[u8],
-    ) -> Result<(Component, Duration), DeployError> {
-        let tag = self.engine.compatibility_tag();
-        let artifact = self.repo.artifact_path(digest, &tag);
-        if artifact.exists() {
-            match self.engine.load_artifact(&artifact) {
-                Ok(component) => return Ok((component, Duration::ZERO)),
-                Err(err) => tracing::warn!("replacing an unusable artifact: {err:#}"),
-            }
-        }
-        let started = Instant::now();
-        let compiled = self.engine.precompile(wasm).map_err(|err| {
-            DeployError::InvalidComponent(format!(
-                "the component does not validate or compile: {err:#}"
-            ))
-        })?;
-        let path = self.repo.store_artifact(digest, &tag, &compiled)?;
-        let compile_time = started.elapsed();
-        Ok((self.engine.load_artifact(&path)?, compile_time))
     }
 
     /// Stops serving `name` and forgets it (both versions). Its key-value data stays (a

@@ -8,29 +8,102 @@
 //!
 //! Requests of apps granted a model run on their own worker threads ([`InferenceWorkers`]):
 //! inference is a blocking call, and it must not hold the threads that serve every other app.
+//!
+//! Capability shape: config sections in [`config`] (`[openvino]`, `[inference]`,
+//! `[models.NAME]`), grant `--model NAME` ([`check_imports`], [`Models::grant`]), per-store
+//! [`NnView`], [`add_to_linker`].
 
+pub mod config;
 mod graph;
 pub mod openvino;
 mod wasi;
 mod workers;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use wasmtime_wasi_nn::Graph;
 
+use self::config::{InferenceConfig, ModelConfig, OpenvinoConfig};
 use self::graph::CompiledGraph;
 use self::openvino::OpenvinoRuntime;
 pub use self::wasi::{NnError, NnView, add_to_linker};
 pub use self::workers::InferenceWorkers;
-use crate::config::NodeConfig;
 use crate::error::DeployError;
 
 /// Imports of these interfaces need a model grant.
 pub const NN_IMPORT_PREFIX: &str = "wasi:nn/";
+
+/// Refuses a component that imports `wasi:nn` when the app was granted no model.
+pub fn check_imports(imports: &[String], models: &[String]) -> Result<(), DeployError> {
+    match imports.iter().find(|i| i.starts_with(NN_IMPORT_PREFIX)) {
+        Some(import) if models.is_empty() => Err(DeployError::MissingGrant(format!(
+            "the component imports `{import}` but was deployed without a model; redeploy \
+             with --model NAME for each model it opens with load-by-name (see `edge models`)"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// What the node config says about wasi:nn.
+#[derive(Debug, Clone)]
+pub struct NnSettings {
+    pub openvino: OpenvinoConfig,
+    pub inference: InferenceConfig,
+    pub models: BTreeMap<String, ModelConfig>,
+}
+
+/// The model label of the wasi:nn series (same shape as an app label: `model="NAME"`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct ModelLabel {
+    model: String,
+}
+
+/// The series wasi:nn adds to the node's metrics.
+#[derive(Clone)]
+pub struct NnMetrics {
+    compilations: Family<ModelLabel, Counter>,
+    inferences: Family<ModelLabel, Counter>,
+    inference_seconds: Family<ModelLabel, Histogram>,
+}
+
+impl NnMetrics {
+    /// Registers the series in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            compilations: Family::default(),
+            inferences: Family::default(),
+            inference_seconds: Family::new_with_constructor(crate::metrics::latency_histogram),
+        };
+        registry.register(
+            "edge_model_compilations",
+            "Times a model was read and compiled (once per start-up)",
+            metrics.compilations.clone(),
+        );
+        registry.register(
+            "edge_inferences",
+            "Inferences run, per model",
+            metrics.inferences.clone(),
+        );
+        registry.register(
+            "edge_inference_seconds",
+            "Time OpenVINO spent in one inference",
+            metrics.inference_seconds.clone(),
+        );
+        metrics
+    }
+
+    fn label(model: &str) -> ModelLabel {
+        ModelLabel {
+            model: model.to_string(),
+        }
+    }
+}
 
 /// The models of this node, loaded in the background at start-up so that apps without a
 /// model start serving at once.
@@ -40,16 +113,15 @@ pub struct Models {
 
 impl Models {
     /// Starts loading the OpenVINO runtime and every configured model on a thread of its own.
-    pub fn start(config: &NodeConfig) -> Arc<Self> {
+    pub fn start(settings: NnSettings, metrics: NnMetrics) -> Arc<Self> {
         let models = Arc::new(Self {
             state: OnceLock::new(),
         });
         let loader = models.clone();
-        let config = config.clone();
         let spawned = std::thread::Builder::new()
             .name("edge-models".into())
             .spawn(move || {
-                let _ = loader.state.set(LoadedModels::load(&config));
+                let _ = loader.state.set(LoadedModels::load(&settings, &metrics));
             });
         if let Err(err) = spawned {
             let _ = models.state.set(LoadedModels::unavailable(format!(
@@ -100,13 +172,6 @@ impl Models {
             },
         }
     }
-
-    /// Prometheus lines: compilations and inferences per model, and inference latency.
-    pub fn render_metrics(&self, out: &mut String) {
-        if let Some(models) = self.state.get() {
-            models.render_metrics(out);
-        }
-    }
 }
 
 /// The outcome of loading: the runtime and the models that compiled.
@@ -131,7 +196,7 @@ impl LoadedModels {
     /// Loads the OpenVINO runtime and compiles every configured model. Never fails: a node
     /// without OpenVINO or with a broken model still serves every other app, and the reason is
     /// logged and kept for the deploys that ask for the model.
-    fn load(config: &NodeConfig) -> Self {
+    fn load(config: &NnSettings, metrics: &NnMetrics) -> Self {
         if config.models.is_empty() {
             return Self::unavailable("no models are configured".into());
         }
@@ -148,8 +213,14 @@ impl LoadedModels {
                 );
                 for (name, model) in &config.models {
                     let device = runtime.resolve_device(name, model.device);
-                    match runtime.compile(name, model, device) {
+                    let label = NnMetrics::label(name);
+                    let counters = graph::GraphMetrics {
+                        inferences: metrics.inferences.get_or_create_owned(&label),
+                        inference_seconds: metrics.inference_seconds.get_or_create_owned(&label),
+                    };
+                    match runtime.compile(name, model, device, counters) {
                         Ok(graph) => {
+                            metrics.compilations.get_or_create(&label).inc();
                             tracing::info!(
                                 model = %name,
                                 device,
@@ -250,7 +321,7 @@ impl LoadedModels {
                     .collect(),
                 outputs: graph.outputs,
                 compile_ms: Some(graph.compile_time.as_secs_f64() * 1e3),
-                inferences: graph.inferences.load(Ordering::Relaxed),
+                inferences: graph.metrics.inferences.get(),
                 error: None,
             })
             .collect();
@@ -282,38 +353,6 @@ impl LoadedModels {
         ModelsView {
             openvino: runtime,
             models,
-        }
-    }
-
-    fn render_metrics(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# HELP edge_model_compilations_total Times a model was read and compiled (once per start-up)."
-        );
-        let _ = writeln!(out, "# TYPE edge_model_compilations_total counter");
-        for name in self.loaded.keys() {
-            let _ = writeln!(out, "edge_model_compilations_total{{model=\"{name}\"}} 1");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP edge_inferences_total Inferences run, per model."
-        );
-        let _ = writeln!(out, "# TYPE edge_inferences_total counter");
-        for (name, graph) in &self.loaded {
-            let count = graph.inferences.load(Ordering::Relaxed);
-            let _ = writeln!(out, "edge_inferences_total{{model=\"{name}\"}} {count}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP edge_inference_seconds Time OpenVINO spent in one inference."
-        );
-        let _ = writeln!(out, "# TYPE edge_inference_seconds histogram");
-        for (name, graph) in &self.loaded {
-            graph.inference_time.render_samples(
-                out,
-                "edge_inference_seconds",
-                &format!("model=\"{name}\""),
-            );
         }
     }
 }

@@ -6,7 +6,6 @@
 //! can read, never a panic or a read past a buffer in the host. Inference requests are kept in
 //! a small pool and reused, since creating one allocates the model's intermediate buffers.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,8 +17,10 @@ use wasmtime_wasi_nn::wit::TensorType;
 use wasmtime_wasi_nn::{ExecutionContext, Graph, Tensor};
 
 use super::openvino::element_size;
-use crate::config::InferencePrecision;
-use crate::metrics::Histogram;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+
+use super::config::InferencePrecision;
 
 /// Idle inference requests kept per model for reuse.
 const MAX_IDLE_REQUESTS: usize = 16;
@@ -51,11 +52,20 @@ pub struct CompiledGraph {
     pub compile_time: Duration,
     compiled: Mutex<CompiledModel>,
     idle: Mutex<Vec<InferRequest>>,
-    pub inferences: AtomicU64,
-    pub inference_time: Histogram,
+    pub metrics: GraphMetrics,
+}
+
+/// The model's series in the node's metrics.
+pub struct GraphMetrics {
+    pub inferences: Counter,
+    pub inference_seconds: Histogram,
 }
 
 impl CompiledGraph {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one constructor call, in openvino.rs, reading each from the compiled model"
+    )]
     pub fn new(
         name: &str,
         device: &'static str,
@@ -64,6 +74,7 @@ impl CompiledGraph {
         outputs: usize,
         precision: Precision,
         compile_time: Duration,
+        metrics: GraphMetrics,
     ) -> Self {
         Self {
             name: name.to_string(),
@@ -74,8 +85,7 @@ impl CompiledGraph {
             compile_time,
             compiled: Mutex::new(compiled),
             idle: Mutex::new(Vec::new()),
-            inferences: AtomicU64::new(0),
-            inference_time: Histogram::default(),
+            metrics,
         }
     }
 
@@ -229,8 +239,11 @@ impl Execution {
         }
         let started = Instant::now();
         request.infer().map_err(ov)?;
-        graph.inference_time.observe(started.elapsed());
-        graph.inferences.fetch_add(1, Ordering::Relaxed);
+        graph
+            .metrics
+            .inference_seconds
+            .observe(started.elapsed().as_secs_f64());
+        graph.metrics.inferences.inc();
 
         (0..graph.outputs)
             .map(|i| {

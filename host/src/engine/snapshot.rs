@@ -66,7 +66,7 @@ pub async fn snapshot(
         StoreLimitsBuilder::new().memory_size(memory_bytes).build(),
     );
     store.limiter(|limits: &mut StoreLimits| limits);
-    crate::engine::interrupt_at(&mut store, started + INIT_TIMEOUT);
+    crate::host_state::interrupt_at(&mut store, started + INIT_TIMEOUT);
 
     let mut wizer = Wizer::new();
     wizer.init_func(INIT_EXPORT).keep_init_func(true);
