@@ -3,25 +3,18 @@
 
 use crate::harness::{TestHost, client, get, guest, metric_or_zero, send};
 
-fn node_with_misbehave(extra: &[&str]) -> (TestHost, tempfile::TempDir) {
-    node_with_misbehave_limits("request_timeout_ms = 1000\n", extra)
+fn node_with_misbehave() -> TestHost {
+    node_with_misbehave_limits("request_timeout_ms = 1000\n")
 }
 
 /// A node with the `misbehave` guest deployed as `bad`, small limits, and `limits` (TOML lines
 /// of the `[limits]` section) added.
-fn node_with_misbehave_limits(limits: &str, extra: &[&str]) -> (TestHost, tempfile::TempDir) {
-    let data = tempfile::tempdir().expect("temp dir");
-    let config = data.path().join("node.toml");
-    std::fs::write(
-        &config,
-        format!("[limits]\nmax_body_bytes = 65536\nmemory_mib = 32\n{limits}"),
-    )
-    .expect("writing config");
-    let mut args = vec!["--config", config.to_str().expect("utf-8 path")];
-    args.extend_from_slice(extra);
-    let host = TestHost::start_in(&data.path().join("node"), &args);
+fn node_with_misbehave_limits(limits: &str) -> TestHost {
+    let host = TestHost::start_with_config(&format!(
+        "[limits]\nmax_body_bytes = 65536\nmemory_mib = 32\n{limits}"
+    ));
     host.deploy("bad", &guest("misbehave"), &[]);
-    (host, data)
+    host
 }
 
 async fn assert_still_serving(host: &TestHost) {
@@ -31,7 +24,7 @@ async fn assert_still_serving(host: &TestHost) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trapping_guest_gets_500_and_node_keeps_serving() {
-    let (host, _data) = node_with_misbehave(&[]);
+    let host = node_with_misbehave();
     let reply = get(&format!("{}/bad/trap", host.data_url)).await;
     assert_eq!(reply.status, 500);
     assert!(
@@ -49,7 +42,7 @@ async fn trapping_guest_gets_500_and_node_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endless_loop_is_cut_at_the_time_limit_with_504() {
-    let (host, _data) = node_with_misbehave(&[]);
+    let host = node_with_misbehave();
     let started = std::time::Instant::now();
     let reply = get(&format!("{}/bad/loop", host.data_url)).await;
     let elapsed = started.elapsed();
@@ -61,7 +54,7 @@ async fn endless_loop_is_cut_at_the_time_limit_with_504() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guest_exhausting_memory_is_contained() {
-    let (host, _data) = node_with_misbehave(&[]);
+    let host = node_with_misbehave();
     let reply = get(&format!("{}/bad/alloc", host.data_url)).await;
     assert_eq!(reply.status, 500, "{}", reply.body);
     assert_still_serving(&host).await;
@@ -69,7 +62,7 @@ async fn guest_exhausting_memory_is_contained() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_body_gets_413_declared_or_streamed() {
-    let (host, _data) = node_with_misbehave(&[]);
+    let host = node_with_misbehave();
     let url = format!("{}/bad/echo-length", host.data_url);
 
     let fits = send(client().post(&url).body(vec![7u8; 1000])).await;
@@ -91,16 +84,8 @@ async fn oversized_body_gets_413_declared_or_streamed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_over_the_concurrency_limit_get_503_at_once() {
-    let data = tempfile::tempdir().expect("temp dir");
-    let config = data.path().join("node.toml");
-    std::fs::write(
-        &config,
+    let host = TestHost::start_with_config(
         "[limits]\nrequest_timeout_ms = 6000\nmax_concurrent_requests_per_app = 1\n",
-    )
-    .expect("writing config");
-    let host = TestHost::start_in(
-        &data.path().join("node"),
-        &["--config", config.to_str().expect("utf-8 path")],
     );
     host.deploy("bad", &guest("misbehave"), &[]);
 
@@ -134,7 +119,7 @@ async fn get_owned(url: String) -> crate::harness::Reply {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spinning_guests_do_not_starve_other_apps() {
     // The spinners run until their 6 s limit; hello must answer while they still spin.
-    let (host, _data) = node_with_misbehave_limits("request_timeout_ms = 6000\n", &[]);
+    let host = node_with_misbehave_limits("request_timeout_ms = 6000\n");
     host.deploy("hello", &guest("hello"), &[]);
     let instances = instances_so_far(&host).await;
     let spinners: Vec<_> = (0..4)

@@ -85,6 +85,19 @@ impl TestHost {
         host
     }
 
+    /// Starts a node with a fresh temporary data folder and `node_toml` as its config file.
+    pub fn start_with_config(node_toml: &str) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let config = temp.path().join("node.toml");
+        std::fs::write(&config, node_toml).expect("writing node.toml");
+        let mut host = Self::start_in(
+            &temp.path().join("node"),
+            &["--config", config.to_str().expect("utf-8 path")],
+        );
+        host._temp = Some(temp);
+        host
+    }
+
     /// Starts a node on `data_dir` (kept by the caller, e.g. across restarts), with extra
     /// arguments to `edge serve`.
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> Self {

@@ -156,13 +156,7 @@ async fn model_is_compiled_once_for_many_requests_of_many_apps() {
 async fn hello_stays_fast_while_classifications_run() {
     // One inference worker: classifications queue behind each other there, so if they ran on
     // the data plane's threads instead, hello would wait behind them.
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("node.toml");
-    std::fs::write(&config, "[inference]\nworkers = 1\n").expect("config");
-    let host = TestHost::start_in(
-        &dir.path().join("node"),
-        &["--config", config.to_str().expect("utf-8")],
-    );
+    let host = TestHost::start_with_config("[inference]\nworkers = 1\n");
     host.deploy("classify", &guest("classify"), &["--model", MODEL]);
     host.deploy("hello", &guest("hello"), &[]);
     let hello = format!("{}/hello", host.data_url);
@@ -411,20 +405,11 @@ async fn deploy_needs_a_grant_for_a_known_model_and_guests_only_see_theirs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_without_openvino_serves_other_apps_and_says_how_to_install_it() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("node.toml");
     let missing = dir.path().join("no-venv");
-    std::fs::write(
-        &config,
-        format!(
-            "[openvino]\nfolder = {:?}\n",
-            missing.to_str().expect("utf-8")
-        ),
-    )
-    .expect("config");
-    let host = TestHost::start_in(
-        &dir.path().join("node"),
-        &["--config", config.to_str().expect("utf-8")],
-    );
+    let host = TestHost::start_with_config(&format!(
+        "[openvino]\nfolder = {:?}\n",
+        missing.to_str().expect("utf-8")
+    ));
     host.deploy("hello", &guest("hello"), &[]);
     assert_eq!(get(&format!("{}/hello", host.data_url)).await.status, 200);
 
@@ -481,21 +466,11 @@ fn node_stopped_while_its_model_compiles_exits_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gpu_and_auto_models_fall_back_to_cpu_with_a_warning_when_there_is_no_gpu() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("node.toml");
     let ir = "edge-config/models/efficientnet-lite0";
-    std::fs::write(
-        &config,
-        format!(
-            "[models.on-gpu]\npath = \"{ir}\"\ndevice = \"GPU\"\n\n\
-             [models.on-auto]\npath = \"{ir}\"\ndevice = \"AUTO\"\nhint = \"throughput\"\n"
-        ),
-    )
-    .expect("config");
-    let host = TestHost::start_in(
-        &dir.path().join("node"),
-        &["--config", config.to_str().expect("utf-8")],
-    );
+    let host = TestHost::start_with_config(&format!(
+        "[models.on-gpu]\npath = \"{ir}\"\ndevice = \"GPU\"\n\n\
+         [models.on-auto]\npath = \"{ir}\"\ndevice = \"AUTO\"\nhint = \"throughput\"\n"
+    ));
     let listed = host.edge(&["models", "--json"]);
     assert!(listed.ok, "{}", listed.stderr);
     let view: serde_json::Value = serde_json::from_str(&listed.stdout).expect("JSON");
@@ -586,22 +561,12 @@ fn cpu_has_bf16() -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_precision_setting_reaches_openvino_and_is_listed() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("node.toml");
     let ir = "edge-config/models/efficientnet-lite0";
-    std::fs::write(
-        &config,
-        format!(
-            "[models.pinned]\npath = \"{ir}\"\n\n\
-             [models.fast]\npath = \"{ir}\"\nprecision = \"bf16\"\n\n\
-             [models.device-default]\npath = \"{ir}\"\nprecision = \"auto\"\n"
-        ),
-    )
-    .expect("config");
-    let host = TestHost::start_in(
-        &dir.path().join("node"),
-        &["--config", config.to_str().expect("utf-8")],
-    );
+    let host = TestHost::start_with_config(&format!(
+        "[models.pinned]\npath = \"{ir}\"\n\n\
+         [models.fast]\npath = \"{ir}\"\nprecision = \"bf16\"\n\n\
+         [models.device-default]\npath = \"{ir}\"\nprecision = \"auto\"\n"
+    ));
     let listed = host.edge(&["models", "--json"]);
     assert!(listed.ok, "{}", listed.stderr);
     let view: serde_json::Value = serde_json::from_str(&listed.stdout).expect("JSON");

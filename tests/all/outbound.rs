@@ -189,13 +189,7 @@ async fn an_upstream_that_never_answers_is_a_timeout_and_the_node_keeps_serving(
     // Accepts connections and never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let origin = format!("http://{}", silent.local_addr().expect("addr"));
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("node.toml");
-    std::fs::write(&config, "[outbound_http]\ntimeout_ms = 500\n").expect("config");
-    let host = TestHost::start_in(
-        &dir.path().join("node"),
-        &["--config", config.to_str().expect("utf-8")],
-    );
+    let host = TestHost::start_with_config("[outbound_http]\ntimeout_ms = 500\n");
     deploy_forward(
         &host,
         "fwd",

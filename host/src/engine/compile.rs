@@ -25,10 +25,6 @@ impl CompileCache {
         Self { engine, repo }
     }
 
-    pub fn engine(&self) -> &NodeEngine {
-        &self.engine
-    }
-
     /// The component for `wasm` (whose digest is `digest`): from its artifact when one was
     /// compiled before, else compiled now (the returned duration) and stored.
     pub fn component(

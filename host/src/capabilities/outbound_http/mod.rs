@@ -134,20 +134,23 @@ impl WasiHttpHooks for OutboundHooks {
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         let policy = self.0.clone();
         Box::new(async move {
-            let origin = Origin::of(request.uri());
             let Some(policy) = policy else {
                 tracing::debug!("outgoing request denied: the app has no --allow-outbound grant");
                 return Err(HttpError::HttpRequestDenied);
             };
-            let Some(origin) = origin.filter(|o| policy.allows(o)) else {
-                policy.counters.denied.inc();
-                // The origin only: a path or query may carry secrets.
-                tracing::warn!(
-                    app = %policy.app,
-                    origin = %Origin::of(request.uri()).map_or_else(|| "?".into(), |o| o.to_string()),
-                    "outgoing request denied: origin not granted (deploy with --allow-outbound ORIGIN)"
-                );
-                return Err(HttpError::HttpRequestDenied);
+            let origin = match Origin::of(request.uri()) {
+                Some(origin) if policy.allows(&origin) => origin,
+                refused => {
+                    policy.counters.denied.inc();
+                    // The origin only: a path or query may carry secrets.
+                    tracing::warn!(
+                        app = %policy.app,
+                        origin = %refused.map_or_else(|| "?".into(), |o| o.to_string()),
+                        "outgoing request denied: origin not granted (deploy with \
+                         --allow-outbound ORIGIN)"
+                    );
+                    return Err(HttpError::HttpRequestDenied);
+                }
             };
             let permit =
                 tokio::time::timeout(policy.timeout, policy.in_flight.clone().acquire_owned());
