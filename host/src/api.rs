@@ -27,6 +27,12 @@ pub struct AppView {
     /// Origins the app may send HTTP requests to (`--allow-outbound`).
     #[serde(default)]
     pub outbound: Vec<String>,
+    /// Topics the app is triggered by (`--subscribe BROKER:PATTERN`).
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+    /// Topics the app may publish to (`--publish BROKER:PATTERN`).
+    #[serde(default)]
+    pub publish: Vec<String>,
     /// Present when the app runs from a deploy-time snapshot.
     pub snapshot: Option<SnapshotView>,
     pub previous: Option<PreviousView>,
@@ -55,6 +61,9 @@ pub struct DeployReply {
     pub url: String,
     /// Milliseconds spent compiling (0 when these bytes were compiled before).
     pub compile_ms: f64,
+    /// What the deployer should know although the deploy succeeded.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// Request header carrying an app's wasi:config values on deploy, as hex-encoded JSON (an

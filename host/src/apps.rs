@@ -1,12 +1,14 @@
 //! Apps as the data plane sees them: a loaded version ready to instantiate, and the routing
 //! table that maps path prefixes to apps, replaced atomically on every change.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
-use tokio::sync::Semaphore;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use tokio::sync::{Semaphore, watch};
+use wasmtime::component::InstancePre;
+use wasmtime_wasi_http::p2::bindings::ProxyIndices;
 
 use crate::capabilities::config::Variables;
+use crate::capabilities::messaging::{AppMessaging, HandlerIndices, TopicPattern};
 use crate::capabilities::nn::AppModels;
 use crate::capabilities::outbound_http::OutboundPolicy;
 use crate::control::repository::VersionRecord;
@@ -17,7 +19,11 @@ use crate::names::route_matches;
 pub struct LoadedApp {
     pub name: String,
     pub version: VersionRecord,
-    pub pre: ProxyPre<HostState>,
+    pub pre: InstancePre<HostState>,
+    /// Where its `wasi:http/incoming-handler` is, when it exports one (HTTP-triggered).
+    pub http: Option<ProxyIndices>,
+    /// Where its `wasi:messaging/incoming-handler` is, when it exports one.
+    pub message_handler: Option<HandlerIndices>,
     /// Requests in flight for this app (shared by all its versions).
     pub concurrency: Arc<Semaphore>,
     /// The app's key-value namespace when it was granted `--kv`.
@@ -28,6 +34,10 @@ pub struct LoadedApp {
     pub config: Variables,
     /// Where it may send HTTP requests (`--allow-outbound`); `None`: nowhere.
     pub outbound: Option<Arc<OutboundPolicy>>,
+    /// What it may publish (`--publish`); `None`: nothing.
+    pub messaging: Option<Arc<AppMessaging>>,
+    /// The topics it is triggered by (`--subscribe`).
+    pub subscriptions: Vec<TopicPattern>,
 }
 
 /// Prefix routes, longest first, so the first match is the longest.
@@ -48,11 +58,12 @@ impl RoutingTable {
         Self { routes: apps }
     }
 
-    /// The app owning `path`: the longest route prefix that matches on a segment boundary.
+    /// The HTTP app owning `path`: the longest route prefix that matches on a segment
+    /// boundary. Apps that only handle messages are not routed.
     pub fn lookup(&self, path: &str) -> Option<&Arc<LoadedApp>> {
         self.routes
             .iter()
-            .find(|app| route_matches(&app.version.route, path))
+            .find(|app| app.http.is_some() && route_matches(&app.version.route, path))
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<LoadedApp>> {
@@ -94,27 +105,32 @@ impl RoutingTable {
     }
 }
 
-/// The live routing table. Readers clone an `Arc` under a short read lock; writers build a new
-/// table and swap it in, so a request sees either the old or the new table, never a mix, and
-/// requests in flight finish on the version they started with.
-#[derive(Default)]
+/// The live routing table. Readers clone an `Arc`; writers build a new table and swap it in,
+/// so a request sees either the old or the new table, never a mix, and requests in flight
+/// finish on the version they started with. Triggers other than HTTP watch it for changes.
 pub struct LiveRoutes {
-    current: RwLock<Arc<RoutingTable>>,
+    current: watch::Sender<Arc<RoutingTable>>,
+}
+
+impl Default for LiveRoutes {
+    fn default() -> Self {
+        Self {
+            current: watch::Sender::new(Arc::new(RoutingTable::default())),
+        }
+    }
 }
 
 impl LiveRoutes {
     pub fn current(&self) -> Arc<RoutingTable> {
-        match self.current.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.current.borrow().clone()
     }
 
     pub fn replace(&self, table: RoutingTable) {
-        let table = Arc::new(table);
-        match self.current.write() {
-            Ok(mut guard) => *guard = table,
-            Err(poisoned) => *poisoned.into_inner() = table,
-        }
+        self.current.send_replace(Arc::new(table));
+    }
+
+    /// A receiver that sees every replaced table.
+    pub fn watch(&self) -> watch::Receiver<Arc<RoutingTable>> {
+        self.current.subscribe()
     }
 }

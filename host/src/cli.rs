@@ -154,6 +154,15 @@ struct DeployArgs {
     /// https://api.example.com, https://*.example.com or http://127.0.0.1:9000 (repeatable).
     #[arg(long = "allow-outbound", value_name = "ORIGIN")]
     allow_outbound: Vec<String>,
+    /// Run the app's wasi:messaging handler for messages on BROKER:PATTERN, e.g.
+    /// 'mqtt:sensors/+/temperature' or 'nats:orders.>' (repeatable; the broker is configured
+    /// in the node's [messaging.mqtt] or [messaging.nats]).
+    #[arg(long = "subscribe", value_name = "BROKER:PATTERN")]
+    subscribe: Vec<String>,
+    /// Let the app publish to topics matching BROKER:PATTERN, e.g. 'mqtt:alerts/#'
+    /// (repeatable; every other topic is denied).
+    #[arg(long = "publish", value_name = "BROKER:PATTERN")]
+    publish: Vec<String>,
     /// Do not run the component's `wizer-initialize` at deploy (serve it un-snapshotted).
     #[arg(long)]
     no_snapshot: bool,
@@ -342,6 +351,8 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
                 snapshot: !args.no_snapshot,
                 config: &config,
                 outbound: &args.allow_outbound,
+                subscribe: &args.subscribe,
+                publish: &args.publish,
             },
         )
         .await?;
@@ -358,11 +369,15 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     } else {
         "already compiled".to_string()
     };
+    let serves = match reply.app.subscribe.as_slice() {
+        [] => reply.url.clone(),
+        topics => format!("{} and messages on {}", reply.url, topics.join(", ")),
+    };
     println!(
         "{} {} now serves {} ({}, {}{}){}",
         reply.app.name,
         short_digest(&reply.app.digest),
-        reply.url,
+        serves,
         human_size(reply.app.size),
         compiled,
         snapshot,
@@ -372,6 +387,9 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
             ""
         }
     );
+    for warning in &reply.warnings {
+        eprintln!("warning: {warning}");
+    }
     Ok(())
 }
 
@@ -386,8 +404,18 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<20} {:<24} {:<14} {:>10} {:>4} {:<20} {:<20} {:<28} {:>10}  PREVIOUS",
-        "NAME", "ROUTE", "DIGEST", "SIZE", "KV", "MODELS", "CONFIG", "OUTBOUND", "SNAPSHOT"
+        "{:<20} {:<24} {:<14} {:>10} {:>4} {:<20} {:<20} {:<28} {:<28} {:<28} {:>10}  PREVIOUS",
+        "NAME",
+        "ROUTE",
+        "DIGEST",
+        "SIZE",
+        "KV",
+        "MODELS",
+        "CONFIG",
+        "OUTBOUND",
+        "SUBSCRIBE",
+        "PUBLISH",
+        "SNAPSHOT"
     );
     let listed = |items: &[String]| {
         if items.is_empty() {
@@ -398,7 +426,7 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
     };
     for app in apps {
         println!(
-            "{:<20} {:<24} {:<14} {:>10} {:>4} {:<20} {:<20} {:<28} {:>10}  {}",
+            "{:<20} {:<24} {:<14} {:>10} {:>4} {:<20} {:<20} {:<28} {:<28} {:<28} {:>10}  {}",
             app.name,
             app.route,
             short_digest(&app.digest),
@@ -407,6 +435,8 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
             listed(&app.models),
             listed(&app.config),
             listed(&app.outbound),
+            listed(&app.subscribe),
+            listed(&app.publish),
             app.snapshot
                 .as_ref()
                 .map_or_else(|| "-".to_string(), |s| human_size(s.size)),

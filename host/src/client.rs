@@ -35,6 +35,10 @@ pub struct DeployOptions<'a> {
     pub config: &'a BTreeMap<String, String>,
     /// Origins the app may send HTTP requests to.
     pub outbound: &'a [String],
+    /// `BROKER:PATTERN`s the app is triggered by.
+    pub subscribe: &'a [String],
+    /// `BROKER:PATTERN`s the app may publish to.
+    pub publish: &'a [String],
 }
 
 impl AdminClient {
@@ -156,6 +160,8 @@ impl AdminClient {
             snapshot,
             config,
             outbound,
+            subscribe,
+            publish,
         } = *options;
         let bytes = std::fs::read(file)
             .with_context(|| format!("cannot read component file {}", file.display()))?;
@@ -184,6 +190,12 @@ impl AdminClient {
         }
         for origin in outbound {
             query.push(("allow_outbound", origin.clone()));
+        }
+        for pattern in subscribe {
+            query.push(("subscribe", pattern.clone()));
+        }
+        for pattern in publish {
+            query.push(("publish", pattern.clone()));
         }
         if !snapshot {
             query.push(("snapshot", "false".to_string()));

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::capabilities::config::AppConfigLimits;
 use crate::capabilities::kv::KvConfig;
+use crate::capabilities::messaging::MessagingConfig;
 use crate::capabilities::nn::config::{
     InferenceConfig, ModelConfig, OpenvinoConfig, default_models,
 };
@@ -56,6 +57,8 @@ pub struct NodeConfig {
     pub app_config: AppConfigLimits,
     /// Outgoing HTTP of apps granted `--allow-outbound`.
     pub outbound_http: OutboundHttpConfig,
+    /// Brokers for message triggers and publishing (`--subscribe`, `--publish`).
+    pub messaging: MessagingConfig,
 }
 
 impl Default for NodeConfig {
@@ -70,6 +73,7 @@ impl Default for NodeConfig {
             models: default_models(),
             app_config: AppConfigLimits::default(),
             outbound_http: OutboundHttpConfig::default(),
+            messaging: MessagingConfig::default(),
         }
     }
 }
@@ -222,6 +226,17 @@ impl NodeConfig {
         }
         if self.pool.max_instances == 0 {
             return invalid("pool.max_instances must be at least 1");
+        }
+        let messaging = &self.messaging;
+        if messaging.max_in_flight_per_app == 0
+            || messaging.max_payload_bytes == 0
+            || messaging.outbox_max_messages == 0
+            || messaging.outbox_max_bytes == 0
+        {
+            return invalid(
+                "messaging.max_in_flight_per_app, max_payload_bytes, outbox_max_messages and \
+                 outbox_max_bytes must be at least 1",
+            );
         }
         if let Some(name) = self
             .models

@@ -79,6 +79,10 @@ async fn serve(
         data_listener,
         stopped(stop_rx.clone()),
     ));
+    let messages = tokio::spawn(crate::triggers::messaging::run(
+        node.clone(),
+        stopped(stop_rx.clone()),
+    ));
     let admin_router = admin::router(AdminState {
         node: node.clone(),
         token,
@@ -95,6 +99,7 @@ async fn serve(
     let _ = stop_tx.send(true);
     let _ = data_plane.await;
     let _ = admin.await;
+    let _ = messages.await;
     node.repo
         .flush()
         .context("flushing the database at shutdown")?;

@@ -17,6 +17,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::capabilities::config::{self as app_config, Variables, WasiConfig};
 use crate::capabilities::kv::{self, KvCtx, KvView};
+use crate::capabilities::messaging::{self, Message, MessagingCtx, MessagingView};
 use crate::capabilities::nn::{self, AppModels, NnView};
 use crate::capabilities::outbound_http::OutboundHooks;
 
@@ -30,6 +31,7 @@ pub struct HostState {
     kv: KvCtx,
     models: Option<Arc<AppModels>>,
     config: Variables,
+    messaging: MessagingCtx,
 }
 
 /// What a store needs from the app it runs: its environment, grants and limits.
@@ -42,6 +44,8 @@ pub struct StoreSettings<'a> {
     pub config: &'a Variables,
     /// Where the app may send HTTP requests.
     pub outbound: OutboundHooks,
+    /// What the app may publish.
+    pub messaging: MessagingCtx,
     pub env: &'a [(String, String)],
     pub memory_bytes: usize,
     /// When the guest is interrupted if it is still running wasm code.
@@ -65,6 +69,7 @@ impl HostState {
             kv: settings.kv,
             models: settings.models.cloned(),
             config: settings.config.clone(),
+            messaging: settings.messaging,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limits);
@@ -85,6 +90,18 @@ impl HostState {
 
     fn config(&mut self) -> WasiConfig<'_> {
         WasiConfig::new(&self.config)
+    }
+
+    fn messaging(&mut self) -> MessagingView<'_> {
+        MessagingView::new(&self.messaging, &mut self.table)
+    }
+
+    /// Puts a delivered message in the store, to pass to the guest's handler.
+    pub fn push_message(
+        &mut self,
+        message: Message,
+    ) -> wasmtime::Result<wasmtime::component::Resource<Message>> {
+        self.messaging().push(message)
     }
 }
 
@@ -117,6 +134,7 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     kv::add_to_linker(&mut linker, HostState::kv)?;
     nn::add_to_linker(&mut linker, HostState::nn)?;
     app_config::add_to_linker(&mut linker, HostState::config)?;
+    messaging::add_to_linker(&mut linker, HostState::messaging)?;
     Ok(linker)
 }
 

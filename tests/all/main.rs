@@ -4,10 +4,12 @@
 mod allocator;
 mod architecture;
 mod bad_input;
+mod brokers;
 mod deploy;
 mod guest_limits;
 mod harness;
 mod kv;
+mod messaging;
 mod metrics;
 mod nn;
 mod outbound;

@@ -24,6 +24,9 @@ wit_bindgen::generate!({
 
 mod image_input;
 mod inference;
+mod json;
+
+use json::json_string;
 
 use std::time::Instant;
 
@@ -114,22 +117,6 @@ fn route(request: IncomingRequest) -> Answer {
 
 fn ms_since(started: Instant) -> f64 {
     started.elapsed().as_secs_f64() * 1e3
-}
-
-/// `s` as a JSON string literal.
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 fn read_body(request: IncomingRequest) -> Option<Vec<u8>> {

@@ -16,5 +16,6 @@
 
 pub mod config;
 pub mod kv;
+pub mod messaging;
 pub mod nn;
 pub mod outbound_http;

@@ -59,10 +59,21 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// `ok` once every deployed app is loaded; 503 while apps with a model wait for it.
+/// `ok` once every deployed app is loaded; 503 while apps with a model wait for it. One line
+/// per configured broker follows: its connection state and outbox. A broker being down does
+/// not make the node unhealthy: HTTP serves regardless.
 async fn healthz(State(state): State<AdminState>) -> Response {
     if state.node.is_restored() {
-        "ok\n".into_response()
+        let mut body = String::from("ok\n");
+        for broker in state.node.brokers.status() {
+            let link = match (&broker.error, broker.connected) {
+                (_, true) => "connected".to_string(),
+                (Some(why), false) => format!("unreachable ({why})"),
+                (None, false) => "connecting".to_string(),
+            };
+            body.push_str(&format!("{}: {link}, outbox {}\n", broker.broker, broker.outbox));
+        }
+        body.into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -116,6 +127,8 @@ impl From<&AppRecord> for AppView {
             kv: grants.kv,
             models: grants.models.clone(),
             outbound: grants.outbound.0.clone(),
+            subscribe: grants.messaging.subscribe.clone(),
+            publish: grants.messaging.publish.clone(),
             snapshot: snapshot.as_ref().map(|s| SnapshotView {
                 size: s.size,
                 init_ms: s.init_ms,
@@ -169,6 +182,7 @@ async fn deploy_app(
         url: format!("{}{}", state.data_plane_url, outcome.record.current.route),
         app: AppView::from(&outcome.record),
         compile_ms: outcome.compile_time.as_secs_f64() * 1e3,
+        warnings: outcome.warnings,
     };
     Ok((StatusCode::OK, axum::Json(reply)).into_response())
 }
@@ -186,6 +200,8 @@ fn parse_deploy_query(query: &str) -> Result<DeploySpec, ApiError> {
                 }
             }
             "snapshot" => spec.snapshot = parse_flag(&key, &value)?,
+            "subscribe" => push_unique(&mut spec.grants.messaging.subscribe, &value),
+            "publish" => push_unique(&mut spec.grants.messaging.publish, &value),
             "allow_outbound" => {
                 if !spec.grants.outbound.0.iter().any(|o| *o == value) {
                     spec.grants.outbound.0.push(value.into_owned());
@@ -205,7 +221,7 @@ fn parse_deploy_query(query: &str) -> Result<DeploySpec, ApiError> {
                     StatusCode::BAD_REQUEST,
                     format!(
                         "unknown deploy option {other:?}: expected route, env, kv, model, \
-                         allow_outbound or snapshot"
+                         allow_outbound, subscribe, publish or snapshot"
                     ),
                 ));
             }
@@ -228,6 +244,12 @@ fn parse_config_header(headers: &HeaderMap) -> Result<ConfigValues, ApiError> {
     };
     let bytes = hex::decode(raw.as_bytes()).map_err(|_| invalid())?;
     serde_json::from_slice(&bytes).map_err(|_| invalid())
+}
+
+fn push_unique(list: &mut Vec<String>, value: &str) {
+    if !list.iter().any(|v| v == value) {
+        list.push(value.to_string());
+    }
 }
 
 fn parse_flag(key: &str, value: &str) -> Result<bool, ApiError> {

@@ -12,10 +12,12 @@ use anyhow::Context as _;
 use sha2::Digest as _;
 use tokio::sync::{Mutex, Semaphore};
 use wasmtime::component::Component;
+use wasmtime_wasi_http::p2::bindings::ProxyIndices;
 
 use crate::apps::{LiveRoutes, LoadedApp, RoutingTable};
 use crate::capabilities::config::{self as app_config, ConfigValues};
 use crate::capabilities::kv::KvBackend;
+use crate::capabilities::messaging::{self, AppMessaging, Brokers, HandlerIndices, MessagingMetrics};
 use crate::capabilities::nn::{Models, NnMetrics, NnSettings};
 use crate::capabilities::outbound_http::{OutboundCounters, OutboundPolicy};
 use crate::config::NodeConfig;
@@ -58,6 +60,8 @@ pub struct DeployOutcome {
     pub record: AppRecord,
     /// Time spent compiling; zero when an artifact for these bytes already existed.
     pub compile_time: Duration,
+    /// What the deployer should know although the deploy succeeded (a broker unreachable).
+    pub warnings: Vec<String>,
 }
 
 pub struct Node {
@@ -69,6 +73,8 @@ pub struct Node {
     pub metrics: Metrics,
     pub kv: Arc<KvBackend>,
     pub models: Arc<Models>,
+    /// Broker links for message triggers and publishing.
+    pub brokers: Arc<Brokers>,
     /// False until every deployed app is serving (apps with a model join after start-up).
     restored: AtomicBool,
     /// Serialises changes (deploy, remove, rollback); requests never take it.
@@ -86,6 +92,13 @@ impl Node {
         let kv = KvBackend::new(repo.db(), config.kv.clone());
         let mut metrics = Metrics::new();
         let nn_metrics = NnMetrics::register(metrics.registry_mut());
+        let messaging_metrics = MessagingMetrics::register(metrics.registry_mut());
+        // Called on a blocking thread of the runtime: connecting happens in the background.
+        let brokers = Arc::new(tokio::runtime::Handle::current().block_on(Brokers::start(
+            config.messaging.clone(),
+            &repo.db(),
+            messaging_metrics,
+        ))?);
         let models = Models::start(
             NnSettings {
                 openvino: config.openvino.clone(),
@@ -97,6 +110,7 @@ impl Node {
         let node = Arc::new(Self {
             kv,
             models,
+            brokers,
             restored: AtomicBool::new(false),
             config,
             compiler: CompileCache::new(engine.clone(), repo.clone()),
@@ -243,8 +257,11 @@ impl Node {
         concurrency: Option<Arc<Semaphore>>,
     ) -> Result<LoadedApp, DeployError> {
         let engine = &self.engine.engine;
-        validate::check_exports(engine, component)?;
-        validate::check_grants(engine, component, &version.grants)?;
+        let handlers = validate::check_exports(engine, component)?;
+        let imports = validate::import_names(engine, component);
+        validate::check_grants(&imports, &version.grants)?;
+        let topics = version.grants.messaging.parse()?;
+        messaging::check(&topics, &imports, handlers.messaging, &self.brokers)?;
         let models = if version.grants.models.is_empty() {
             None
         } else {
@@ -260,6 +277,22 @@ impl Node {
             )
         });
         let pre = self.compiler.pre_instantiate(component)?;
+        let wrong_world = |err: wasmtime::Error| DeployError::WrongWorld(format!("{err:#}"));
+        let http = match handlers.http {
+            true => Some(ProxyIndices::new(&pre).map_err(wrong_world)?),
+            false => None,
+        };
+        let message_handler = match handlers.messaging {
+            true => Some(HandlerIndices::new(&pre).map_err(wrong_world)?),
+            false => None,
+        };
+        let messaging = (!topics.publish.is_empty()).then(|| {
+            Arc::new(AppMessaging {
+                app: Arc::from(name),
+                publish: topics.publish,
+                brokers: self.brokers.clone(),
+            })
+        });
         let concurrency = concurrency.unwrap_or_else(|| {
             Arc::new(Semaphore::new(
                 self.config.limits.max_concurrent_requests_per_app,
@@ -271,8 +304,12 @@ impl Node {
             models,
             config: app_config::variables(&version.config),
             outbound,
+            messaging,
+            subscriptions: topics.subscribe,
             version,
             pre,
+            http,
+            message_handler,
             concurrency,
         })
     }
@@ -369,10 +406,37 @@ impl Node {
             compile_ms = compile_time.as_secs_f64() * 1e3,
             "deployed"
         );
+        let warnings = self.broker_warnings(&record.current);
         Ok(DeployOutcome {
             record,
             compile_time,
+            warnings,
         })
+    }
+
+    /// Brokers this version uses that are unreachable now: the deploy stands (subscriptions
+    /// start and the outbox drains once they are back), but the deployer should know.
+    fn broker_warnings(&self, version: &VersionRecord) -> Vec<String> {
+        let Ok(topics) = version.grants.messaging.parse() else {
+            return Vec::new();
+        };
+        let mut used: Vec<_> = topics
+            .subscribe
+            .iter()
+            .chain(&topics.publish)
+            .map(|p| p.broker)
+            .collect();
+        used.sort();
+        used.dedup();
+        used.into_iter()
+            .filter(|broker| self.brokers.is_connected(*broker) == Some(false))
+            .map(|broker| {
+                format!(
+                    "the {broker} broker is unreachable now; the app's subscriptions start and \
+                     what it publishes is sent once it is back (see /healthz)"
+                )
+            })
+            .collect()
     }
 
     /// Runs the init function under wizer (on a blocking thread: it compiles) and returns
@@ -432,6 +496,9 @@ impl Node {
         self.routes.replace(self.routes.current().without(name));
         if let Err(err) = self.repo.collect_garbage() {
             tracing::warn!("removing unused files of {name}: {err:#}");
+        }
+        if !record.current.grants.messaging.subscribe.is_empty() {
+            self.brokers.forget(name).await;
         }
         if delete_data {
             let buckets = self

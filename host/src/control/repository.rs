@@ -18,6 +18,7 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use crate::capabilities::config::ConfigValues;
+use crate::capabilities::messaging::MessagingGrant;
 use crate::capabilities::outbound_http::OutboundGrant;
 
 /// One deployed version of an app: the component and how it is served.
@@ -86,6 +87,9 @@ pub struct Grants {
     /// `--allow-outbound ORIGIN`: where the app may send HTTP requests.
     #[serde(default, skip_serializing_if = "OutboundGrant::is_empty")]
     pub outbound: OutboundGrant,
+    /// `--subscribe` and `--publish`: topics the app is triggered by and may publish to.
+    #[serde(default, skip_serializing_if = "MessagingGrant::is_empty")]
+    pub messaging: MessagingGrant,
 }
 
 /// An app: its serving version and the one `rollback` returns to.

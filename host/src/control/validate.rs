@@ -6,7 +6,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 
-use crate::capabilities::{kv, nn};
+use crate::capabilities::{kv, messaging, nn};
 use crate::control::repository::Grants;
 use crate::error::DeployError;
 
@@ -43,15 +43,28 @@ pub fn check_binary_kind(bytes: &[u8]) -> Result<(), DeployError> {
     }
 }
 
-/// Requires the `wasi:http/incoming-handler` export of the `wasi:http/proxy` world.
-pub fn check_exports(engine: &Engine, component: &Component) -> Result<(), DeployError> {
+/// Which triggers a component can serve.
+#[derive(Debug, Clone, Copy)]
+pub struct Handlers {
+    /// Exports `wasi:http/incoming-handler` (the `wasi:http/proxy` world).
+    pub http: bool,
+    /// Exports `wasi:messaging/incoming-handler`.
+    pub messaging: bool,
+}
+
+/// Requires a handler export: `wasi:http/incoming-handler`, the messaging handler, or both.
+pub fn check_exports(engine: &Engine, component: &Component) -> Result<Handlers, DeployError> {
     let ty = component.component_type();
     let exports: Vec<String> = ty
         .exports(engine)
         .map(|(name, _)| name.to_string())
         .collect();
-    if exports.iter().any(|e| e.starts_with(HTTP_HANDLER_EXPORT)) {
-        return Ok(());
+    let handlers = Handlers {
+        http: exports.iter().any(|e| e.starts_with(HTTP_HANDLER_EXPORT)),
+        messaging: exports.iter().any(|e| e == messaging::HANDLER_EXPORT),
+    };
+    if handlers.http || handlers.messaging {
+        return Ok(handlers);
     }
     let found = if exports.is_empty() {
         "nothing".to_string()
@@ -59,26 +72,28 @@ pub fn check_exports(engine: &Engine, component: &Component) -> Result<(), Deplo
         exports.join(", ")
     };
     Err(DeployError::WrongWorld(format!(
-        "the component does not export wasi:http/incoming-handler@0.2.x (it exports {found}); \
-         build it for the wasi:http/proxy world"
+        "the component does not export wasi:http/incoming-handler@0.2.x or \
+         {} (it exports {found}); build it for the wasi:http/proxy world or \
+         edge:platform/messaging-app",
+        messaging::HANDLER_EXPORT
     )))
+}
+
+/// The names of everything the component imports.
+pub fn import_names(engine: &Engine, component: &Component) -> Vec<String> {
+    component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect()
 }
 
 /// Refuses imports of capabilities the app was not granted, naming the grant to add. Each
 /// capability checks its own. (Grants that need parsing, such as outbound origins, are parsed
 /// once where the app's capabilities are set up, which refuses malformed ones.)
-pub fn check_grants(
-    engine: &Engine,
-    component: &Component,
-    grants: &Grants,
-) -> Result<(), DeployError> {
-    let imports: Vec<String> = component
-        .component_type()
-        .imports(engine)
-        .map(|(name, _)| name.to_string())
-        .collect();
-    kv::check_imports(&imports, grants.kv)?;
-    nn::check_imports(&imports, &grants.models)?;
+pub fn check_grants(imports: &[String], grants: &Grants) -> Result<(), DeployError> {
+    kv::check_imports(imports, grants.kv)?;
+    nn::check_imports(imports, &grants.models)?;
     Ok(())
 }
 

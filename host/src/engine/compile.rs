@@ -6,8 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::Component;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime::component::{Component, InstancePre};
 
 use super::NodeEngine;
 use crate::control::repository::Repository;
@@ -77,20 +76,18 @@ impl CompileCache {
     pub fn pre_instantiate(
         &self,
         component: &Component,
-    ) -> Result<ProxyPre<HostState>, DeployError> {
+    ) -> Result<InstancePre<HostState>, DeployError> {
         let engine = &self.engine.engine;
         let instance_pre = self
             .engine
             .linker
             .instantiate_pre(component)
             .map_err(|err| validate::explain_missing_import(engine, component, &err.into()))?;
-        let pre = ProxyPre::new(instance_pre)
-            .map_err(|err| DeployError::WrongWorld(format!("{err:#}")))?;
         // Build the copy-on-write memory images now rather than on the first request (for a
         // snapshot that is a multi-megabyte copy the first caller would wait for).
         component
             .initialize_copy_on_write_image()
             .map_err(|err| anyhow::anyhow!("preparing memory images: {err:#}"))?;
-        Ok(pre)
+        Ok(instance_pre)
     }
 }

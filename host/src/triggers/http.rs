@@ -21,10 +21,7 @@ use wasmtime_wasi_http::WasiHttpView as _;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use crate::apps::LoadedApp;
-use crate::capabilities::kv::KvCtx;
-use crate::capabilities::outbound_http::OutboundHooks;
 use crate::control::node::Node;
-use crate::host_state::{HostState, StoreSettings};
 use crate::metrics::Outcome;
 
 /// Body type of every data-plane response.
@@ -136,18 +133,11 @@ async fn run_guest(
     req: Request<LimitedBody>,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<Response<ServeBody>, Outcome> {
-    let limits = &node.config.limits;
-    let timeout = limits.request_timeout();
-    let settings = StoreSettings {
-        kv: KvCtx::new(node.kv.clone(), app.kv_namespace.clone()),
-        models: app.models.as_ref(),
-        config: &app.config,
-        outbound: OutboundHooks(app.outbound.clone()),
-        env: &app.version.env,
-        memory_bytes: limits.memory_bytes(),
-        deadline: Instant::now() + timeout,
+    let timeout = node.config.limits.request_timeout();
+    let Some(indices) = app.http.clone() else {
+        return Err(Outcome::NoRoute);
     };
-    let mut store = HostState::new_store(&node.engine.engine, settings);
+    let mut store = super::new_store(node, app, Instant::now() + timeout);
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let prepared = store
         .data_mut()
@@ -169,7 +159,7 @@ async fn run_guest(
         let _permit = permit;
         let run = async {
             let started = Instant::now();
-            let proxy = pre
+            let instance = pre
                 .instantiate_async(&mut store)
                 .await
                 .map_err(|err| err.context(InstantiationFailed))?;
@@ -177,6 +167,7 @@ async fn run_guest(
                 .metrics
                 .instantiate
                 .observe(started.elapsed().as_secs_f64());
+            let proxy = indices.load(&mut store, &instance)?;
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, incoming, outparam)

@@ -1,5 +1,33 @@
 //! Triggers: what turns an outside event into one invocation of one app version. Each owns its
 //! listener (or broker connection), its delivery semantics and its limits, and runs the app in
-//! a fresh store built by [`crate::host_state`]. HTTP is the first.
+//! a fresh store built by [`new_store`]. HTTP is the first; messages (MQTT, NATS) the second.
 
 pub mod http;
+pub mod messaging;
+
+use std::time::Instant;
+
+use wasmtime::Store;
+
+use crate::apps::LoadedApp;
+use crate::capabilities::kv::KvCtx;
+use crate::capabilities::messaging::MessagingCtx;
+use crate::capabilities::outbound_http::OutboundHooks;
+use crate::control::node::Node;
+use crate::host_state::{HostState, StoreSettings};
+
+/// A fresh store for one invocation of `app`, with its grants and the node's limits; the
+/// guest is interrupted at `deadline`.
+pub fn new_store(node: &Node, app: &LoadedApp, deadline: Instant) -> Store<HostState> {
+    let settings = StoreSettings {
+        kv: KvCtx::new(node.kv.clone(), app.kv_namespace.clone()),
+        models: app.models.as_ref(),
+        config: &app.config,
+        outbound: OutboundHooks(app.outbound.clone()),
+        messaging: MessagingCtx(app.messaging.clone()),
+        env: &app.version.env,
+        memory_bytes: node.config.limits.memory_bytes(),
+        deadline,
+    };
+    HostState::new_store(&node.engine.engine, settings)
+}

@@ -1,0 +1,133 @@
+//! What both broker links share: the connection state shown by `/healthz` and metrics, the
+//! reconnect backoff, and a delivered message with the handle that acknowledges it.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::watch;
+
+use super::topic::Broker;
+
+/// A broker link's connection state.
+pub struct LinkState {
+    broker: Broker,
+    connected: watch::Sender<bool>,
+    /// Why the last attempt failed; never carries credentials (URLs are not included).
+    last_error: Mutex<Option<String>>,
+    gauge: Gauge,
+}
+
+impl LinkState {
+    pub fn new(broker: Broker, gauge: Gauge) -> Self {
+        Self {
+            broker,
+            connected: watch::Sender::new(false),
+            last_error: Mutex::new(None),
+            gauge,
+        }
+    }
+
+    pub fn set_connected(&self) {
+        if !self.connected.send_replace(true) {
+            tracing::info!(broker = %self.broker, "broker connected");
+        }
+        self.gauge.set(1);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    pub fn set_disconnected(&self, why: impl std::fmt::Display) {
+        let why = why.to_string();
+        if self.connected.send_replace(false) {
+            tracing::warn!(broker = %self.broker, "broker connection lost: {why}; reconnecting with backoff");
+        } else {
+            tracing::debug!(broker = %self.broker, "broker still unreachable: {why}");
+        }
+        self.gauge.set(0);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+    }
+
+    /// Records a problem that does not drop the connection (a refused subscription).
+    pub fn note_error(&self, why: String) {
+        tracing::warn!(broker = %self.broker, "{why}");
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+    }
+
+    pub fn is_connected(&self) -> bool {
+        *self.connected.borrow()
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Resolves once the link is connected.
+    pub async fn wait_connected(&self) {
+        let mut rx = self.connected.subscribe();
+        let _ = rx.wait_for(|up| *up).await;
+    }
+}
+
+/// Exponential reconnect backoff: 100 ms doubling to 10 s, reset on success.
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(10);
+
+    pub fn new() -> Self {
+        Self { next: Self::FIRST }
+    }
+
+    pub fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+
+    pub async fn wait(&mut self) {
+        tokio::time::sleep(self.next).await;
+        self.next = (self.next * 2).min(Self::MAX);
+    }
+}
+
+/// One message delivered to an app, acknowledged once it was handled (or dead-lettered).
+pub struct Delivery {
+    pub broker: Broker,
+    pub topic: String,
+    pub payload: bytes::Bytes,
+    pub headers: Vec<(String, String)>,
+    /// Where a NATS request wants its reply.
+    pub reply_to: Option<String>,
+    pub ack: Acker,
+}
+
+/// How a delivery is acknowledged to its broker.
+pub enum Acker {
+    /// MQTT QoS 1: PUBACK through the app's subscriber client.
+    Mqtt {
+        client: rumqttc::AsyncClient,
+        publish: rumqttc::Publish,
+    },
+    /// JetStream explicit ack.
+    JetStream(async_nats::jetstream::Message),
+    /// At-most-once (plain NATS subjects, MQTT QoS 0): nothing to acknowledge.
+    Nothing,
+}
+
+impl Acker {
+    pub async fn ack(self) -> anyhow::Result<()> {
+        match self {
+            Acker::Mqtt { client, publish } => client.ack(&publish).await?,
+            Acker::JetStream(message) => message
+                .ack()
+                .await
+                .map_err(|err| anyhow::anyhow!("acknowledging to JetStream: {err}"))?,
+            Acker::Nothing => {}
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,276 @@
+//! Real brokers for the messaging tests: Debian's `mosquitto` and `nats-server` (JetStream),
+//! installed by `scripts/setup.sh`, each started on a free loopback port with a data folder
+//! of its own (so a restart keeps queued messages), stopped on drop. Plus small test clients
+//! that publish with confirmation and collect what arrives.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use tokio::sync::mpsc;
+
+use crate::harness::{PATIENCE, eventually};
+
+/// A free loopback port (bound, then released for the broker to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn program(name: &str, debian_path: &str) -> PathBuf {
+    let path = PathBuf::from(debian_path);
+    assert!(
+        path.exists(),
+        "{name} is not installed at {debian_path}; run scripts/setup.sh (it installs Debian's \
+         mosquitto and nats-server)"
+    );
+    path
+}
+
+fn listening(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+/// A broker process that can be stopped and started again on the same port and data.
+struct Server {
+    command: Box<dyn Fn() -> Command + Send + Sync>,
+    child: Option<Child>,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(&mut self) {
+        let child = (self.command)()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting the broker");
+        self.child = Some(child);
+        let port = self.port;
+        assert!(eventually(|| listening(port)), "broker did not listen on {port}");
+    }
+
+    /// Stops the broker cleanly (SIGTERM: it saves what it holds) and waits for it to exit.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + PATIENCE;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A mosquitto broker with persistence, on a free loopback port.
+pub struct Mosquitto(Server);
+
+impl Mosquitto {
+    pub fn start() -> Self {
+        let program = program("mosquitto", "/usr/sbin/mosquitto");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+                 persistence_location {}/\nmax_queued_messages 100000\nuser root\n",
+                dir.path().display()
+            ),
+        )
+        .expect("writing mosquitto.conf");
+        let mut server = Server {
+            command: Box::new(move || {
+                let mut command = Command::new(&program);
+                command.arg("-c").arg(&conf);
+                command
+            }),
+            child: None,
+            port,
+            _dir: dir,
+        };
+        server.start();
+        Self(server)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.0.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.0.port)
+    }
+
+    pub fn stop(&mut self) {
+        self.0.stop();
+    }
+
+    pub fn start_again(&mut self) {
+        self.0.start();
+    }
+}
+
+/// A nats-server with JetStream, on a free loopback port.
+pub struct Nats(Server);
+
+impl Nats {
+    pub fn start() -> Self {
+        let program = program("nats-server", "/usr/bin/nats-server");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let store = dir.path().join("jetstream");
+        let mut server = Server {
+            command: Box::new(move || {
+                let mut command = Command::new(&program);
+                command
+                    .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+                    .arg(&store);
+                command
+            }),
+            child: None,
+            port,
+            _dir: dir,
+        };
+        server.start();
+        Self(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.0.port)
+    }
+
+    pub fn stop(&mut self) {
+        self.0.stop();
+    }
+
+    pub fn start_again(&mut self) {
+        self.0.start();
+    }
+}
+
+/// A test's own MQTT client: subscribes (persistent session, QoS 1), publishes with
+/// confirmation and collects what arrives.
+pub struct MqttProbe {
+    client: AsyncClient,
+    received: mpsc::UnboundedReceiver<Publish>,
+    acked: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for MqttProbe {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl MqttProbe {
+    /// Connects as `id` and subscribes to `filters`, returning once the broker confirmed.
+    pub async fn connect(port: u16, id: &str, filters: &[&str]) -> Self {
+        let mut options = MqttOptions::new(id, "127.0.0.1", port);
+        options
+            .set_clean_session(false)
+            .set_keep_alive(Duration::from_secs(5))
+            .set_max_packet_size(16 << 20, 16 << 20);
+        let (client, mut eventloop) = AsyncClient::new(options, 1024);
+        let (tx, received) = mpsc::unbounded_channel();
+        let acked = Arc::new(AtomicUsize::new(0));
+        let subscribed = Arc::new(AtomicUsize::new(0));
+        let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
+        let want = filters.len();
+        let task = {
+            let (client, acked, subscribed) = (client.clone(), acked.clone(), subscribed.clone());
+            tokio::spawn(async move {
+                loop {
+                    match eventloop.poll().await {
+                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                            for filter in &filters {
+                                let _ = client.try_subscribe(filter.clone(), QoS::AtLeastOnce);
+                            }
+                        }
+                        Ok(Event::Incoming(Packet::SubAck(_))) => {
+                            subscribed.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Ok(Event::Incoming(Packet::PubAck(_))) => {
+                            acked.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Ok(Event::Incoming(Packet::Publish(publish))) => {
+                            let _ = tx.send(publish);
+                        }
+                        Ok(_) => {}
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                }
+            })
+        };
+        let probe = Self {
+            client,
+            received,
+            acked,
+            task,
+        };
+        let deadline = Instant::now() + PATIENCE;
+        while subscribed.load(Ordering::SeqCst) < want {
+            assert!(Instant::now() < deadline, "probe {id} was not subscribed in time");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        probe
+    }
+
+    /// Publishes at QoS 1 and waits for the broker's acknowledgement.
+    pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        let before = self.acked.load(Ordering::SeqCst);
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .expect("queueing a publish");
+        let deadline = Instant::now() + PATIENCE;
+        while self.acked.load(Ordering::SeqCst) <= before {
+            assert!(Instant::now() < deadline, "the broker did not acknowledge a publish to {topic}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// The next message, or `None` after `wait`.
+    pub async fn next_within(&mut self, wait: Duration) -> Option<Publish> {
+        tokio::time::timeout(wait, self.received.recv()).await.ok().flatten()
+    }
+
+    /// Collects messages until `done` holds for what was collected (or [`PATIENCE`] ends).
+    pub async fn collect_until(&mut self, mut done: impl FnMut(&[Publish]) -> bool) -> Vec<Publish> {
+        let deadline = Instant::now() + PATIENCE;
+        let mut all = Vec::new();
+        while !done(&all) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_within(left).await {
+                Some(publish) => all.push(publish),
+                None => break,
+            }
+        }
+        all
+    }
+}
