@@ -9,6 +9,20 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
 
+# Real brokers for the messaging tests and benchmark (started by them on free loopback ports).
+if ! { [ -x /usr/sbin/mosquitto ] && [ -x /usr/sbin/nats-server ] && command -v mosquitto_pub >/dev/null; }; then
+  echo "setup: installing Debian's mosquitto and nats-server (test brokers)"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    mosquitto mosquitto-clients nats-server >/dev/null
+  # The packages start system services on the default ports; the tests start their own.
+  if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
+    $SUDO systemctl disable --now mosquitto nats-server >/dev/null 2>&1 || true
+  fi
+fi
+
 echo "setup: building the edge host (release; the first build takes several minutes)"
 cargo build --release --locked -p edge-host
 

@@ -55,7 +55,10 @@ impl Server {
             .expect("starting the broker");
         self.child = Some(child);
         let port = self.port;
-        assert!(eventually(|| listening(port)), "broker did not listen on {port}");
+        assert!(
+            eventually(|| listening(port)),
+            "broker did not listen on {port}"
+        );
     }
 
     /// Stops the broker cleanly (SIGTERM: it saves what it holds) and waits for it to exit.
@@ -140,7 +143,7 @@ pub struct Nats(Server);
 
 impl Nats {
     pub fn start() -> Self {
-        let program = program("nats-server", "/usr/bin/nats-server");
+        let program = program("nats-server", "/usr/sbin/nats-server");
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let store = dir.path().join("jetstream");
@@ -235,7 +238,10 @@ impl MqttProbe {
         };
         let deadline = Instant::now() + PATIENCE;
         while subscribed.load(Ordering::SeqCst) < want {
-            assert!(Instant::now() < deadline, "probe {id} was not subscribed in time");
+            assert!(
+                Instant::now() < deadline,
+                "probe {id} was not subscribed in time"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         probe
@@ -250,18 +256,27 @@ impl MqttProbe {
             .expect("queueing a publish");
         let deadline = Instant::now() + PATIENCE;
         while self.acked.load(Ordering::SeqCst) <= before {
-            assert!(Instant::now() < deadline, "the broker did not acknowledge a publish to {topic}");
+            assert!(
+                Instant::now() < deadline,
+                "the broker did not acknowledge a publish to {topic}"
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 
     /// The next message, or `None` after `wait`.
     pub async fn next_within(&mut self, wait: Duration) -> Option<Publish> {
-        tokio::time::timeout(wait, self.received.recv()).await.ok().flatten()
+        tokio::time::timeout(wait, self.received.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Collects messages until `done` holds for what was collected (or [`PATIENCE`] ends).
-    pub async fn collect_until(&mut self, mut done: impl FnMut(&[Publish]) -> bool) -> Vec<Publish> {
+    pub async fn collect_until(
+        &mut self,
+        mut done: impl FnMut(&[Publish]) -> bool,
+    ) -> Vec<Publish> {
         let deadline = Instant::now() + PATIENCE;
         let mut all = Vec::new();
         while !done(&all) {

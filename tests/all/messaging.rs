@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::brokers::{Mosquitto, MqttProbe, Nats};
-use crate::harness::{PATIENCE, TestHost, get, guest, metric_or_zero, photo, send, client};
+use crate::harness::{PATIENCE, TestHost, client, get, guest, metric_or_zero, photo, send};
 
 /// A node config with the given brokers and quick retries.
 fn node_toml(mqtt: Option<&str>, nats: Option<&str>, extra: &str) -> String {
@@ -15,7 +15,9 @@ fn node_toml(mqtt: Option<&str>, nats: Option<&str>, extra: &str) -> String {
         "{extra}\n[messaging]\nretries = 2\nretry_backoff_ms = 20\nmax_in_flight_per_app = 4\n"
     );
     if let Some(url) = mqtt {
-        toml.push_str(&format!("[messaging.mqtt]\nurl = \"{url}\"\nclient_id = \"edge-test\"\n"));
+        toml.push_str(&format!(
+            "[messaging.mqtt]\nurl = \"{url}\"\nclient_id = \"edge-test\"\n"
+        ));
     }
     if let Some(url) = nats {
         toml.push_str(&format!(
@@ -29,7 +31,10 @@ fn node_toml(mqtt: Option<&str>, nats: Option<&str>, extra: &str) -> String {
 fn node_in(data: &Path, toml: &str) -> TestHost {
     let config = data.join("node.toml");
     std::fs::write(&config, toml).expect("writing node.toml");
-    TestHost::start_in(&data.join("node"), &["--config", config.to_str().expect("utf-8")])
+    TestHost::start_in(
+        &data.join("node"),
+        &["--config", config.to_str().expect("utf-8")],
+    )
 }
 
 async fn healthz(host: &TestHost) -> String {
@@ -44,7 +49,10 @@ async fn wait_for_health(host: &TestHost, line: &str) {
         if body.lines().any(|l| l.starts_with(line)) {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "healthz never showed {line:?}:\n{body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "healthz never showed {line:?}:\n{body}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -77,7 +85,13 @@ async fn sensor_alert_averages_readings_and_publishes_alerts_over_mqtt() {
             "threshold=30",
         ],
     );
-    assert!(deployed.stdout.contains("messages on mqtt:sensors/+/temperature"), "{}", deployed.stdout);
+    assert!(
+        deployed
+            .stdout
+            .contains("messages on mqtt:sensors/+/temperature"),
+        "{}",
+        deployed.stdout
+    );
     host.wait_for_log("subscribed");
     let devices = MqttProbe::connect(broker.port(), "devices", &["unused/never"]).await;
     for (sensor, celsius) in [("s1", 21.5), ("s1", 22.5), ("s2", 35.0), ("s1", 31.0)] {
@@ -99,9 +113,16 @@ async fn sensor_alert_averages_readings_and_publishes_alerts_over_mqtt() {
     assert_eq!(by_topic[0].1["threshold"], 30.0);
     assert_eq!(by_topic[1].0, "alerts/s2");
     assert_eq!(by_topic[1].1["average"], 35.0);
-    assert!(alerts.next_within(Duration::from_millis(300)).await.is_none(), "no alert for readings under 30");
+    assert!(
+        alerts
+            .next_within(Duration::from_millis(300))
+            .await
+            .is_none(),
+        "no alert for readings under 30"
+    );
 
-    host.wait_for_metric("edge_messages_total{app=\"sensor\",result=\"acked\"}", 4.0).await;
+    host.wait_for_metric("edge_messages_total{app=\"sensor\",result=\"acked\"}", 4.0)
+        .await;
     let averages = get(&format!("{}/sensor", host.data_url)).await;
     assert_eq!(averages.status, 200, "{}", averages.body);
     let averages: serde_json::Value = serde_json::from_str(&averages.body).unwrap();
@@ -110,14 +131,24 @@ async fn sensor_alert_averages_readings_and_publishes_alerts_over_mqtt() {
     assert_eq!(averages["s2"]["average"], 35.0);
 
     let listed = host.edge(&["list"]);
-    assert!(listed.stdout.contains("mqtt:sensors/+/temperature") && listed.stdout.contains("mqtt:alerts/#"), "{}", listed.stdout);
-    assert!(!listed.stdout.contains("threshold=30") && !listed.stdout.contains(" 30 "), "config values stay secret");
+    assert!(
+        listed.stdout.contains("mqtt:sensors/+/temperature")
+            && listed.stdout.contains("mqtt:alerts/#"),
+        "{}",
+        listed.stdout
+    );
+    assert!(
+        !listed.stdout.contains("threshold=30") && !listed.stdout.contains(" 30 "),
+        "config values stay secret"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn camera_classify_labels_frames_from_jetstream() {
     let nats = Nats::start();
-    let watcher = async_nats::connect(nats.url()).await.expect("connecting to nats");
+    let watcher = async_nats::connect(nats.url())
+        .await
+        .expect("connecting to nats");
     let js = async_nats::jetstream::new(watcher.clone());
     js.get_or_create_stream(async_nats::jetstream::stream::Config {
         name: "FRAMES".into(),
@@ -158,20 +189,38 @@ async fn camera_classify_labels_frames_from_jetstream() {
         .expect("a label message");
     assert_eq!(result.subject.as_str(), "labels.cam1");
     let answer: serde_json::Value = serde_json::from_slice(&result.payload).unwrap();
-    let top = answer["top"][0]["label"].as_str().unwrap_or_default().to_string();
-    assert!(["tiger cat", "tabby", "Egyptian cat"].contains(&top.as_str()), "chelsea.png is a cat: {answer}");
+    let top = answer["top"][0]["label"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        ["tiger cat", "tabby", "Egyptian cat"].contains(&top.as_str()),
+        "chelsea.png is a cat: {answer}"
+    );
     let headers = result.headers.expect("metadata travels as headers");
     assert_eq!(headers.get("camera").map(|v| v.as_str()), Some("cam1"));
-    assert_eq!(headers.get("content-type").map(|v| v.as_str()), Some("application/json"));
-    host.wait_for_metric("edge_messages_total{app=\"camera\",result=\"acked\"}", 1.0).await;
+    assert_eq!(
+        headers.get("content-type").map(|v| v.as_str()),
+        Some("application/json")
+    );
+    host.wait_for_metric("edge_messages_total{app=\"camera\",result=\"acked\"}", 1.0)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_handler_is_retried_then_dead_lettered_with_the_reason() {
     let broker = Mosquitto::start();
-    let host = TestHost::start_with_config(&node_toml(Some(&broker.url()), None, "[limits]\nrequest_timeout_ms = 1000\n"));
+    let host = TestHost::start_with_config(&node_toml(
+        Some(&broker.url()),
+        None,
+        "[limits]\nrequest_timeout_ms = 1000\n",
+    ));
     host.deploy("hello", &guest("hello"), &[]);
-    host.deploy("relay", &guest("relay"), &["--subscribe", "mqtt:jobs/#", "--publish", "mqtt:relayed/#"]);
+    host.deploy(
+        "relay",
+        &guest("relay"),
+        &["--subscribe", "mqtt:jobs/#", "--publish", "mqtt:relayed/#"],
+    );
     let mut dead = MqttProbe::connect(broker.port(), "dead-watcher", &["dead-letter/#"]).await;
     host.wait_for_log("subscribed");
     let producer = MqttProbe::connect(broker.port(), "jobs-producer", &["unused/never"]).await;
@@ -185,7 +234,10 @@ async fn a_failing_handler_is_retried_then_dead_lettered_with_the_reason() {
         assert_eq!(letter.topic, "dead-letter/relay");
         let envelope = json(letter);
         assert_eq!(envelope["app"], "relay");
-        assert_eq!(envelope["attempts"], 3, "first try and two retries: {envelope}");
+        assert_eq!(
+            envelope["attempts"], 3,
+            "first try and two retries: {envelope}"
+        );
         let reason = envelope["reason"].as_str().unwrap_or_default();
         match envelope["topic"].as_str() {
             Some("jobs/trap") => assert!(reason.contains("trapped"), "{reason}"),
@@ -193,11 +245,29 @@ async fn a_failing_handler_is_retried_then_dead_lettered_with_the_reason() {
             Some("jobs/spin") => assert!(reason.contains("time limit"), "{reason}"),
             other => panic!("unexpected dead letter for {other:?}"),
         }
-        assert_eq!(envelope["payload"], envelope["topic"].as_str().unwrap().trim_start_matches("jobs/"));
+        assert_eq!(
+            envelope["payload"],
+            envelope["topic"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("jobs/")
+        );
     }
     let metrics = host.metrics().await;
-    assert_eq!(metric_or_zero(&metrics, "edge_messages_total{app=\"relay\",result=\"dead_lettered\"}"), 3.0);
-    assert_eq!(metric_or_zero(&metrics, "edge_messages_total{app=\"relay\",result=\"retried\"}"), 6.0);
+    assert_eq!(
+        metric_or_zero(
+            &metrics,
+            "edge_messages_total{app=\"relay\",result=\"dead_lettered\"}"
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric_or_zero(
+            &metrics,
+            "edge_messages_total{app=\"relay\",result=\"retried\"}"
+        ),
+        6.0
+    );
     assert_http_serves(&host).await;
 }
 
@@ -206,7 +276,11 @@ async fn no_message_is_lost_when_the_broker_restarts_mid_stream() {
     const N: usize = 60;
     let mut broker = Mosquitto::start();
     let host = TestHost::start_with_config(&node_toml(Some(&broker.url()), None, ""));
-    host.deploy("relay", &guest("relay"), &["--subscribe", "mqtt:jobs/#", "--publish", "mqtt:relayed/#"]);
+    host.deploy(
+        "relay",
+        &guest("relay"),
+        &["--subscribe", "mqtt:jobs/#", "--publish", "mqtt:relayed/#"],
+    );
     host.deploy("hello", &guest("hello"), &[]);
     host.wait_for_log("subscribed");
     let mut relayed = MqttProbe::connect(broker.port(), "relayed-watcher", &["relayed/#"]).await;
@@ -226,7 +300,12 @@ async fn no_message_is_lost_when_the_broker_restarts_mid_stream() {
         producer.publish("jobs/a", format!("sleep:20:{i}")).await;
     }
     relays_until(&mut relayed, &mut seen, N).await;
-    assert_eq!(seen.len(), N, "every message relayed at least once; missing {:?}", missing(&seen, N));
+    assert_eq!(
+        seen.len(),
+        N,
+        "every message relayed at least once; missing {:?}",
+        missing(&seen, N)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,7 +315,11 @@ async fn unacknowledged_messages_come_again_after_the_node_is_killed() {
     let data = tempfile::tempdir().unwrap();
     let toml = node_toml(Some(&broker.url()), None, "");
     let host = node_in(data.path(), &toml);
-    host.deploy("relay", &guest("relay"), &["--subscribe", "mqtt:jobs/#", "--publish", "mqtt:relayed/#"]);
+    host.deploy(
+        "relay",
+        &guest("relay"),
+        &["--subscribe", "mqtt:jobs/#", "--publish", "mqtt:relayed/#"],
+    );
     host.wait_for_log("subscribed");
     let mut relayed = MqttProbe::connect(broker.port(), "crash-watcher", &["relayed/#"]).await;
     let producer = MqttProbe::connect(broker.port(), "crash-producer", &["unused/never"]).await;
@@ -248,7 +331,17 @@ async fn unacknowledged_messages_come_again_after_the_node_is_killed() {
     host.kill9();
     let host = node_in(data.path(), &toml);
     relays_until(&mut relayed, &mut seen, N).await;
-    assert_eq!(seen.len(), N, "every message relayed after the crash; missing {:?}", missing(&seen, N));
+    let metrics = host.metrics().await;
+    let messaging: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("edge_messages") || l.starts_with("edge_outbox"))
+        .collect();
+    assert_eq!(
+        seen.len(),
+        N,
+        "every message relayed after the crash; missing {:?}; {messaging:#?}",
+        missing(&seen, N)
+    );
     drop(host);
 }
 
@@ -260,7 +353,15 @@ async fn what_is_published_during_an_outage_arrives_in_order_after_it() {
     host.deploy(
         "sensor",
         &guest("sensor-alert"),
-        &["--kv", "--subscribe", "mqtt:sensors/+/temperature", "--publish", "mqtt:alerts/#", "--config", "threshold=0"],
+        &[
+            "--kv",
+            "--subscribe",
+            "mqtt:sensors/+/temperature",
+            "--publish",
+            "mqtt:alerts/#",
+            "--config",
+            "threshold=0",
+        ],
     );
     // Persistent session: the watcher's subscription outlives the broker restart.
     let alerts = MqttProbe::connect(broker.port(), "outage-watcher", &["alerts/#"]).await;
@@ -272,16 +373,24 @@ async fn what_is_published_during_an_outage_arrives_in_order_after_it() {
     for i in 0..N {
         let reading = format!(r#"{{"sensor":"s9","celsius":{}}}"#, i + 1);
         let reply = send(http.post(format!("{}/sensor", host.data_url)).body(reading)).await;
-        assert_eq!(reply.status, 200, "HTTP ingestion works while the broker is down: {}", reply.body);
+        assert_eq!(
+            reply.status, 200,
+            "HTTP ingestion works while the broker is down: {}",
+            reply.body
+        );
         assert!(reply.body.contains("\"alert\":true"), "{}", reply.body);
     }
-    host.wait_for_metric("edge_outbox_messages{broker=\"mqtt\"}", N as f64).await;
+    host.wait_for_metric("edge_outbox_messages{broker=\"mqtt\"}", N as f64)
+        .await;
     assert!(healthz(&host).await.contains(&format!("outbox {N}")));
 
     broker.start_again();
     let mut alerts = MqttProbe::connect(broker.port(), "outage-watcher", &["alerts/#"]).await;
     let got = alerts.collect_until(|all| all.len() >= N).await;
-    let celsius: Vec<f64> = got.iter().map(|p| json(p)["celsius"].as_f64().unwrap()).collect();
+    let celsius: Vec<f64> = got
+        .iter()
+        .map(|p| json(p)["celsius"].as_f64().unwrap())
+        .collect();
     let expected: Vec<f64> = (1..=N).map(|i| i as f64).collect();
     assert_eq!(celsius, expected, "every alert, in the order published");
     wait_for_health(&host, "mqtt: connected, outbox 0").await;
@@ -308,12 +417,21 @@ async fn jetstream_messages_survive_a_server_restart() {
     .await
     .unwrap();
     let host = TestHost::start_with_config(&node_toml(None, Some(&nats.url()), ""));
-    host.deploy("relay", &guest("relay"), &["--subscribe", "nats:jobs.>", "--publish", "nats:relayed.>"]);
+    host.deploy(
+        "relay",
+        &guest("relay"),
+        &["--subscribe", "nats:jobs.>", "--publish", "nats:relayed.>"],
+    );
     host.deploy("hello", &guest("hello"), &[]);
     for i in 0..N / 2 {
-        js.publish("jobs.a", format!("sleep:20:{i}").into()).await.unwrap().await.unwrap();
+        js.publish("jobs.a", format!("sleep:20:{i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
     }
-    host.wait_for_metric("edge_messages_total{app=\"relay\",result=\"acked\"}", 1.0).await;
+    host.wait_for_metric("edge_messages_total{app=\"relay\",result=\"acked\"}", 1.0)
+        .await;
     nats.stop();
     assert_http_serves(&host).await;
     wait_for_health(&host, "nats: unreachable").await;
@@ -322,7 +440,11 @@ async fn jetstream_messages_survive_a_server_restart() {
     let watcher = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(watcher.clone());
     for i in N / 2..N {
-        js.publish("jobs.a", format!("sleep:20:{i}").into()).await.unwrap().await.unwrap();
+        js.publish("jobs.a", format!("sleep:20:{i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
     }
     // Relays were published into the RELAYED stream: read them all back from it.
     let stream = js.get_stream("RELAYED").await.unwrap();
@@ -340,17 +462,18 @@ async fn jetstream_messages_survive_a_server_restart() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(seen.len(), N, "every JetStream message relayed; missing {:?}", missing(&seen, N));
+    assert_eq!(
+        seen.len(),
+        N,
+        "every JetStream message relayed; missing {:?}",
+        missing(&seen, N)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_messaging_input_gets_a_clear_error_and_http_keeps_serving() {
     let broker = Mosquitto::start();
-    let host = TestHost::start_with_config(&node_toml(
-        Some(&broker.url()),
-        None,
-        "",
-    ));
+    let host = TestHost::start_with_config(&node_toml(Some(&broker.url()), None, ""));
     host.deploy("hello", &guest("hello"), &[]);
     let relay = guest("relay");
     let relay = relay.to_str().unwrap();
@@ -363,36 +486,89 @@ async fn bad_messaging_input_gets_a_clear_error_and_http_keeps_serving() {
         ("sensors/#", "names no broker"),
         ("nats:orders.>", "this node has no nats broker"),
     ] {
-        let refused = host.edge(&["deploy", "bad", relay, "--subscribe", pattern, "--publish", "mqtt:relayed/#"]);
+        let refused = host.edge(&[
+            "deploy",
+            "bad",
+            relay,
+            "--subscribe",
+            pattern,
+            "--publish",
+            "mqtt:relayed/#",
+        ]);
         assert!(!refused.ok, "{pattern} must be refused");
-        assert!(refused.stderr.contains(why), "{pattern}: {}", refused.stderr);
+        assert!(
+            refused.stderr.contains(why),
+            "{pattern}: {}",
+            refused.stderr
+        );
     }
     let no_grant = host.edge(&["deploy", "bad", relay, "--subscribe", "mqtt:jobs/#"]);
-    assert!(!no_grant.ok && no_grant.stderr.contains("--publish"), "{}", no_grant.stderr);
+    assert!(
+        !no_grant.ok && no_grant.stderr.contains("--publish"),
+        "{}",
+        no_grant.stderr
+    );
     let hello = guest("hello");
-    let not_a_handler = host.edge(&["deploy", "bad", hello.to_str().unwrap(), "--subscribe", "mqtt:jobs/#"]);
-    assert!(!not_a_handler.ok && not_a_handler.stderr.contains("wasi:messaging/incoming-handler"), "{}", not_a_handler.stderr);
+    let not_a_handler = host.edge(&[
+        "deploy",
+        "bad",
+        hello.to_str().unwrap(),
+        "--subscribe",
+        "mqtt:jobs/#",
+    ]);
+    assert!(
+        !not_a_handler.ok
+            && not_a_handler
+                .stderr
+                .contains("wasi:messaging/incoming-handler"),
+        "{}",
+        not_a_handler.stderr
+    );
 
     // Oversized in, oversized out, a topic not granted, malformed JSON: dead letters with reasons.
-    host.deploy("relay", &guest("relay"), &["--subscribe", "mqtt:jobs/#", "--publish", "mqtt:relayed/jobs/ok/#"]);
+    host.deploy(
+        "relay",
+        &guest("relay"),
+        &[
+            "--subscribe",
+            "mqtt:jobs/#",
+            "--publish",
+            "mqtt:relayed/jobs/ok/#",
+        ],
+    );
     host.deploy(
         "sensor",
         &guest("sensor-alert"),
-        &["--kv", "--subscribe", "mqtt:sensors/+/temperature", "--publish", "mqtt:alerts/#", "--config", "threshold=30"],
+        &[
+            "--kv",
+            "--subscribe",
+            "mqtt:sensors/+/temperature",
+            "--publish",
+            "mqtt:alerts/#",
+            "--config",
+            "threshold=30",
+        ],
     );
     let mut dead = MqttProbe::connect(broker.port(), "bad-dead-watcher", &["dead-letter/#"]).await;
     host.wait_for_log("subscribed");
     let producer = MqttProbe::connect(broker.port(), "bad-producer", &["unused/never"]).await;
-    producer.publish("jobs/ok/huge", vec![b'x'; 2 * 1024 * 1024]).await;
+    producer
+        .publish("jobs/ok/huge", vec![b'x'; 2 * 1024 * 1024])
+        .await;
     producer.publish("jobs/ok/big-out", "big:2000000").await;
     producer.publish("jobs/elsewhere", "hello").await;
-    producer.publish("sensors/s1/temperature", "{not json").await;
+    producer
+        .publish("sensors/s1/temperature", "{not json")
+        .await;
     let letters = dead.collect_until(|all| all.len() >= 4).await;
     let reasons: Vec<(String, String)> = letters
         .iter()
         .map(|l| {
             let e = json(l);
-            (e["topic"].as_str().unwrap_or_default().to_string(), e["reason"].as_str().unwrap_or_default().to_string())
+            (
+                e["topic"].as_str().unwrap_or_default().to_string(),
+                e["reason"].as_str().unwrap_or_default().to_string(),
+            )
         })
         .collect();
     let reason_of = |topic: &str| {
@@ -402,12 +578,30 @@ async fn bad_messaging_input_gets_a_clear_error_and_http_keeps_serving() {
             .map(|(_, r)| r.clone())
             .unwrap_or_else(|| panic!("no dead letter for {topic}: {reasons:?}"))
     };
-    assert!(reason_of("jobs/ok/huge").contains("max_payload_bytes"), "{reasons:?}");
-    assert!(reason_of("jobs/ok/big-out").contains("max_payload_bytes"), "{reasons:?}");
-    assert!(reason_of("jobs/elsewhere").contains("may not publish to mqtt:relayed/jobs/elsewhere"), "{reasons:?}");
-    assert!(reason_of("sensors/s1/temperature").contains("malformed reading"), "{reasons:?}");
-    let huge = letters.iter().find(|l| json(l)["topic"] == "jobs/ok/huge").unwrap();
-    assert!(huge.payload.len() < 4096, "an oversized payload is not copied into its dead letter");
+    assert!(
+        reason_of("jobs/ok/huge").contains("max_payload_bytes"),
+        "{reasons:?}"
+    );
+    assert!(
+        reason_of("jobs/ok/big-out").contains("max_payload_bytes"),
+        "{reasons:?}"
+    );
+    assert!(
+        reason_of("jobs/elsewhere").contains("may not publish to mqtt:relayed/jobs/elsewhere"),
+        "{reasons:?}"
+    );
+    assert!(
+        reason_of("sensors/s1/temperature").contains("malformed reading"),
+        "{reasons:?}"
+    );
+    let huge = letters
+        .iter()
+        .find(|l| json(l)["topic"] == "jobs/ok/huge")
+        .unwrap();
+    assert!(
+        huge.payload.len() < 4096,
+        "an oversized payload is not copied into its dead letter"
+    );
     assert_http_serves(&host).await;
 }
 
@@ -416,22 +610,52 @@ async fn an_unreachable_broker_does_not_stop_deploys_or_http() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let host = TestHost::start_with_config(&node_toml(Some(&format!("mqtt://127.0.0.1:{port}")), None, ""));
+    let host = TestHost::start_with_config(&node_toml(
+        Some(&format!("mqtt://127.0.0.1:{port}")),
+        None,
+        "",
+    ));
     host.deploy("hello", &guest("hello"), &[]);
     wait_for_health(&host, "mqtt: unreachable").await;
-    let deployed = host.deploy("relay", &guest("relay"), &["--subscribe", "mqtt:jobs/#", "--publish", "mqtt:relayed/#"]);
-    assert!(deployed.stderr.contains("warning: the mqtt broker is unreachable"), "{}", deployed.stderr);
+    let deployed = host.deploy(
+        "relay",
+        &guest("relay"),
+        &["--subscribe", "mqtt:jobs/#", "--publish", "mqtt:relayed/#"],
+    );
+    assert!(
+        deployed
+            .stderr
+            .contains("warning: the mqtt broker is unreachable"),
+        "{}",
+        deployed.stderr
+    );
     assert_http_serves(&host).await;
     let metrics = host.metrics().await;
-    assert_eq!(metric_or_zero(&metrics, "edge_broker_connected{broker=\"mqtt\"}"), 0.0, "{metrics}");
+    assert_eq!(
+        metric_or_zero(&metrics, "edge_broker_connected{broker=\"mqtt\"}"),
+        0.0,
+        "{metrics}"
+    );
     let health = get(&format!("{}/healthz", host.admin_url)).await;
-    assert_eq!(health.status, 200, "a broker being down does not make the node unhealthy");
-    assert!(!health.body.contains("127.0.0.1"), "no broker URL in healthz: {}", health.body);
+    assert_eq!(
+        health.status, 200,
+        "a broker being down does not make the node unhealthy"
+    );
+    assert!(
+        !health.body.contains("127.0.0.1"),
+        "no broker URL in healthz: {}",
+        health.body
+    );
 }
 
 /// The id in a relayed `sleep:MS:ID` payload.
 fn id_of(payload: &[u8]) -> Option<usize> {
-    std::str::from_utf8(payload).ok()?.rsplit(':').next()?.parse().ok()
+    std::str::from_utf8(payload)
+        .ok()?
+        .rsplit(':')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Collects relays into `seen` until it holds `n` distinct ids (or the test's patience ends).

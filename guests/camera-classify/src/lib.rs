@@ -56,10 +56,12 @@ impl Guest for CameraClassify {
         let model = setting("model", "efficientnet-lite0");
         let input = setting("model_input", "input");
         let tensor = image_input::to_tensor(&frame.data()).map_err(Error::Other)?;
-        let top = inference::classify(&model, &input, &tensor)
-            .map_err(|failure| {
-                Error::Other(format!("{} (HTTP status {} in classify)", failure.message, failure.status))
-            })?;
+        let top = inference::classify(&model, &input, &tensor).map_err(|failure| {
+            Error::Other(format!(
+                "{} (HTTP status {} in classify)",
+                failure.message, failure.status
+            ))
+        })?;
         let result = Message::new(inference::top_json(&model, &top).trim_end().as_bytes());
         result.set_content_type("application/json");
         result.add_metadata("camera", camera);

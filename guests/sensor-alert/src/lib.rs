@@ -71,7 +71,9 @@ impl MessageGuest for SensorAlert {
         let topic = message.topic().unwrap_or_default();
         // sensors/{id}/temperature: the id in the topic names the alert topic.
         let id = topic.split('/').nth(1).map(str::to_string);
-        record(&message.data(), id).map(|_| ()).map_err(Error::Other)
+        record(&message.data(), id)
+            .map(|_| ())
+            .map_err(Error::Other)
     }
 }
 
@@ -142,7 +144,9 @@ fn threshold() -> Result<f64, String> {
             .trim()
             .parse()
             .map_err(|_| format!("wasi:config `threshold` is {text:?}, not a number of celsius")),
-        Ok(None) => Err("wasi:config key `threshold` is not set; deploy with --config threshold=CELSIUS".into()),
+        Ok(None) => Err(
+            "wasi:config key `threshold` is not set; deploy with --config threshold=CELSIUS".into(),
+        ),
         Err(err) => Err(format!("reading wasi:config: {err:?}")),
     }
 }
@@ -192,7 +196,9 @@ fn averages() -> Result<String, String> {
             .list_keys(cursor.as_deref())
             .map_err(|e| format!("listing kv: {e:?}"))?;
         for key in &page.keys {
-            let Some(sensor) = key.strip_prefix(PREFIX) else { continue };
+            let Some(sensor) = key.strip_prefix(PREFIX) else {
+                continue;
+            };
             let window: Vec<f64> = match bucket.get(key).map_err(|e| format!("kv: {e:?}"))? {
                 Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
                 None => continue,
@@ -214,11 +220,8 @@ fn read_body(request: IncomingRequest) -> Option<Vec<u8>> {
     let body = request.consume().ok()?;
     let stream = body.stream().ok()?;
     let mut bytes = Vec::new();
-    loop {
-        match stream.blocking_read(64 * 1024) {
-            Ok(chunk) => bytes.extend_from_slice(&chunk),
-            Err(_) => break,
-        }
+    while let Ok(chunk) = stream.blocking_read(64 * 1024) {
+        bytes.extend_from_slice(&chunk);
     }
     drop(stream);
     IncomingBody::finish(body);

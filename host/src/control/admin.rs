@@ -71,7 +71,10 @@ async fn healthz(State(state): State<AdminState>) -> Response {
                 (Some(why), false) => format!("unreachable ({why})"),
                 (None, false) => "connecting".to_string(),
             };
-            body.push_str(&format!("{}: {link}, outbox {}\n", broker.broker, broker.outbox));
+            body.push_str(&format!(
+                "{}: {link}, outbox {}\n",
+                broker.broker, broker.outbox
+            ));
         }
         body.into_response()
     } else {

@@ -17,7 +17,9 @@ use wasmtime_wasi_http::p2::bindings::ProxyIndices;
 use crate::apps::{LiveRoutes, LoadedApp, RoutingTable};
 use crate::capabilities::config::{self as app_config, ConfigValues};
 use crate::capabilities::kv::KvBackend;
-use crate::capabilities::messaging::{self, AppMessaging, Brokers, HandlerIndices, MessagingMetrics};
+use crate::capabilities::messaging::{
+    self, AppMessaging, Brokers, HandlerIndices, MessagingMetrics,
+};
 use crate::capabilities::nn::{Models, NnMetrics, NnSettings};
 use crate::capabilities::outbound_http::{OutboundCounters, OutboundPolicy};
 use crate::config::NodeConfig;

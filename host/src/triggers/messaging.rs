@@ -154,7 +154,10 @@ async fn handle(node: &Arc<Node>, app_name: &str, delivery: Delivery) {
                 tracing::info!(app = app_name, "app removed: message left unacknowledged");
                 return;
             };
-            match invoke(node, &app, &delivery).await {
+            tracing::debug!(app = app_name, topic = %delivery.topic, "invoking");
+            let outcome = invoke(node, &app, &delivery).await;
+            tracing::debug!(app = app_name, ok = outcome.is_ok(), "invoked");
+            match outcome {
                 Ok(()) => {
                     acknowledge(app_name, delivery).await;
                     metrics.count(app_name, "acked");
@@ -170,20 +173,33 @@ async fn handle(node: &Arc<Node>, app_name: &str, delivery: Delivery) {
         }
     }
     tracing::warn!(app = app_name, topic = %delivery.topic, attempts = tried, "message dead-lettered: {reason}");
-    let letter = dead_letter(app_name, &delivery, &reason, tried, delivery.payload.len() <= limit);
+    let letter = dead_letter(
+        app_name,
+        &delivery,
+        &reason,
+        tried,
+        delivery.payload.len() <= limit,
+    );
     match node.brokers.publish(delivery.broker, &letter).await {
         Ok(()) => {
             metrics.count(app_name, "dead_lettered");
             acknowledge(app_name, delivery).await;
         }
         // Not acknowledged: the broker delivers it again later.
-        Err(err) => tracing::error!(app = app_name, "cannot store the dead letter, message left unacknowledged: {err}"),
+        Err(err) => tracing::error!(
+            app = app_name,
+            "cannot store the dead letter, message left unacknowledged: {err}"
+        ),
     }
 }
 
 async fn acknowledge(app: &str, delivery: Delivery) {
+    tracing::debug!(app, topic = %delivery.topic, "acknowledging");
     if let Err(err) = delivery.ack.ack().await {
-        tracing::warn!(app, "acknowledging a handled message failed (it will come again): {err:#}");
+        tracing::warn!(
+            app,
+            "acknowledging a handled message failed (it will come again): {err:#}"
+        );
     }
 }
 
@@ -217,7 +233,9 @@ async fn invoke(node: &Arc<Node>, app: &Arc<LoadedApp>, delivery: &Delivery) -> 
         Ok(Ok(Ok(Ok(())))) => return Ok(()),
         Ok(Ok(Ok(Err(guest_error)))) => guest_error,
         Ok(Ok(Err(trap))) => match trap.downcast_ref::<wasmtime::Trap>() {
-            Some(wasmtime::Trap::Interrupt) => format!("the handler ran past its time limit of {timeout:?}"),
+            Some(wasmtime::Trap::Interrupt) => {
+                format!("the handler ran past its time limit of {timeout:?}")
+            }
             _ => format!("the handler trapped: {trap:#}"),
         },
         Ok(Err(_elapsed)) => format!("the handler ran past its time limit of {timeout:?}"),
@@ -247,7 +265,10 @@ fn dead_letter(
                 ("Edge-Topic".into(), delivery.topic.clone()),
                 ("Edge-Reason".into(), reason.to_string()),
                 ("Edge-Attempts".into(), attempts.to_string()),
-                ("Edge-Payload-Bytes".into(), delivery.payload.len().to_string()),
+                (
+                    "Edge-Payload-Bytes".into(),
+                    delivery.payload.len().to_string(),
+                ),
             ],
         },
         Broker::Mqtt => {

@@ -296,7 +296,10 @@ impl Brokers {
 
     fn nats_for(&self, broker: Broker, what: &str) -> Result<&NatsLink, PublishError> {
         match broker {
-            Broker::Nats => self.nats.as_ref().ok_or(PublishError::NotConfigured(broker)),
+            Broker::Nats => self
+                .nats
+                .as_ref()
+                .ok_or(PublishError::NotConfigured(broker)),
             Broker::Mqtt => Err(PublishError::Unsupported(format!(
                 "{what} need NATS; MQTT 3.1.1 has no reply topics (publish to a topic instead)"
             ))),
@@ -322,7 +325,10 @@ impl Brokers {
         let mut tasks = Vec::new();
         let filters = of(patterns, Broker::Mqtt);
         if !filters.is_empty() {
-            let link = self.mqtt.as_ref().ok_or(PublishError::NotConfigured(Broker::Mqtt))?;
+            let link = self
+                .mqtt
+                .as_ref()
+                .ok_or(PublishError::NotConfigured(Broker::Mqtt))?;
             tasks.push(mqtt::start_subscriber(
                 &link.config,
                 mqtt::SubscriberSpec {
@@ -338,7 +344,10 @@ impl Brokers {
         }
         let subjects = of(patterns, Broker::Nats);
         if !subjects.is_empty() {
-            let link = self.nats.as_ref().ok_or(PublishError::NotConfigured(Broker::Nats))?;
+            let link = self
+                .nats
+                .as_ref()
+                .ok_or(PublishError::NotConfigured(Broker::Nats))?;
             tasks.extend(nats::start_subscriber(
                 &link.config,
                 link.client.clone(),

@@ -138,7 +138,12 @@ impl<'a> MessagingView<'a> {
     }
 
     /// Checks that the app may send `len` bytes to `topic` on `broker`.
-    fn check_send(&self, broker: Broker, topic: &str, len: usize) -> Result<Arc<AppMessaging>, Error> {
+    fn check_send(
+        &self,
+        broker: Broker,
+        topic: &str,
+        len: usize,
+    ) -> Result<Arc<AppMessaging>, Error> {
         let app = self.app()?.clone();
         if let Err(why) = check_publish_topic(broker, topic) {
             return Err(Error::Other(format!("invalid {broker} topic: {why}")));
@@ -219,7 +224,11 @@ impl types::HostMessage for MessagingView<'_> {
         Ok(self.table.get(&m)?.content_type.clone())
     }
 
-    async fn set_content_type(&mut self, m: Resource<Message>, value: String) -> wasmtime::Result<()> {
+    async fn set_content_type(
+        &mut self,
+        m: Resource<Message>,
+        value: String,
+    ) -> wasmtime::Result<()> {
         self.table.get_mut(&m)?.content_type = Some(value);
         Ok(())
     }
@@ -233,19 +242,31 @@ impl types::HostMessage for MessagingView<'_> {
         Ok(())
     }
 
-    async fn metadata(&mut self, m: Resource<Message>) -> wasmtime::Result<Option<Vec<(String, String)>>> {
+    async fn metadata(
+        &mut self,
+        m: Resource<Message>,
+    ) -> wasmtime::Result<Option<Vec<(String, String)>>> {
         let metadata = &self.table.get(&m)?.metadata;
         Ok((!metadata.is_empty()).then(|| metadata.clone()))
     }
 
-    async fn add_metadata(&mut self, m: Resource<Message>, key: String, value: String) -> wasmtime::Result<()> {
+    async fn add_metadata(
+        &mut self,
+        m: Resource<Message>,
+        key: String,
+        value: String,
+    ) -> wasmtime::Result<()> {
         let metadata = &mut self.table.get_mut(&m)?.metadata;
         metadata.retain(|(k, _)| *k != key);
         metadata.push((key, value));
         Ok(())
     }
 
-    async fn set_metadata(&mut self, m: Resource<Message>, meta: Vec<(String, String)>) -> wasmtime::Result<()> {
+    async fn set_metadata(
+        &mut self,
+        m: Resource<Message>,
+        meta: Vec<(String, String)>,
+    ) -> wasmtime::Result<()> {
         self.table.get_mut(&m)?.metadata = meta;
         Ok(())
     }
@@ -309,17 +330,27 @@ impl request_reply::Host for MessagingView<'_> {
             Ok(app) => app,
             Err(err) => return Ok(Err(err)),
         };
-        match app.brokers.request(broker, &message.into_outgoing(topic), timeout).await {
+        match app
+            .brokers
+            .request(broker, &message.into_outgoing(topic), timeout)
+            .await
+        {
             Ok((subject, payload, headers)) => {
                 let reply = Message::incoming(broker, subject, payload.to_vec(), headers, None);
                 Ok(Ok(vec![self.table.push(reply)?]))
             }
-            Err(PublishError::Failed(why)) if why.contains("no reply within") => Ok(Err(Error::Timeout)),
+            Err(PublishError::Failed(why)) if why.contains("no reply within") => {
+                Ok(Err(Error::Timeout))
+            }
             Err(err) => Ok(Err(to_wit(err))),
         }
     }
 
-    async fn reply(&mut self, reply_to: Resource<Message>, message: Resource<Message>) -> WitResult<()> {
+    async fn reply(
+        &mut self,
+        reply_to: Resource<Message>,
+        message: Resource<Message>,
+    ) -> WitResult<()> {
         let Some((broker, address)) = self.table.get(&reply_to)?.reply_to.clone() else {
             return Ok(Err(Error::Other(
                 "this message has no reply address (only NATS requests have one)".into(),
@@ -330,7 +361,10 @@ impl request_reply::Host for MessagingView<'_> {
             Ok(app) => app.clone(),
             Err(err) => return Ok(Err(err)),
         };
-        let result = app.brokers.reply(broker, &message.into_outgoing(address)).await;
+        let result = app
+            .brokers
+            .reply(broker, &message.into_outgoing(address))
+            .await;
         Ok(result.map_err(to_wit))
     }
 }
@@ -340,13 +374,21 @@ impl request_reply::HostRequestOptions for MessagingView<'_> {
         Ok(self.table.push(RequestOptions::default())?)
     }
 
-    async fn set_timeout_ms(&mut self, options: Resource<RequestOptions>, timeout_ms: u32) -> wasmtime::Result<()> {
+    async fn set_timeout_ms(
+        &mut self,
+        options: Resource<RequestOptions>,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<()> {
         self.table.get_mut(&options)?.timeout = Some(Duration::from_millis(timeout_ms.into()));
         Ok(())
     }
 
     /// One reply is collected whatever is asked: more would need a reply inbox per request.
-    async fn set_expected_replies(&mut self, _options: Resource<RequestOptions>, _replies: u32) -> wasmtime::Result<()> {
+    async fn set_expected_replies(
+        &mut self,
+        _options: Resource<RequestOptions>,
+        _replies: u32,
+    ) -> wasmtime::Result<()> {
         Ok(())
     }
 

@@ -113,7 +113,7 @@ pub enum Acker {
         publish: rumqttc::Publish,
     },
     /// JetStream explicit ack.
-    JetStream(async_nats::jetstream::Message),
+    JetStream(Box<async_nats::jetstream::Message>),
     /// At-most-once (plain NATS subjects, MQTT QoS 0): nothing to acknowledge.
     Nothing,
 }
@@ -121,7 +121,18 @@ pub enum Acker {
 impl Acker {
     pub async fn ack(self) -> anyhow::Result<()> {
         match self {
-            Acker::Mqtt { client, publish } => client.ack(&publish).await?,
+            // Queued for the subscriber's event loop without waiting: that loop may itself be
+            // waiting for this handler's slot (it stops reading while every slot is busy), and
+            // it drains its request queue only between the packets it has already read.
+            Acker::Mqtt { client, publish } => {
+                tokio::spawn(async move {
+                    if let Err(err) = client.ack(&publish).await {
+                        tracing::warn!(
+                            "queueing an mqtt acknowledgement failed (the message will come again): {err}"
+                        );
+                    }
+                });
+            }
             Acker::JetStream(message) => message
                 .ack()
                 .await

@@ -26,8 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use brokers::{BrokerStatus, Brokers, MessagingMetrics};
 pub use config::{MessagingConfig, MqttConfig, NatsConfig, OutboxFull};
 pub use host::{
-    AppMessaging, HandlerIndices, Message, MessagingCtx, MessagingView, add_to_linker,
-    call_handler,
+    AppMessaging, HandlerIndices, Message, MessagingCtx, MessagingView, add_to_linker, call_handler,
 };
 pub use link::{Acker, Delivery};
 pub use outbox::OutMessage;
@@ -38,10 +37,7 @@ use crate::error::DeployError;
 /// The export a message-triggered component has (any 0.2.0-draft build).
 pub const HANDLER_EXPORT: &str = "wasi:messaging/incoming-handler@0.2.0-draft";
 /// Interfaces that publish: they need a `--publish` grant.
-const PUBLISH_IMPORTS: [&str; 2] = [
-    "wasi:messaging/producer@",
-    "wasi:messaging/request-reply@",
-];
+const PUBLISH_IMPORTS: [&str; 2] = ["wasi:messaging/producer@", "wasi:messaging/request-reply@"];
 
 /// Topics an app version subscribes and publishes to, as given at deploy.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

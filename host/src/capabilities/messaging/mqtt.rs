@@ -2,8 +2,9 @@
 //! outbox, and one subscribing client per app (`ID-APP`) with a persistent session (messages
 //! published while the node is down wait on the broker), QoS 1 and manual acknowledgements.
 //!
-//! A dropped connection is retried with backoff for ever; rumqttc resends unacknowledged
-//! publishes after reconnecting, so the outbox entry being sent is never lost.
+//! A dropped connection is retried with backoff for ever. The outbox entry being sent stays
+//! stored until its PUBACK; after a reconnect it is sent again (by rumqttc when the broker
+//! kept the session, else by the forwarder), so it is never lost, at worst duplicated.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,13 @@ use super::outbox::Outbox;
 use super::topic::Broker;
 
 /// Client options for one connection of this node.
+/// MQTT's largest packet (3.1.1 §2.2.3).
+const MQTT_MAX_PACKET: usize = 268_435_455;
+
+/// Client options for one connection of this node. Incoming packets may be as large as MQTT
+/// allows: one the client refused would come back after every reconnect and block the app's
+/// queue for ever, so an oversized message is read, then dead-lettered by the trigger. (Bound
+/// memory with the broker's own limit, mosquitto's `message_size_limit`.)
 fn options(
     config: &MqttConfig,
     client_id: String,
@@ -46,8 +54,8 @@ fn options(
     options
         .set_keep_alive(Duration::from_secs(config.keep_alive_s.max(5)))
         .set_clean_session(clean_session)
-        // Headroom for the packet header around the largest payload accepted.
-        .set_max_packet_size(max_payload + 64 * 1024, max_payload + 64 * 1024);
+        // Outgoing: headroom for the packet header around the largest payload accepted.
+        .set_max_packet_size(MQTT_MAX_PACKET, max_payload + 64 * 1024);
     if let Some(user) = &config.username {
         let password = config.password.as_ref().map(|p| p.expose()).unwrap_or("");
         options.set_credentials(user.clone(), password.to_string());
@@ -55,8 +63,9 @@ fn options(
     if tls {
         let transport = match &config.ca_file {
             Some(path) => rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
-                ca: std::fs::read(path)
-                    .with_context(|| format!("reading [messaging.mqtt] ca_file {}", path.display()))?,
+                ca: std::fs::read(path).with_context(|| {
+                    format!("reading [messaging.mqtt] ca_file {}", path.display())
+                })?,
                 alpn: None,
                 client_auth: None,
             }),
@@ -80,30 +89,45 @@ pub fn start_publisher(
     state: Arc<LinkState>,
     max_payload: usize,
 ) -> anyhow::Result<JoinHandle<()>> {
-    let options = options(config, format!("{}-out", config.client_id), true, max_payload)?;
+    let options = options(
+        config,
+        format!("{}-out", config.client_id),
+        true,
+        max_payload,
+    )?;
     let (client, eventloop) = AsyncClient::new(options, 16);
-    let (acks_tx, acks_rx) = mpsc::unbounded_channel();
-    let poller = tokio::spawn(poll_publisher(eventloop, state.clone(), acks_tx));
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let poller = tokio::spawn(poll_publisher(eventloop, state.clone(), events_tx));
     Ok(tokio::spawn(async move {
-        forward(client, outbox, state, acks_rx).await;
+        forward(client, outbox, state, events_rx).await;
         poller.abort();
     }))
+}
+
+/// What the publisher's event loop tells the forwarder.
+enum PublisherEvent {
+    Acked,
+    /// Connected with a new session: rumqttc dropped what was unacknowledged.
+    NewSession,
 }
 
 async fn poll_publisher(
     mut eventloop: EventLoop,
     state: Arc<LinkState>,
-    acks: mpsc::UnboundedSender<u16>,
+    events: mpsc::UnboundedSender<PublisherEvent>,
 ) {
     let mut backoff = Backoff::new();
     loop {
         match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+            Ok(Event::Incoming(Packet::ConnAck(connack))) => {
                 backoff.reset();
                 state.set_connected();
+                if !connack.session_present {
+                    let _ = events.send(PublisherEvent::NewSession);
+                }
             }
-            Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                let _ = acks.send(ack.pkid);
+            Ok(Event::Incoming(Packet::PubAck(_))) => {
+                let _ = events.send(PublisherEvent::Acked);
             }
             Ok(_) => {}
             Err(err) => {
@@ -118,7 +142,7 @@ async fn forward(
     client: AsyncClient,
     outbox: Arc<Outbox>,
     state: Arc<LinkState>,
-    mut acks: mpsc::UnboundedReceiver<u16>,
+    mut events: mpsc::UnboundedReceiver<PublisherEvent>,
 ) {
     loop {
         let (id, message) = match outbox.oldest().await {
@@ -130,20 +154,29 @@ async fn forward(
             }
         };
         state.wait_connected().await;
-        // Acks of an earlier message resent after a reconnect are not this one's.
-        while acks.try_recv().is_ok() {}
-        if let Err(err) = client
-            .publish(message.topic.clone(), QoS::AtLeastOnce, false, message.payload)
-            .await
-        {
-            tracing::error!(topic = %message.topic, "dropping a message mqtt cannot send: {err}");
-            outbox.remove(id);
-            continue;
-        }
-        // One message in flight: the next PUBACK is this one's (rumqttc resends it after a
-        // reconnect until it comes).
-        if acks.recv().await.is_none() {
-            return;
+        // Events about an earlier message (an ack of a duplicate) are not this one's.
+        while events.try_recv().is_ok() {}
+        // One message in flight: the next PUBACK is this one's.
+        'send: loop {
+            let queued = client
+                .publish(
+                    message.topic.clone(),
+                    QoS::AtLeastOnce,
+                    false,
+                    message.payload.clone(),
+                )
+                .await;
+            if let Err(err) = queued {
+                tracing::error!(topic = %message.topic, "dropping a message mqtt cannot send: {err}");
+                break 'send;
+            }
+            loop {
+                match events.recv().await {
+                    Some(PublisherEvent::Acked) => break 'send,
+                    Some(PublisherEvent::NewSession) => continue 'send,
+                    None => return,
+                }
+            }
         }
         outbox.remove(id);
     }
@@ -255,7 +288,13 @@ pub async fn forget_session(config: &MqttConfig, app: &str) {
             }
         }
     };
-    if tokio::time::timeout(Duration::from_secs(5), run).await.is_err() {
-        tracing::warn!(app, "could not clear the app's mqtt session (broker unreachable)");
+    if tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            app,
+            "could not clear the app's mqtt session (broker unreachable)"
+        );
     }
 }

@@ -30,14 +30,15 @@ pub fn check_config(config: &NatsConfig) -> anyhow::Result<()> {
         .context("[messaging.nats] url is not a URL; write nats://HOST:PORT")?;
     match uri.scheme_str() {
         Some("nats" | "tls") if uri.host().is_some() => Ok(()),
-        _ => anyhow::bail!(
-            "[messaging.nats] url must be nats://HOST:PORT or tls://HOST:PORT"
-        ),
+        _ => anyhow::bail!("[messaging.nats] url must be nats://HOST:PORT or tls://HOST:PORT"),
     }
 }
 
 /// Connects in the background; the returned client queues work until the link is up.
-pub async fn connect(config: &NatsConfig, state: Arc<LinkState>) -> anyhow::Result<async_nats::Client> {
+pub async fn connect(
+    config: &NatsConfig,
+    state: Arc<LinkState>,
+) -> anyhow::Result<async_nats::Client> {
     let events = state.clone();
     let mut options = async_nats::ConnectOptions::new()
         .name(&config.client_id)
@@ -53,7 +54,9 @@ pub async fn connect(config: &NatsConfig, state: Arc<LinkState>) -> anyhow::Resu
                     async_nats::Event::Connected => state.set_connected(),
                     async_nats::Event::Disconnected => state.set_disconnected("disconnected"),
                     async_nats::Event::ClientError(err) => state.set_disconnected(err),
-                    async_nats::Event::ServerError(err) => state.note_error(format!("nats server error: {err}")),
+                    async_nats::Event::ServerError(err) => {
+                        state.note_error(format!("nats server error: {err}"))
+                    }
                     other => tracing::debug!("nats: {other}"),
                 }
             }
@@ -65,13 +68,17 @@ pub async fn connect(config: &NatsConfig, state: Arc<LinkState>) -> anyhow::Resu
         options = options.token(token.expose().to_string());
     }
     if let Some(path) = &config.credentials_file {
-        options = options
-            .credentials_file(path)
-            .await
-            .with_context(|| format!("reading [messaging.nats] credentials_file {}", path.display()))?;
+        options = options.credentials_file(path).await.with_context(|| {
+            format!(
+                "reading [messaging.nats] credentials_file {}",
+                path.display()
+            )
+        })?;
     }
     if let Some(path) = &config.ca_file {
-        options = options.add_root_certificates(path.clone()).require_tls(true);
+        options = options
+            .add_root_certificates(path.clone())
+            .require_tls(true);
     }
     if config.url.starts_with("tls://") {
         options = options.require_tls(true);
@@ -138,7 +145,11 @@ pub fn start_publisher(
     })
 }
 
-async fn send(client: &async_nats::Client, js: &jetstream::Context, message: &OutMessage) -> anyhow::Result<()> {
+async fn send(
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+    message: &OutMessage,
+) -> anyhow::Result<()> {
     let headers = header_map(&message.headers);
     let payload = bytes::Bytes::from(message.payload.clone());
     let acked = async {
@@ -267,7 +278,7 @@ impl Consume {
                 payload: message.payload.clone(),
                 headers: headers_of(message.headers.as_ref()),
                 reply_to: None,
-                ack: Acker::JetStream(message),
+                ack: Acker::JetStream(Box::new(message)),
             };
             if self.deliveries.send(delivery).await.is_err() {
                 return Ok(());
@@ -291,7 +302,9 @@ impl Consume {
                         ..Default::default()
                     })
                     .await
-                    .context("creating a stream for the subject (does another stream overlap it?)")?)
+                    .context(
+                        "creating a stream for the subject (does another stream overlap it?)",
+                    )?)
             }
             Err(err) => Err(err).context("looking up the stream of the subject"),
         }
@@ -303,7 +316,10 @@ impl Consume {
             let mut subscriber = match self.client.subscribe(self.subject.clone()).await {
                 Ok(subscriber) => subscriber,
                 Err(err) => {
-                    self.state.note_error(format!("subscribing app {} to {}: {err}", self.app, self.subject));
+                    self.state.note_error(format!(
+                        "subscribing app {} to {}: {err}",
+                        self.app, self.subject
+                    ));
                     backoff.wait().await;
                     continue;
                 }
@@ -339,7 +355,11 @@ pub async fn request(
     let reply = tokio::time::timeout(timeout, call)
         .await
         .map_err(|_| anyhow::anyhow!("no reply within {timeout:?}"))??;
-    Ok((reply.subject.to_string(), reply.payload, headers_of(reply.headers.as_ref())))
+    Ok((
+        reply.subject.to_string(),
+        reply.payload,
+        headers_of(reply.headers.as_ref()),
+    ))
 }
 
 /// A plain publish (replies to requests are not stored: the requester waits for them now).

@@ -232,7 +232,10 @@ impl Outbox {
 
     /// Messages waiting to be sent.
     pub fn len(&self) -> u64 {
-        self.usage.lock().unwrap_or_else(|p| p.into_inner()).messages
+        self.usage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .messages
     }
 }
 
