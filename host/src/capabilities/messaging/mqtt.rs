@@ -170,12 +170,10 @@ async fn forward(
                 tracing::error!(topic = %message.topic, "dropping a message mqtt cannot send: {err}");
                 break 'send;
             }
-            loop {
-                match events.recv().await {
-                    Some(PublisherEvent::Acked) => break 'send,
-                    Some(PublisherEvent::NewSession) => continue 'send,
-                    None => return,
-                }
+            match events.recv().await {
+                Some(PublisherEvent::Acked) => break 'send,
+                Some(PublisherEvent::NewSession) => continue 'send,
+                None => return,
             }
         }
         outbox.remove(id);
