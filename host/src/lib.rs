@@ -1,23 +1,25 @@
 //! Edge host: runs WebAssembly components on an edge node.
 //!
 //! A node keeps deployed apps in a data folder (components, precompiled artifacts, sled
-//! metadata), runs an app when an event arrives for it (an HTTP request routed by path prefix)
-//! in a fresh instance, and exposes an admin API to deploy, list, remove and roll back apps.
+//! metadata), runs an app when an event arrives for it (an HTTP request routed by path prefix,
+//! or a message on a topic it subscribed to) in a fresh instance, and exposes an admin API to deploy, list, remove and roll back apps.
 //! `edge` is both the node daemon and its client. `docs/architecture.md` draws the request and
 //! deploy paths and says where a change goes.
 //!
 //! Areas, from the outside in:
-//! - [`triggers`]: what turns an outside event into one invocation (HTTP today);
+//! - [`triggers`]: what turns an outside event into one invocation (HTTP, MQTT and NATS
+//!   messages);
 //! - [`control`]: what changes which apps run: the admin API, node operations (deploy, remove,
 //!   rollback, restore), validation and the persistent repository;
 //! - [`engine`]: the wasmtime engine, compilation and its artifact cache, snapshots;
 //! - [`host_state`]: what one guest instance can reach, composed from the [`capabilities`]
-//!   (kv, nn, config, outbound HTTP), each a leaf with its own config section, grant,
+//!   (kv, nn, config, outbound HTTP, messaging), each a leaf with its own config section, grant,
 //!   deploy-time check and linker hookup;
 //! - [`apps`]: the live routing table of loaded app versions;
 //! - [`cli`], [`client`] and [`api`]: the command line, the admin API client and the wire
 //!   types they share with the admin API;
-//! - [`daemon`], [`config`], [`auth`], [`names`], [`error`], [`metrics`]: the supporting pieces.
+//! - [`daemon`], [`config`], [`auth`], [`names`], [`error`], [`metrics`], [`group_commit`]:
+//!   the supporting pieces.
 
 pub mod api;
 pub mod apps;
@@ -30,6 +32,7 @@ pub mod control;
 pub mod daemon;
 pub mod engine;
 pub mod error;
+pub mod group_commit;
 pub mod host_state;
 pub mod metrics;
 pub mod names;

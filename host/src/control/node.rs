@@ -28,6 +28,7 @@ use crate::control::validate;
 use crate::engine::compile::CompileCache;
 use crate::engine::{NodeEngine, snapshot};
 use crate::error::DeployError;
+use crate::group_commit::GroupCommit;
 use crate::metrics::{Metrics, OutboundLabel};
 use crate::names::{normalize_route, validate_app_name};
 
@@ -91,7 +92,8 @@ impl Node {
             &config.server.data_dir,
             config.kv.flush_interval_ms,
         )?);
-        let kv = KvBackend::new(repo.db(), config.kv.clone());
+        let commit = Arc::new(GroupCommit::new(repo.db()));
+        let kv = KvBackend::new(repo.db(), config.kv.clone(), commit.clone());
         let mut metrics = Metrics::new();
         let nn_metrics = NnMetrics::register(metrics.registry_mut());
         let messaging_metrics = MessagingMetrics::register(metrics.registry_mut());
@@ -99,6 +101,7 @@ impl Node {
         let brokers = Arc::new(tokio::runtime::Handle::current().block_on(Brokers::start(
             config.messaging.clone(),
             &repo.db(),
+            commit,
             messaging_metrics,
         ))?);
         let models = Models::start(

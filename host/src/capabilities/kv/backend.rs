@@ -6,9 +6,10 @@
 
 use std::ops::Bound;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
+
+use crate::group_commit::GroupCommit;
 
 /// When an acknowledged write is on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,21 +86,13 @@ impl From<sled::Error> for KvError {
 pub struct KvBackend {
     db: sled::Db,
     config: KvConfig,
-    /// Group commit: writes counted so far, writes known durable, and who leads the fsync.
-    writes: AtomicU64,
-    durable: tokio::sync::watch::Sender<u64>,
-    flush_leader: tokio::sync::Mutex<()>,
+    /// Shared with the other writers of the node's database.
+    commit: Arc<GroupCommit>,
 }
 
 impl KvBackend {
-    pub fn new(db: sled::Db, config: KvConfig) -> Arc<Self> {
-        Arc::new(Self {
-            db,
-            config,
-            writes: AtomicU64::new(0),
-            durable: tokio::sync::watch::Sender::new(0),
-            flush_leader: tokio::sync::Mutex::new(()),
-        })
+    pub fn new(db: sled::Db, config: KvConfig, commit: Arc<GroupCommit>) -> Arc<Self> {
+        Arc::new(Self { db, config, commit })
     }
 
     pub fn config(&self) -> &KvConfig {
@@ -142,39 +135,17 @@ impl KvBackend {
         Ok(buckets.len())
     }
 
-    /// Makes the writes done so far durable according to the configured mode.
-    ///
-    /// In `flush` mode this is a group commit: one caller leads an fsync (on a blocking
-    /// thread) that covers every write counted before it started; callers arriving meanwhile
-    /// wait for it or lead the next one. Concurrent writers thus share fsyncs instead of
-    /// queueing one each.
+    /// Makes the writes done so far durable according to the configured mode: in `flush`
+    /// mode through the node's group commit (a failed fsync is an error, never an
+    /// acknowledgement).
     pub async fn persist(&self) -> Result<(), KvError> {
         if self.config.durability != Durability::Flush {
             return Ok(());
         }
-        let mine = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut durable = self.durable.subscribe();
-        loop {
-            if *durable.borrow_and_update() >= mine {
-                return Ok(());
-            }
-            if let Ok(leading) = self.flush_leader.try_lock() {
-                let covered = self.writes.load(Ordering::SeqCst);
-                let db = self.db.clone();
-                let flushed = tokio::task::spawn_blocking(move || db.flush())
-                    .await
-                    .map_err(|err| KvError::Storage(format!("flush task failed: {err}")))?;
-                drop(leading);
-                // Publish after releasing the lead, so a waiter that saw the lead taken is
-                // sure to be woken by this send.
-                self.durable.send_modify(|d| *d = (*d).max(covered));
-                flushed?;
-                continue;
-            }
-            if durable.changed().await.is_err() {
-                return Err(KvError::Storage("the store is shutting down".into()));
-            }
-        }
+        self.commit
+            .persist()
+            .await
+            .map_err(|err| KvError::Storage(err.to_string()))
     }
 
     pub fn check_key(&self, key: &str) -> Result<(), KvError> {
@@ -405,7 +376,14 @@ mod tests {
     fn backend() -> (tempfile::TempDir, Arc<KvBackend>) {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
-        (dir, KvBackend::new(db, KvConfig::default()))
+        (
+            dir,
+            KvBackend::new(
+                db.clone(),
+                KvConfig::default(),
+                Arc::new(GroupCommit::new(db)),
+            ),
+        )
     }
 
     #[test]

@@ -19,6 +19,7 @@ use super::link::{Delivery, LinkState};
 use super::outbox::{OutMessage, Outbox, OutboxError, OutboxLimits, OutboxMetrics};
 use super::topic::{Broker, TopicPattern};
 use super::{mqtt, nats};
+use crate::group_commit::GroupCommit;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BrokerLabel {
@@ -143,6 +144,7 @@ impl Brokers {
     pub async fn start(
         config: MessagingConfig,
         db: &sled::Db,
+        commit: Arc<GroupCommit>,
         metrics: MessagingMetrics,
     ) -> anyhow::Result<Self> {
         let limits = OutboxLimits {
@@ -158,6 +160,7 @@ impl Brokers {
             ));
             let outbox = Outbox::open(
                 db,
+                commit.clone(),
                 broker,
                 limits,
                 OutboxMetrics {

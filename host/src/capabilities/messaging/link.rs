@@ -121,9 +121,10 @@ pub enum Acker {
 impl Acker {
     pub async fn ack(self) -> anyhow::Result<()> {
         match self {
-            // Queued for the subscriber's event loop without waiting: that loop may itself be
-            // waiting for this handler's slot (it stops reading while every slot is busy), and
-            // it drains its request queue only between the packets it has already read.
+            // Queued for the subscriber's event loop without waiting (on a task of its own when
+            // the queue is full): that loop may itself be waiting for this handler's slot (it
+            // stops reading while every slot is busy), and it drains its request queue only
+            // between the packets it has already read.
             Acker::Mqtt { client, publish } => {
                 tokio::spawn(async move {
                     if let Err(err) = client.ack(&publish).await {

@@ -6,6 +6,7 @@
 //! stored until its PUBACK; after a reconnect it is sent again (by rumqttc when the broker
 //! kept the session, else by the forwarder), so it is never lost, at worst duplicated.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,10 +17,13 @@ use tokio::task::JoinHandle;
 
 use super::config::MqttConfig;
 use super::link::{Acker, Backoff, Delivery, LinkState};
-use super::outbox::Outbox;
+use super::outbox::{OutMessage, Outbox};
 use super::topic::Broker;
 
 /// Client options for one connection of this node.
+/// Publishes the node sends before waiting for the broker's acknowledgements.
+const SEND_WINDOW: usize = 64;
+
 /// MQTT's largest packet (3.1.1 §2.2.3).
 const MQTT_MAX_PACKET: usize = 268_435_455;
 
@@ -81,8 +85,7 @@ pub fn check_config(config: &MqttConfig) -> anyhow::Result<()> {
     options(config, config.client_id.clone(), true, 1024).map(|_| ())
 }
 
-/// Starts the node's publishing connection: sends the outbox oldest-first, one message at a
-/// time, deleting each once the broker acknowledged it.
+/// Starts the node's publishing connection, which sends the outbox oldest-first.
 pub fn start_publisher(
     config: &MqttConfig,
     outbox: Arc<Outbox>,
@@ -95,7 +98,8 @@ pub fn start_publisher(
         true,
         max_payload,
     )?;
-    let (client, eventloop) = AsyncClient::new(options, 16);
+    let (client, mut eventloop) = AsyncClient::new(options, 16);
+    eventloop.network_options.set_tcp_nodelay(true);
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let poller = tokio::spawn(poll_publisher(eventloop, state.clone(), events_tx));
     Ok(tokio::spawn(async move {
@@ -117,14 +121,16 @@ async fn poll_publisher(
     events: mpsc::UnboundedSender<PublisherEvent>,
 ) {
     let mut backoff = Backoff::new();
+    let mut connected_before = false;
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(connack))) => {
                 backoff.reset();
                 state.set_connected();
-                if !connack.session_present {
+                if connected_before && !connack.session_present {
                     let _ = events.send(PublisherEvent::NewSession);
                 }
+                connected_before = true;
             }
             Ok(Event::Incoming(Packet::PubAck(_))) => {
                 let _ = events.send(PublisherEvent::Acked);
@@ -138,46 +144,77 @@ async fn poll_publisher(
     }
 }
 
+/// Sends the outbox in order with up to [`SEND_WINDOW`] messages awaiting their PUBACK (the
+/// broker acknowledges in the order it received them, MQTT 3.1.1 §4.6), deleting each once
+/// acknowledged. After a reconnect with a new session every unacknowledged one is sent again.
 async fn forward(
     client: AsyncClient,
     outbox: Arc<Outbox>,
     state: Arc<LinkState>,
     mut events: mpsc::UnboundedReceiver<PublisherEvent>,
 ) {
+    let mut in_flight: VecDeque<(u64, OutMessage)> = VecDeque::new();
     loop {
-        let (id, message) = match outbox.oldest().await {
-            Ok(next) => next,
-            Err(err) => {
-                tracing::error!("reading the mqtt outbox: {err:#}");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
+        if in_flight.len() < SEND_WINDOW {
+            state.wait_connected().await;
+            if in_flight.is_empty() {
+                // Acks and session news about messages already settled are not for the next.
+                while events.try_recv().is_ok() {}
             }
-        };
-        state.wait_connected().await;
-        // Events about an earlier message (an ack of a duplicate) are not this one's.
-        while events.try_recv().is_ok() {}
-        // One message in flight: the next PUBACK is this one's.
-        'send: loop {
-            let queued = client
-                .publish(
-                    message.topic.clone(),
-                    QoS::AtLeastOnce,
-                    false,
-                    message.payload.clone(),
-                )
-                .await;
-            if let Err(err) = queued {
-                tracing::error!(topic = %message.topic, "dropping a message mqtt cannot send: {err}");
-                break 'send;
-            }
-            match events.recv().await {
-                Some(PublisherEvent::Acked) => break 'send,
-                Some(PublisherEvent::NewSession) => continue 'send,
-                None => return,
+            let after = in_flight.back().map(|(id, _)| *id);
+            match outbox.first_after(after) {
+                Ok(Some((id, message))) => {
+                    if send(&client, &message).await {
+                        in_flight.push_back((id, message));
+                    } else {
+                        outbox.remove(id);
+                    }
+                    continue;
+                }
+                Ok(None) if in_flight.is_empty() => {
+                    outbox.added().await;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::error!("reading the mqtt outbox: {err:#}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
         }
-        outbox.remove(id);
+        // The window is full, or everything stored is in flight: wait for the broker.
+        match events.recv().await {
+            Some(PublisherEvent::Acked) => {
+                if let Some((id, _)) = in_flight.pop_front() {
+                    outbox.remove(id);
+                }
+            }
+            Some(PublisherEvent::NewSession) => {
+                state.wait_connected().await;
+                for (_, message) in &in_flight {
+                    send(&client, message).await;
+                }
+            }
+            None => return,
+        }
     }
+}
+
+/// Queues one publish; false when MQTT can never send it (the message is dropped, logged).
+async fn send(client: &AsyncClient, message: &OutMessage) -> bool {
+    let queued = client
+        .publish(
+            message.topic.clone(),
+            QoS::AtLeastOnce,
+            false,
+            message.payload.clone(),
+        )
+        .await;
+    if let Err(err) = queued {
+        tracing::error!(topic = %message.topic, "dropping a message mqtt cannot send: {err}");
+        return false;
+    }
+    true
 }
 
 /// What an app's subscriber connection subscribes to and drops.
@@ -202,8 +239,11 @@ pub fn start_subscriber(
     let client_id = format!("{}-{}", config.client_id, spec.app);
     let mut options = options(config, client_id, false, spec.max_payload)?;
     options.set_manual_acks(true);
-    // Acks queue here while the loop waits on a full `deliveries`: room for all of them.
-    let (client, eventloop) = AsyncClient::new(options, spec.max_in_flight * 2 + 16);
+    // Acks queue here while the loop waits on a full `deliveries`: room for more than a
+    // broker sends unacknowledged (mosquitto's max_inflight_messages is 20 by default).
+    let (client, mut eventloop) = AsyncClient::new(options, (spec.max_in_flight * 4).max(1024));
+    // Small packets (acks, relays) go out at once instead of waiting for Nagle's algorithm.
+    eventloop.network_options.set_tcp_nodelay(true);
     Ok(tokio::spawn(poll_subscriber(
         client, eventloop, spec, state, deliveries,
     )))

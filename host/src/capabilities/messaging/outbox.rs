@@ -7,7 +7,7 @@
 //! the new publish (the guest sees the error), [`OutboxFull::DropOldest`] drops the oldest
 //! stored messages to make room and counts them.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use prometheus_client::metrics::counter::Counter;
@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 
 use super::config::OutboxFull;
 use super::topic::Broker;
+use crate::group_commit::GroupCommit;
 
 /// A message waiting to be sent.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,6 +107,7 @@ struct Usage {
 pub struct Outbox {
     broker: Broker,
     db: sled::Db,
+    commit: Arc<GroupCommit>,
     tree: sled::Tree,
     limits: OutboxLimits,
     usage: Mutex<Usage>,
@@ -117,6 +119,7 @@ impl Outbox {
     /// Opens the broker's outbox in `db`, counting what an earlier run left to send.
     pub fn open(
         db: &sled::Db,
+        commit: Arc<GroupCommit>,
         broker: Broker,
         limits: OutboxLimits,
         metrics: OutboxMetrics,
@@ -144,6 +147,7 @@ impl Outbox {
         Ok(Self {
             broker,
             db: db.clone(),
+            commit,
             tree,
             limits,
             usage: Mutex::new(usage),
@@ -189,8 +193,8 @@ impl Outbox {
             usage.bytes += size;
             self.metrics.queued.set(usage.messages as i64);
         }
-        self.db
-            .flush_async()
+        self.commit
+            .persist()
             .await
             .map_err(|err| OutboxError::Storage(err.to_string()))?;
         self.added.notify_one();
@@ -200,20 +204,42 @@ impl Outbox {
     /// The oldest stored message, waiting for one when the outbox is empty.
     pub async fn oldest(&self) -> anyhow::Result<(u64, OutMessage)> {
         loop {
-            let notified = self.added.notified();
-            if let Some((key, value)) = self.tree.first()? {
-                let id = u64::from_be_bytes(key.as_ref().try_into().context("outbox key")?);
-                match OutMessage::decode(&value) {
-                    Ok(message) => return Ok((id, message)),
-                    Err(err) => {
-                        tracing::error!(broker = %self.broker, "dropping an unreadable outbox entry: {err:#}");
-                        self.remove(id);
-                        continue;
-                    }
+            if let Some(next) = self.first_after(None)? {
+                return Ok(next);
+            }
+            self.added().await;
+        }
+    }
+
+    /// The first stored message after `after` (the oldest when `None`), if there is one.
+    pub fn first_after(&self, after: Option<u64>) -> anyhow::Result<Option<(u64, OutMessage)>> {
+        loop {
+            let entry = match after {
+                None => self.tree.first()?,
+                Some(id) => self
+                    .tree
+                    .range(id.saturating_add(1).to_be_bytes()..)
+                    .next()
+                    .transpose()?,
+            };
+            let Some((key, value)) = entry else {
+                return Ok(None);
+            };
+            let id = u64::from_be_bytes(key.as_ref().try_into().context("outbox key")?);
+            match OutMessage::decode(&value) {
+                Ok(message) => return Ok(Some((id, message))),
+                Err(err) => {
+                    tracing::error!(broker = %self.broker, "dropping an unreadable outbox entry: {err:#}");
+                    self.remove(id);
                 }
             }
-            notified.await;
         }
+    }
+
+    /// Resolves once a message was stored since the last call returned (a store between a
+    /// look at the outbox and this call is not missed). One caller, the broker's sender.
+    pub async fn added(&self) {
+        self.added.notified().await;
     }
 
     /// Deletes a sent message.
@@ -255,6 +281,7 @@ mod tests {
         let db = sled::open(dir).unwrap();
         let outbox = Outbox::open(
             &db,
+            Arc::new(GroupCommit::new(db.clone())),
             Broker::Mqtt,
             OutboxLimits {
                 max_messages,
