@@ -18,7 +18,7 @@ source scripts/lib/bench-node.sh
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 mkdir -p "$work/mosquitto"
-printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 1000000\nmax_inflight_messages 64\nuser root\n' \
+printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_queued_messages 1000000\nmax_inflight_messages 64\nset_tcp_nodelay true\nuser root\n' \
   "$port" >"$work/mosquitto/conf"
 /usr/sbin/mosquitto -c "$work/mosquitto/conf" >"$work/mosquitto/log" 2>&1 &
 broker_pid=$!

@@ -102,7 +102,7 @@ impl Mosquitto {
             &conf,
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
-                 persistence_location {}/\nmax_queued_messages 100000\nuser root\n",
+                 persistence_location {}/\nmax_queued_messages 100000\nset_tcp_nodelay true\nuser root\n",
                 dir.path().display()
             ),
         )

@@ -296,6 +296,7 @@ impl Node {
                 app: Arc::from(name),
                 publish: topics.publish,
                 brokers: self.brokers.clone(),
+                counters: self.brokers.metrics().app(name),
             })
         });
         let concurrency = concurrency.unwrap_or_else(|| {

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 
 use crate::apps::{LoadedApp, RoutingTable};
 use crate::capabilities::messaging::{
-    Broker, Delivery, Message, OutMessage, TopicPattern, call_handler,
+    AppCounters, Broker, Delivery, Message, OutMessage, TopicPattern, call_handler,
 };
 use crate::control::node::Node;
 
@@ -118,23 +118,22 @@ async fn dispatch(
     mut received: mpsc::Receiver<Delivery>,
     in_flight: Arc<Semaphore>,
 ) {
+    let counters = Arc::new(node.brokers.metrics().app(&app));
     while let Some(delivery) = received.recv().await {
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
         };
-        let node = node.clone();
-        let app = app.clone();
+        let (node, app, counters) = (node.clone(), app.clone(), counters.clone());
         tokio::spawn(async move {
-            handle(&node, &app, delivery).await;
+            handle(&node, &app, &counters, delivery).await;
             drop(permit);
         });
     }
 }
 
 /// Runs the handler with retries, then acknowledges (or dead-letters and acknowledges).
-async fn handle(node: &Arc<Node>, app_name: &str, delivery: Delivery) {
-    let metrics = node.brokers.metrics();
-    metrics.count(app_name, "received");
+async fn handle(node: &Arc<Node>, app_name: &str, counters: &AppCounters, delivery: Delivery) {
+    counters.received.inc();
     let config = node.brokers.config();
     let attempts = config.retries.saturating_add(1);
     let limit = config.max_payload_bytes;
@@ -154,19 +153,16 @@ async fn handle(node: &Arc<Node>, app_name: &str, delivery: Delivery) {
                 tracing::info!(app = app_name, "app removed: message left unacknowledged");
                 return;
             };
-            tracing::debug!(app = app_name, topic = %delivery.topic, "invoking");
-            let outcome = invoke(node, &app, &delivery).await;
-            tracing::debug!(app = app_name, ok = outcome.is_ok(), "invoked");
-            match outcome {
+            match invoke(node, &app, &delivery).await {
                 Ok(()) => {
                     acknowledge(app_name, delivery).await;
-                    metrics.count(app_name, "acked");
+                    counters.acked.inc();
                     return;
                 }
                 Err(why) => reason = why,
             }
             if tried < attempts {
-                metrics.count(app_name, "retried");
+                counters.retried.inc();
                 tracing::debug!(app = app_name, topic = %delivery.topic, attempt = tried, "handler failed, retrying: {reason}");
                 tokio::time::sleep(config.backoff(tried)).await;
             }
@@ -182,7 +178,7 @@ async fn handle(node: &Arc<Node>, app_name: &str, delivery: Delivery) {
     );
     match node.brokers.publish(delivery.broker, &letter).await {
         Ok(()) => {
-            metrics.count(app_name, "dead_lettered");
+            counters.dead_lettered.inc();
             acknowledge(app_name, delivery).await;
         }
         // Not acknowledged: the broker delivers it again later.
@@ -194,7 +190,6 @@ async fn handle(node: &Arc<Node>, app_name: &str, delivery: Delivery) {
 }
 
 async fn acknowledge(app: &str, delivery: Delivery) {
-    tracing::debug!(app, topic = %delivery.topic, "acknowledging");
     if let Err(err) = delivery.ack.ack().await {
         tracing::warn!(
             app,
@@ -227,7 +222,7 @@ async fn invoke(node: &Arc<Node>, app: &Arc<LoadedApp>, delivery: &Delivery) -> 
     // Apps granted a model block their thread in inference: keep them off the async workers.
     let outcome = match (&app.models, node.models.workers()) {
         (Some(_), Some(workers)) => workers.spawn(bounded).await,
-        _ => tokio::spawn(bounded).await,
+        _ => Ok(bounded.await),
     };
     let reason = match outcome {
         Ok(Ok(Ok(Ok(())))) => return Ok(()),

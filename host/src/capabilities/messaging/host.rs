@@ -105,6 +105,7 @@ pub struct AppMessaging {
     /// `--publish` patterns.
     pub publish: Vec<TopicPattern>,
     pub brokers: Arc<Brokers>,
+    pub counters: super::AppCounters,
 }
 
 /// The messaging context of one store.
@@ -149,7 +150,7 @@ impl<'a> MessagingView<'a> {
             return Err(Error::Other(format!("invalid {broker} topic: {why}")));
         }
         if !app.publish.iter().any(|p| p.matches(broker, topic)) {
-            app.brokers.metrics().count(&app.app, "publish_denied");
+            app.counters.publish_denied.inc();
             tracing::warn!(app = %app.app, %broker, topic, "publish denied: topic not granted");
             return Err(Error::PermissionDenied(format!(
                 "app {} may not publish to {broker}:{topic}; redeploy with --publish {broker}:PATTERN \
@@ -298,11 +299,11 @@ impl producer::Host for MessagingView<'_> {
         let outgoing = message.into_outgoing(topic);
         match app.brokers.publish(broker, &outgoing).await {
             Ok(()) => {
-                app.brokers.metrics().count(&app.app, "published");
+                app.counters.published.inc();
                 Ok(Ok(()))
             }
             Err(err) => {
-                app.brokers.metrics().count(&app.app, "publish_failed");
+                app.counters.publish_failed.inc();
                 tracing::warn!(app = %app.app, %broker, topic = %outgoing.topic, "publish failed: {err}");
                 Ok(Err(to_wit(err)))
             }

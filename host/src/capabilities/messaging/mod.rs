@@ -23,7 +23,7 @@ mod topic;
 
 use serde::{Deserialize, Serialize};
 
-pub use brokers::{BrokerStatus, Brokers, MessagingMetrics};
+pub use brokers::{AppCounters, BrokerStatus, Brokers, MessagingMetrics};
 pub use config::{MessagingConfig, MqttConfig, NatsConfig, OutboxFull};
 pub use host::{
     AppMessaging, HandlerIndices, Message, MessagingCtx, MessagingView, add_to_linker, call_handler,
