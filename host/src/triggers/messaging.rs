@@ -164,6 +164,7 @@ async fn handle(node: &Arc<Node>, app_name: &str, counters: &AppCounters, delive
             if tried < attempts {
                 counters.retried.inc();
                 tracing::debug!(app = app_name, topic = %delivery.topic, attempt = tried, "handler failed, retrying: {reason}");
+                delivery.ack.in_progress().await;
                 tokio::time::sleep(config.backoff(tried)).await;
             }
         }

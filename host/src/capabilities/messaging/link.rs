@@ -119,6 +119,18 @@ pub enum Acker {
 }
 
 impl Acker {
+    /// Tells the broker the message is still being worked on (before a retry's wait), so
+    /// JetStream does not redeliver it meanwhile; nothing to do for MQTT.
+    pub async fn in_progress(&self) {
+        if let Acker::JetStream(message) = self
+            && let Err(err) = message
+                .ack_with(async_nats::jetstream::AckKind::Progress)
+                .await
+        {
+            tracing::debug!("telling JetStream a message is in progress: {err}");
+        }
+    }
+
     pub async fn ack(self) -> anyhow::Result<()> {
         match self {
             // Queued for the subscriber's event loop without waiting (on a task of its own when
