@@ -7,7 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::brokers::{Mosquitto, MqttProbe, Nats};
-use crate::harness::{PATIENCE, TestHost, client, get, guest, metric_or_zero, photo, send};
+use crate::harness::{
+    CliResult, PATIENCE, TestHost, client, get, guest, metric_or_zero, photo, send,
+};
 
 /// A node config with the given brokers and quick retries.
 fn node_toml(mqtt: Option<&str>, nats: Option<&str>, extra: &str) -> String {
@@ -34,6 +36,33 @@ fn node_in(data: &Path, toml: &str) -> TestHost {
     TestHost::start_in(
         &data.join("node"),
         &["--config", config.to_str().expect("utf-8")],
+    )
+}
+
+/// Deploys `guests/sensor-alert` as `sensor`, as its README does, with `threshold`.
+fn deploy_sensor(host: &TestHost, threshold: &str) -> CliResult {
+    let threshold = format!("threshold={threshold}");
+    host.deploy(
+        "sensor",
+        &guest("sensor-alert"),
+        &[
+            "--kv",
+            "--subscribe",
+            "mqtt:sensors/+/temperature",
+            "--publish",
+            "mqtt:alerts/#",
+            "--config",
+            &threshold,
+        ],
+    )
+}
+
+/// Deploys the `relay` fixture subscribed to `subscribe`, allowed to publish to `publish`.
+fn deploy_relay(host: &TestHost, subscribe: &str, publish: &str) -> CliResult {
+    host.deploy(
+        "relay",
+        &guest("relay"),
+        &["--subscribe", subscribe, "--publish", publish],
     )
 }
 
@@ -72,19 +101,7 @@ async fn sensor_alert_averages_readings_and_publishes_alerts_over_mqtt() {
     let host = TestHost::start_with_config(&node_toml(Some(&broker.url()), None, ""));
     wait_for_health(&host, "mqtt: connected").await;
     let mut alerts = MqttProbe::connect(broker.port(), "alerts-watcher", &["alerts/#"]).await;
-    let deployed = host.deploy(
-        "sensor",
-        &guest("sensor-alert"),
-        &[
-            "--kv",
-            "--subscribe",
-            "mqtt:sensors/+/temperature",
-            "--publish",
-            "mqtt:alerts/#",
-            "--config",
-            "threshold=30",
-        ],
-    );
+    let deployed = deploy_sensor(&host, "30");
     assert!(
         deployed
             .stdout
@@ -216,11 +233,7 @@ async fn a_failing_handler_is_retried_then_dead_lettered_with_the_reason() {
         "[limits]\nrequest_timeout_ms = 1000\n",
     ));
     host.deploy("hello", &guest("hello"), &[]);
-    host.deploy(
-        "relay",
-        &guest("relay"),
-        &["--subscribe", "mqtt:jobs/#", "--publish", "mqtt:relayed/#"],
-    );
+    deploy_relay(&host, "mqtt:jobs/#", "mqtt:relayed/#");
     let mut dead = MqttProbe::connect(broker.port(), "dead-watcher", &["dead-letter/#"]).await;
     host.wait_for_log("subscribed");
     let producer = MqttProbe::connect(broker.port(), "jobs-producer", &["unused/never"]).await;
@@ -276,11 +289,7 @@ async fn no_message_is_lost_when_the_broker_restarts_mid_stream() {
     const N: usize = 60;
     let mut broker = Mosquitto::start();
     let host = TestHost::start_with_config(&node_toml(Some(&broker.url()), None, ""));
-    host.deploy(
-        "relay",
-        &guest("relay"),
-        &["--subscribe", "mqtt:jobs/#", "--publish", "mqtt:relayed/#"],
-    );
+    deploy_relay(&host, "mqtt:jobs/#", "mqtt:relayed/#");
     host.deploy("hello", &guest("hello"), &[]);
     host.wait_for_log("subscribed");
     let mut relayed = MqttProbe::connect(broker.port(), "relayed-watcher", &["relayed/#"]).await;
@@ -315,11 +324,7 @@ async fn unacknowledged_messages_come_again_after_the_node_is_killed() {
     let data = tempfile::tempdir().unwrap();
     let toml = node_toml(Some(&broker.url()), None, "");
     let host = node_in(data.path(), &toml);
-    host.deploy(
-        "relay",
-        &guest("relay"),
-        &["--subscribe", "mqtt:jobs/#", "--publish", "mqtt:relayed/#"],
-    );
+    deploy_relay(&host, "mqtt:jobs/#", "mqtt:relayed/#");
     host.wait_for_log("subscribed");
     let mut relayed = MqttProbe::connect(broker.port(), "crash-watcher", &["relayed/#"]).await;
     let producer = MqttProbe::connect(broker.port(), "crash-producer", &["unused/never"]).await;
@@ -350,19 +355,7 @@ async fn what_is_published_during_an_outage_arrives_in_order_after_it() {
     const N: usize = 20;
     let mut broker = Mosquitto::start();
     let host = TestHost::start_with_config(&node_toml(Some(&broker.url()), None, ""));
-    host.deploy(
-        "sensor",
-        &guest("sensor-alert"),
-        &[
-            "--kv",
-            "--subscribe",
-            "mqtt:sensors/+/temperature",
-            "--publish",
-            "mqtt:alerts/#",
-            "--config",
-            "threshold=0",
-        ],
-    );
+    deploy_sensor(&host, "0");
     // Persistent session: the watcher's subscription outlives the broker restart.
     let alerts = MqttProbe::connect(broker.port(), "outage-watcher", &["alerts/#"]).await;
     drop(alerts);
@@ -417,11 +410,7 @@ async fn jetstream_messages_survive_a_server_restart() {
     .await
     .unwrap();
     let host = TestHost::start_with_config(&node_toml(None, Some(&nats.url()), ""));
-    host.deploy(
-        "relay",
-        &guest("relay"),
-        &["--subscribe", "nats:jobs.>", "--publish", "nats:relayed.>"],
-    );
+    deploy_relay(&host, "nats:jobs.>", "nats:relayed.>");
     host.deploy("hello", &guest("hello"), &[]);
     for i in 0..N / 2 {
         js.publish("jobs.a", format!("sleep:20:{i}").into())
@@ -526,29 +515,8 @@ async fn bad_messaging_input_gets_a_clear_error_and_http_keeps_serving() {
     );
 
     // Oversized in, oversized out, a topic not granted, malformed JSON: dead letters with reasons.
-    host.deploy(
-        "relay",
-        &guest("relay"),
-        &[
-            "--subscribe",
-            "mqtt:jobs/#",
-            "--publish",
-            "mqtt:relayed/jobs/ok/#",
-        ],
-    );
-    host.deploy(
-        "sensor",
-        &guest("sensor-alert"),
-        &[
-            "--kv",
-            "--subscribe",
-            "mqtt:sensors/+/temperature",
-            "--publish",
-            "mqtt:alerts/#",
-            "--config",
-            "threshold=30",
-        ],
-    );
+    deploy_relay(&host, "mqtt:jobs/#", "mqtt:relayed/jobs/ok/#");
+    deploy_sensor(&host, "30");
     let mut dead = MqttProbe::connect(broker.port(), "bad-dead-watcher", &["dead-letter/#"]).await;
     host.wait_for_log("subscribed");
     let producer = MqttProbe::connect(broker.port(), "bad-producer", &["unused/never"]).await;
@@ -617,11 +585,7 @@ async fn an_unreachable_broker_does_not_stop_deploys_or_http() {
     ));
     host.deploy("hello", &guest("hello"), &[]);
     wait_for_health(&host, "mqtt: unreachable").await;
-    let deployed = host.deploy(
-        "relay",
-        &guest("relay"),
-        &["--subscribe", "mqtt:jobs/#", "--publish", "mqtt:relayed/#"],
-    );
+    let deployed = deploy_relay(&host, "mqtt:jobs/#", "mqtt:relayed/#");
     assert!(
         deployed
             .stderr
