@@ -50,27 +50,88 @@ impl GroupCommit {
                 return Ok(());
             }
             if let Ok(leading) = self.leader.try_lock() {
+                let mut lead = Lead {
+                    commit: self,
+                    guard: Some(leading),
+                };
                 let covered = self.writes.load(Ordering::SeqCst);
                 let db = self.db.clone();
                 let flushed = tokio::task::spawn_blocking(move || db.flush())
                     .await
-                    .map_err(|err| CommitError::Task(err.to_string()))?
-                    .map_err(|err| CommitError::Flush(err.to_string()));
-                drop(leading);
-                match flushed {
-                    // Published after releasing the lead, so a waiter that saw the lead taken
-                    // is sure to be woken by this send.
-                    Ok(_) => self.durable.send_modify(|d| *d = (*d).max(covered)),
-                    Err(err) => {
-                        // Wake the waiters so they try (and learn) for themselves.
-                        self.durable.send_modify(|_| {});
-                        return Err(err);
-                    }
-                }
+                    .map_err(|err| CommitError::Task(err.to_string()))
+                    .and_then(|result| result.map_err(|err| CommitError::Flush(err.to_string())));
+                lead.end(flushed.is_ok().then_some(covered));
+                flushed?;
                 continue;
             }
             if durable.changed().await.is_err() {
                 return Err(CommitError::Flush("the database is shutting down".into()));
+            }
+        }
+    }
+}
+
+/// The lead of one flush. Ending it releases the lead, then publishes what became durable, or
+/// only wakes the waiters (a failed flush, or a leader dropped mid-flush because its caller
+/// was cancelled) so that each of them leads a flush of its own instead of waiting for ever.
+struct Lead<'a> {
+    commit: &'a GroupCommit,
+    guard: Option<tokio::sync::MutexGuard<'a, ()>>,
+}
+
+impl Lead<'_> {
+    fn end(&mut self, durable: Option<u64>) {
+        // Released first, so a woken waiter finds the lead free.
+        if self.guard.take().is_none() {
+            return;
+        }
+        self.commit.durable.send_modify(|d| {
+            if let Some(covered) = durable {
+                *d = (*d).max(covered);
+            }
+        });
+    }
+}
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        self.end(None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers_all_return_and_a_cancelled_leader_strands_nobody() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let commit = Arc::new(GroupCommit::new(db.clone()));
+        for round in 0..20 {
+            let tree = db.open_tree("t").unwrap();
+            tree.insert(format!("k{round}"), "v").unwrap();
+            // One caller is cancelled right away, possibly while leading a flush.
+            let cancelled = tokio::spawn({
+                let commit = commit.clone();
+                async move { commit.persist().await }
+            });
+            cancelled.abort();
+            let writers: Vec<_> = (0..8)
+                .map(|_| {
+                    let commit = commit.clone();
+                    tokio::spawn(async move { commit.persist().await })
+                })
+                .collect();
+            for writer in writers {
+                tokio::time::timeout(Duration::from_secs(30), writer)
+                    .await
+                    .expect("no writer is stranded")
+                    .unwrap()
+                    .expect("the flush succeeds");
             }
         }
     }
