@@ -457,6 +457,23 @@ async fn jetstream_messages_survive_a_server_restart() {
         "every JetStream message relayed; missing {:?}",
         missing(&seen, N)
     );
+
+    // A removed app leaves no durable consumer collecting messages on the server.
+    let removed = host.edge(&["remove", "relay"]);
+    assert!(removed.ok, "{}", removed.stderr);
+    use futures_util::TryStreamExt as _;
+    let consumers: Vec<String> = js
+        .get_stream("JOBS")
+        .await
+        .unwrap()
+        .consumer_names()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(
+        consumers.is_empty(),
+        "the removed app's consumer is deleted: {consumers:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -503,8 +503,8 @@ impl Node {
         if let Err(err) = self.repo.collect_garbage() {
             tracing::warn!("removing unused files of {name}: {err:#}");
         }
-        if !record.current.grants.messaging.subscribe.is_empty() {
-            self.brokers.forget(name).await;
+        if let Ok(topics) = record.current.grants.messaging.parse() {
+            self.brokers.forget(name, &topics.subscribe).await;
         }
         if delete_data {
             let buckets = self

@@ -390,10 +390,18 @@ impl Brokers {
         Ok(tasks)
     }
 
-    /// Forgets a removed app's broker-side state (its persistent MQTT session).
-    pub async fn forget(&self, app: &str) {
-        if let Some(link) = &self.mqtt {
+    /// Forgets a removed app's broker-side state, so the brokers stop keeping messages for
+    /// it: its persistent MQTT session and its JetStream durable consumers. Best effort and
+    /// bounded; an unreachable broker is logged.
+    pub async fn forget(&self, app: &str, patterns: &[TopicPattern]) {
+        let subscribed = |broker| patterns.iter().any(|p| p.broker == broker);
+        if let Some(link) = self.mqtt.as_ref().filter(|_| subscribed(Broker::Mqtt)) {
             mqtt::forget_session(&link.config, app).await;
+        }
+        if let Some(link) = self.nats.as_ref().filter(|_| subscribed(Broker::Nats)) {
+            for pattern in patterns.iter().filter(|p| p.broker == Broker::Nats) {
+                nats::forget_consumer(&link.config, &link.client, app, &pattern.pattern).await;
+            }
         }
     }
 }

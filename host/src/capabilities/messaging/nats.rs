@@ -209,6 +209,36 @@ pub fn start_subscriber(
         .collect()
 }
 
+/// Deletes the durable consumer of `app` for `subject`, if JetStream has one (bounded wait).
+pub async fn forget_consumer(
+    config: &NatsConfig,
+    client: &async_nats::Client,
+    app: &str,
+    subject: &str,
+) {
+    if !config.jetstream {
+        return;
+    }
+    let durable = durable_name(&config.client_id, app, subject);
+    let js = jetstream::new(client.clone());
+    let delete = async {
+        let name = js.stream_by_subject(subject.to_string()).await?;
+        js.get_stream(name).await?.delete_consumer(&durable).await?;
+        anyhow::Ok(())
+    };
+    match tokio::time::timeout(Duration::from_secs(5), delete).await {
+        Ok(Ok(())) => {
+            tracing::info!(app, consumer = %durable, "deleted the app's jetstream consumer")
+        }
+        Ok(Err(err)) => {
+            tracing::warn!(app, consumer = %durable, "could not delete the app's jetstream consumer: {err:#}")
+        }
+        Err(_) => {
+            tracing::warn!(app, consumer = %durable, "could not delete the app's jetstream consumer: nats did not answer in 5 s")
+        }
+    }
+}
+
 /// `ID-APP-HASH`: stable for an app's subject, valid as a consumer name.
 fn durable_name(client_id: &str, app: &str, subject: &str) -> String {
     let hash = hex::encode(&sha2::Sha256::digest(subject.as_bytes())[..4]);
