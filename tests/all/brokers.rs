@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use crate::harness::{PATIENCE, eventually};
 
 /// A free loopback port (bound, then released for the broker to take).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -89,11 +89,15 @@ impl Drop for Server {
     }
 }
 
-/// A mosquitto broker with persistence, on a free loopback port.
-pub struct Mosquitto(Server);
+/// A broker on a free loopback port, stopped and started again on the same port and data.
+pub struct Broker {
+    server: Server,
+    scheme: &'static str,
+}
 
-impl Mosquitto {
-    pub fn start() -> Self {
+impl Broker {
+    /// A mosquitto broker with persistence (what it queues survives a restart).
+    pub fn mosquitto() -> Self {
         let program = program("mosquitto", "/usr/sbin/mosquitto");
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
@@ -118,31 +122,14 @@ impl Mosquitto {
             _dir: dir,
         };
         server.start();
-        Self(server)
+        Self {
+            server,
+            scheme: "mqtt",
+        }
     }
 
-    pub fn port(&self) -> u16 {
-        self.0.port
-    }
-
-    pub fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.0.port)
-    }
-
-    pub fn stop(&mut self) {
-        self.0.stop();
-    }
-
-    pub fn start_again(&mut self) {
-        self.0.start();
-    }
-}
-
-/// A nats-server with JetStream, on a free loopback port.
-pub struct Nats(Server);
-
-impl Nats {
-    pub fn start() -> Self {
+    /// A nats-server with JetStream, storing streams in its own folder.
+    pub fn nats() -> Self {
         let program = program("nats-server", "/usr/sbin/nats-server");
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
@@ -160,19 +147,27 @@ impl Nats {
             _dir: dir,
         };
         server.start();
-        Self(server)
+        Self {
+            server,
+            scheme: "nats",
+        }
     }
 
+    pub fn port(&self) -> u16 {
+        self.server.port
+    }
+
+    /// `mqtt://127.0.0.1:PORT` or `nats://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.0.port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.server.port)
     }
 
     pub fn stop(&mut self) {
-        self.0.stop();
+        self.server.stop();
     }
 
     pub fn start_again(&mut self) {
-        self.0.start();
+        self.server.start();
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::brokers::{Mosquitto, MqttProbe, Nats};
+use crate::brokers::{Broker, MqttProbe, free_port};
 use crate::harness::{
     CliResult, PATIENCE, TestHost, client, get, guest, metric_or_zero, photo, send,
 };
@@ -97,7 +97,7 @@ async fn assert_http_serves(host: &TestHost) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sensor_alert_averages_readings_and_publishes_alerts_over_mqtt() {
-    let broker = Mosquitto::start();
+    let broker = Broker::mosquitto();
     let host = TestHost::start_with_config(&node_toml(Some(&broker.url()), None, ""));
     wait_for_health(&host, "mqtt: connected").await;
     let mut alerts = MqttProbe::connect(broker.port(), "alerts-watcher", &["alerts/#"]).await;
@@ -162,7 +162,7 @@ async fn sensor_alert_averages_readings_and_publishes_alerts_over_mqtt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn camera_classify_labels_frames_from_jetstream() {
-    let nats = Nats::start();
+    let nats = Broker::nats();
     let watcher = async_nats::connect(nats.url())
         .await
         .expect("connecting to nats");
@@ -226,7 +226,7 @@ async fn camera_classify_labels_frames_from_jetstream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_handler_is_retried_then_dead_lettered_with_the_reason() {
-    let broker = Mosquitto::start();
+    let broker = Broker::mosquitto();
     let host = TestHost::start_with_config(&node_toml(
         Some(&broker.url()),
         None,
@@ -287,7 +287,7 @@ async fn a_failing_handler_is_retried_then_dead_lettered_with_the_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_message_is_lost_when_the_broker_restarts_mid_stream() {
     const N: usize = 60;
-    let mut broker = Mosquitto::start();
+    let mut broker = Broker::mosquitto();
     let host = TestHost::start_with_config(&node_toml(Some(&broker.url()), None, ""));
     deploy_relay(&host, "mqtt:jobs/#", "mqtt:relayed/#");
     host.deploy("hello", &guest("hello"), &[]);
@@ -320,7 +320,7 @@ async fn no_message_is_lost_when_the_broker_restarts_mid_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unacknowledged_messages_come_again_after_the_node_is_killed() {
     const N: usize = 60;
-    let broker = Mosquitto::start();
+    let broker = Broker::mosquitto();
     let data = tempfile::tempdir().unwrap();
     let toml = node_toml(Some(&broker.url()), None, "");
     let host = node_in(data.path(), &toml);
@@ -353,7 +353,7 @@ async fn unacknowledged_messages_come_again_after_the_node_is_killed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_is_published_during_an_outage_arrives_in_order_after_it() {
     const N: usize = 20;
-    let mut broker = Mosquitto::start();
+    let mut broker = Broker::mosquitto();
     let host = TestHost::start_with_config(&node_toml(Some(&broker.url()), None, ""));
     deploy_sensor(&host, "0");
     // Persistent session: the watcher's subscription outlives the broker restart.
@@ -392,7 +392,7 @@ async fn what_is_published_during_an_outage_arrives_in_order_after_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_messages_survive_a_server_restart() {
     const N: usize = 30;
-    let mut nats = Nats::start();
+    let mut nats = Broker::nats();
     let watcher = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(watcher.clone());
     js.get_or_create_stream(async_nats::jetstream::stream::Config {
@@ -478,7 +478,7 @@ async fn jetstream_messages_survive_a_server_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_messaging_input_gets_a_clear_error_and_http_keeps_serving() {
-    let broker = Mosquitto::start();
+    let broker = Broker::mosquitto();
     let host = TestHost::start_with_config(&node_toml(Some(&broker.url()), None, ""));
     host.deploy("hello", &guest("hello"), &[]);
     let relay = guest("relay");
@@ -592,9 +592,7 @@ async fn bad_messaging_input_gets_a_clear_error_and_http_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_broker_does_not_stop_deploys_or_http() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let port = free_port();
     let host = TestHost::start_with_config(&node_toml(
         Some(&format!("mqtt://127.0.0.1:{port}")),
         None,

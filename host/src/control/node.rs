@@ -403,6 +403,7 @@ impl Node {
             previous,
         };
         self.repo.put_app(&record)?;
+        let warnings = self.broker_warnings(&loaded);
         let table = self.routes.current().with(Arc::new(loaded));
         self.routes.replace(table);
         tracing::info!(
@@ -412,7 +413,6 @@ impl Node {
             compile_ms = compile_time.as_secs_f64() * 1e3,
             "deployed"
         );
-        let warnings = self.broker_warnings(&record.current);
         Ok(DeployOutcome {
             record,
             compile_time,
@@ -422,14 +422,12 @@ impl Node {
 
     /// Brokers this version uses that are unreachable now: the deploy stands (subscriptions
     /// start and the outbox drains once they are back), but the deployer should know.
-    fn broker_warnings(&self, version: &VersionRecord) -> Vec<String> {
-        let Ok(topics) = version.grants.messaging.parse() else {
-            return Vec::new();
-        };
-        let mut used: Vec<_> = topics
-            .subscribe
+    fn broker_warnings(&self, app: &LoadedApp) -> Vec<String> {
+        let published = app.messaging.iter().flat_map(|m| &m.publish);
+        let mut used: Vec<_> = app
+            .subscriptions
             .iter()
-            .chain(&topics.publish)
+            .chain(published)
             .map(|p| p.broker)
             .collect();
         used.sort();
