@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark: guests/hello served by `edge` and by `wasmtime serve` (wasmtime-cli 48.0.8, the
 # same wasmtime version) on this machine, in one run, driven by the same load generator (wrk)
-# with the same connections and duration on loopback. Rounds alternate edge / wasmtime so
-# both see the same machine state; the median round of each is compared.
+# with the same connections and duration on loopback. A second edge node runs with usage
+# metering off ([metering] enabled = false), to price metering. Rounds alternate
+# edge / edge without metering / wasmtime so all see the same machine state; the median round
+# of each is compared.
 #
 #   scripts/bench-hello.sh [DURATION_S=6] [CONNECTIONS=16] [ROUNDS=3]
 #
@@ -53,19 +55,30 @@ wait_for_200() {
   exit 1
 }
 
-# --- edge ---
-EDGE_LOG=warn target/release/edge serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-  --data-dir "$work/edge" >"$work/edge.out" 2>"$work/edge.err" &
-pids+=($!)
-for _ in $(seq 1 300); do
-  grep -q "admin API listening" "$work/edge.out" 2>/dev/null && break
-  sleep 0.1
-done
-edge_admin=$(sed -n 's/^edge: admin API listening on //p' "$work/edge.out")
-edge_data=$(sed -n 's/^edge: data plane listening on //p' "$work/edge.out")
-target/release/edge deploy hello "$hello" --node "$edge_admin" --data-dir "$work/edge" >/dev/null 2>&1
-edge_url="$edge_data/hello/bench"
-wait_for_200 "$edge_url"
+# --- edge, with metering (the default) and without ---
+# start_edge NAME [serve args...]: starts a node with hello deployed; sets hello_url
+start_edge() {
+  local name=$1
+  shift
+  EDGE_LOG=warn target/release/edge serve "$@" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+    --data-dir "$work/$name" >"$work/$name.out" 2>"$work/$name.err" &
+  pids+=($!)
+  for _ in $(seq 1 300); do
+    grep -q "admin API listening" "$work/$name.out" 2>/dev/null && break
+    sleep 0.1
+  done
+  local admin data
+  admin=$(sed -n 's/^edge: admin API listening on //p' "$work/$name.out")
+  data=$(sed -n 's/^edge: data plane listening on //p' "$work/$name.out")
+  target/release/edge deploy hello "$hello" --node "$admin" --data-dir "$work/$name" >/dev/null 2>&1
+  hello_url="$data/hello/bench"
+  wait_for_200 "$hello_url"
+}
+start_edge edge
+edge_url=$hello_url
+printf '[metering]\nenabled = false\n' >"$work/no-metering.toml"
+start_edge nometer --config "$work/no-metering.toml"
+nometer_url=$hello_url
 
 # --- wasmtime serve (-S cli: hello uses std, which imports wasi:cli interfaces) ---
 port=$(free_port)
@@ -96,14 +109,17 @@ measure() {
 
 echo "warming up"
 wrk -t1 -c"$connections" -d2s "$edge_url" >/dev/null
+wrk -t1 -c"$connections" -d2s "$nometer_url" >/dev/null
 wrk -t1 -c"$connections" -d2s "$wasmtime_url" >/dev/null
 
 printf '%-6s %-10s %12s %10s %10s\n' round server "requests/s" "p50 ms" "p99 ms"
 : >"$work/edge.results"
+: >"$work/nometer.results"
 : >"$work/wasmtime.results"
 for round in $(seq 1 "$rounds"); do
-  for server in edge wasmtime; do
+  for server in edge nometer wasmtime; do
     url=$edge_url
+    [[ $server == nometer ]] && url=$nometer_url
     [[ $server == wasmtime ]] && url=$wasmtime_url
     read -r rps p50 p99 < <(measure "$url")
     echo "$rps $p50 $p99" >>"$work/$server.results"
@@ -114,10 +130,14 @@ done
 median() { sort -n -k1,1 "$1" | awk -v n="$rounds" 'NR == int((n + 1) / 2)'; }
 read -r e_rps e_p50 e_p99 < <(median "$work/edge.results")
 read -r w_rps w_p50 w_p99 < <(median "$work/wasmtime.results")
+read -r n_rps n_p50 n_p99 < <(median "$work/nometer.results")
 echo
 echo "median of $rounds rounds, wrk -t1 -c$connections -d${duration}s, $(nproc) cores, $(uname -m)"
 printf '%-16s %12s %10s %10s\n' server "requests/s" "p50 ms" "p99 ms"
 printf '%-16s %12s %10s %10s\n' edge "$e_rps" "$e_p50" "$e_p99"
+printf '%-16s %12s %10s %10s\n' "edge, no meter" "$n_rps" "$n_p50" "$n_p99"
 printf '%-16s %12s %10s %10s\n' "wasmtime serve" "$w_rps" "$w_p50" "$w_p99"
 awk -v a="$e_rps" -v b="$w_rps" -v c="$e_p99" -v d="$w_p99" \
   'BEGIN { printf "edge / wasmtime serve: throughput %.2fx, p99 %.2fx\n", a / b, c / d }'
+awk -v a="$e_rps" -v b="$n_rps" -v c="$e_p99" -v d="$n_p99" \
+  'BEGIN { printf "metering on / off: throughput %.3fx, p99 %.2fx\n", a / b, c / d }'

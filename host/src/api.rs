@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::capabilities::kv::KeyPage;
 pub use crate::capabilities::nn::{InputView, ModelView, ModelsView, RuntimeView};
+pub use crate::usage::{UsageCounters, UsageView};
 
 /// An app as the API shows it. Environment and config values may be secrets: only their
 /// names are shown.
@@ -36,6 +37,41 @@ pub struct AppView {
     /// Present when the app runs from a deploy-time snapshot.
     pub snapshot: Option<SnapshotView>,
     pub previous: Option<PreviousView>,
+    /// The limits the app runs under.
+    #[serde(default)]
+    pub limits: Option<LimitsView>,
+}
+
+/// Limits one app version asked for at deploy (`--memory`, `--timeout`, `--concurrency`,
+/// `--max-body`); `None` takes the node's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
+}
+
+impl AppLimits {
+    pub fn is_default(&self) -> bool {
+        *self == AppLimits::default()
+    }
+}
+
+/// An app's limits: its own where it set them at deploy, else the node's defaults.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LimitsView {
+    pub memory_mib: u64,
+    pub timeout_ms: u64,
+    pub concurrency: usize,
+    pub max_body_bytes: u64,
+    /// Which of them the deploy set (`memory`, `timeout`, `concurrency`, `max_body`).
+    pub overridden: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,3 +106,86 @@ pub struct DeployReply {
 /// object of strings). Values may be secrets: a header keeps them out of URLs, which proxies
 /// and access logs record.
 pub const CONFIG_HEADER: &str = "edge-config-values";
+
+/// A named admin token as listed: never its secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenView {
+    pub name: String,
+    pub role: crate::auth::Role,
+    /// Seconds since the Unix epoch.
+    pub created_at: u64,
+}
+
+/// The answer to `POST /v1/tokens`: the only time the secret is shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenCreated {
+    pub token: TokenView,
+    pub secret: String,
+}
+
+/// What `POST /v1/tokens` asks for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenRequest {
+    pub name: String,
+    pub role: crate::auth::Role,
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// 1 for the first entry the node ever wrote, then one more per entry.
+    pub seq: u64,
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// Name of the token that acted (`admin` for the bootstrap token).
+    pub token: String,
+    pub action: String,
+    pub app: Option<String>,
+    /// `bucket/key` for kv actions, the token's name for token actions.
+    #[serde(default)]
+    pub target: Option<String>,
+    pub digest: Option<String>,
+    /// `ok`, or why the action was refused or failed.
+    pub result: String,
+    /// Hash of the previous entry.
+    pub prev: String,
+    /// SHA-256 of this entry's other fields.
+    pub hash: String,
+}
+
+/// What `edge audit verify` reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditVerification {
+    pub ok: bool,
+    pub entries: u64,
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+    /// The last entry the node recorded having written.
+    pub head_seq: u64,
+    /// The first problem found.
+    pub problem: Option<String>,
+}
+
+/// One line an app wrote to stdout or stderr.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Increases by one per line kept for the app (`after=` pages on it).
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// The invocation that wrote it (empty for the node's own notes).
+    pub request_id: String,
+    /// `stdout`, `stderr`, or `edge` for the node's notes (lines dropped by the rate limit).
+    pub stream: String,
+    pub text: String,
+}
+
+/// `GET /v1/apps/{name}/logs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogPage {
+    pub lines: Vec<LogLine>,
+    /// Pass as `after=` to get the lines after these.
+    pub next_after: u64,
+    /// Lines the rate limit dropped since the node started.
+    pub dropped: u64,
+}

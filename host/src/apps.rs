@@ -11,9 +11,12 @@ use crate::capabilities::config::Variables;
 use crate::capabilities::messaging::{AppMessaging, HandlerIndices, TopicPattern};
 use crate::capabilities::nn::AppModels;
 use crate::capabilities::outbound_http::OutboundPolicy;
+use crate::config::ResolvedLimits;
 use crate::control::repository::VersionRecord;
+use crate::guest_logs::AppLog;
 use crate::host_state::HostState;
 use crate::names::route_matches;
+use crate::usage::AppUsage;
 
 /// One app version, compiled and pre-instantiated: a request only creates a store.
 pub struct LoadedApp {
@@ -24,8 +27,10 @@ pub struct LoadedApp {
     pub http: Option<ProxyIndices>,
     /// Where its `wasi:messaging/incoming-handler` is, when it exports one.
     pub message_handler: Option<HandlerIndices>,
-    /// Requests in flight for this app (shared by all its versions).
+    /// Requests in flight for this app (shared by its versions while their limit is equal).
     pub concurrency: Arc<Semaphore>,
+    /// Memory, time, body and concurrency limits: the node's defaults or the deploy's own.
+    pub limits: ResolvedLimits,
     /// The app's key-value namespace when it was granted `--kv`.
     pub kv_namespace: Option<Arc<str>>,
     /// The models it was granted with `--model`; its requests run on the inference workers.
@@ -38,6 +43,10 @@ pub struct LoadedApp {
     pub messaging: Option<Arc<AppMessaging>>,
     /// The topics it is triggered by (`--subscribe`).
     pub subscriptions: Vec<TopicPattern>,
+    /// Where its guests' stdout and stderr lines go (shared by its versions).
+    pub logs: Arc<AppLog>,
+    /// Its usage counters (shared by its versions); `None` when metering is off.
+    pub usage: Option<Arc<AppUsage>>,
 }
 
 /// Prefix routes, longest first, so the first match is the longest.

@@ -1,10 +1,54 @@
-//! The admin bearer token: where it comes from, how it is generated, how it is checked.
+//! Who may call the admin API: the bootstrap token (where it comes from, how it is generated,
+//! how it is checked) and the roles named tokens carry ([`Role`], [`Caller`]).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq as _;
+
+/// What a token may do. Each role includes the ones before it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// List apps and models, read usage, metrics and guest logs.
+    Read,
+    /// Also deploy, roll back and remove apps (keeping their data).
+    Deploy,
+    /// Everything: also delete app data, read and write kv, manage tokens, read the audit log.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Deploy => "deploy",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The authenticated caller of an admin request: the token's name (recorded in the audit log)
+/// and its role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub token: String,
+    pub role: Role,
+}
+
+/// The name the bootstrap token (`admin.token` or `[server] token`) goes by in the audit log.
+pub const BOOTSTRAP_TOKEN_NAME: &str = "admin";
 
 /// File under the data folder holding the generated token.
 pub const TOKEN_FILE: &str = "admin.token";
@@ -23,7 +67,7 @@ pub fn load_or_generate(configured: &str, data_dir: &Path) -> anyhow::Result<Str
     if let Some(existing) = read_token_file(&path)? {
         return Ok(existing);
     }
-    let token = hex::encode(rand::random::<[u8; 32]>());
+    let token = new_secret();
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -46,12 +90,35 @@ pub fn read_token_file(path: &Path) -> anyhow::Result<Option<String>> {
     }
 }
 
+/// The token in an `Authorization: Bearer ...` header value.
+pub fn bearer(header: Option<&str>) -> Option<&str> {
+    header
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
 /// Compares a presented `Authorization` header value with the token in constant time.
 pub fn is_authorized(header: Option<&str>, token: &str) -> bool {
-    let Some(presented) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+    let Some(presented) = bearer(header) else {
         return false;
     };
-    bool::from(presented.trim().as_bytes().ct_eq(token.as_bytes()))
+    bool::from(presented.as_bytes().ct_eq(token.as_bytes()))
+}
+
+/// Compares two secrets' digests in constant time.
+pub fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    bool::from(a.ct_eq(b))
+}
+
+/// The SHA-256 of a token: what the node stores instead of the token itself.
+pub fn token_digest(token: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+/// A new random token secret (256 bits, hex).
+pub fn new_secret() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
 }
 
 #[cfg(test)]
@@ -82,5 +149,11 @@ mod tests {
         assert!(!is_authorized(Some("Bearer ab"), "abc"));
         assert!(!is_authorized(Some("abc"), "abc"));
         assert!(!is_authorized(None, "abc"));
+    }
+
+    #[test]
+    fn roles_are_ordered_by_what_they_allow() {
+        assert!(Role::Read < Role::Deploy && Role::Deploy < Role::Admin);
+        assert_eq!(serde_json::to_string(&Role::Deploy).unwrap(), "\"deploy\"");
     }
 }

@@ -24,7 +24,7 @@ enum Command {
     /// Run a node: serve deployed apps and the admin API.
     Serve(ServeArgs),
     /// Deploy a component (wasi:http/proxy world) as app NAME, replacing its current version.
-    Deploy(DeployArgs),
+    Deploy(Box<DeployArgs>),
     /// List deployed apps.
     List(ListArgs),
     /// Stop serving an app and delete it (its key-value data stays unless --delete-data).
@@ -36,6 +36,114 @@ enum Command {
     /// Read and change an app's key-value data.
     #[command(subcommand)]
     Kv(KvCommand),
+    /// Create, list and revoke named admin tokens with roles (read, deploy, admin).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Show the audit log of admin actions, or verify its hash chain (`edge audit verify`).
+    Audit(AuditArgs),
+    /// Show what apps consumed: invocations, wall and CPU time, memory GB-s, bytes, inferences.
+    Usage(UsageArgs),
+    /// Show an app's stdout and stderr lines, with request ids.
+    Logs(LogsArgs),
+}
+
+#[derive(Debug, Args)]
+struct UsageArgs {
+    /// One app only.
+    name: Option<String>,
+    /// From this time on: RFC 3339 (2026-12-01T00:00:00Z) or an age (90m, 24h, 7d); counted
+    /// from the start of that hour.
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Print JSON (one object per app, field `invocations` and the rest).
+    #[arg(long)]
+    json: bool,
+    /// Price the usage with a price sheet (per request, per GB-s, ...), as a bill.
+    #[arg(long)]
+    cost: bool,
+    /// The price sheet for --cost.
+    #[arg(
+        long,
+        value_name = "FILE.toml",
+        default_value = "edge-config/prices.toml"
+    )]
+    prices: PathBuf,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(Debug, Args)]
+struct LogsArgs {
+    name: String,
+    /// Keep printing new lines as they come (ctrl-c stops).
+    #[arg(long, short)]
+    follow: bool,
+    /// Only lines from this time on: RFC 3339 or an age (10m, 2h).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Print JSON lines.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+/// A point in time from RFC 3339 or an age before now; seconds since the epoch.
+fn parse_since(text: &str) -> anyhow::Result<std::time::SystemTime> {
+    if let Ok(time) = humantime::parse_rfc3339_weak(text) {
+        return Ok(time);
+    }
+    let age = humantime::parse_duration(text).map_err(|_| {
+        anyhow::anyhow!(
+            "invalid time {text:?}: use RFC 3339 (2026-12-01T00:00:00Z) or an age such as 90m, 24h or 7d"
+        )
+    })?;
+    std::time::SystemTime::now()
+        .checked_sub(age)
+        .ok_or_else(|| anyhow::anyhow!("{text:?} is before the epoch"))
+}
+
+fn epoch_millis(time: std::time::SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token and print its secret (shown this once; the node keeps only a hash).
+    Create(TokenCreateArgs),
+    /// List tokens: name, role, creation time (never secrets).
+    List(ListArgs),
+    /// Revoke a token: it is refused from now on.
+    Revoke(NameArgs),
+}
+
+#[derive(Debug, Args)]
+struct TokenCreateArgs {
+    /// Token name, recorded in the audit log for every action taken with it.
+    name: String,
+    /// read: list, usage, metrics, logs; deploy: also deploy, rollback, remove (keeping data);
+    /// admin: everything (delete data, kv, tokens, audit).
+    #[arg(long, value_enum)]
+    role: crate::auth::Role,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(Debug, Args)]
+struct AuditArgs {
+    /// `verify`: check the log's hash chain and exit non-zero if it was edited or truncated.
+    #[arg(value_parser = ["verify"])]
+    verify: Option<String>,
+    /// Print JSON lines.
+    #[arg(long)]
+    json: bool,
+    /// How many of the latest entries to show.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    #[command(flatten)]
+    node: NodeArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +209,20 @@ struct ServeArgs {
     /// Data folder, overriding [server] data_dir.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// The node's own log on stderr: `text` for people, `json` (one object per line) for
+    /// log collectors.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Serve the admin API without TLS on a non-loopback address. Tokens then cross the
+    /// network in clear text: use only on an isolated management network.
+    #[arg(long)]
+    insecure_cleartext_admin: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 /// How client commands reach a node.
@@ -115,11 +237,19 @@ struct NodeArgs {
     /// Data folder of a local node, to read its admin.token.
     #[arg(long, default_value = crate::config::DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
+    /// PEM file of the CA that signed the node's admin certificate (for https:// nodes).
+    #[arg(long, env = "EDGE_CA_FILE", value_name = "CA.pem")]
+    ca_file: Option<PathBuf>,
 }
 
 impl NodeArgs {
     fn client(&self) -> anyhow::Result<AdminClient> {
-        AdminClient::new(&self.node, self.token.clone(), &self.data_dir)
+        AdminClient::new(
+            &self.node,
+            self.token.clone(),
+            &self.data_dir,
+            self.ca_file.as_deref(),
+        )
     }
 }
 
@@ -166,8 +296,70 @@ struct DeployArgs {
     /// Do not run the component's `wizer-initialize` at deploy (serve it un-snapshotted).
     #[arg(long)]
     no_snapshot: bool,
+    /// Linear memory one instance may grow to: MiB, or a size such as 256MiB or 1GiB
+    /// (default: the node's [limits] memory_mib; at most its max_app_memory_mib).
+    #[arg(long, value_name = "SIZE", value_parser = parse_mib)]
+    memory: Option<u64>,
+    /// Time limit of one request or message, such as 500ms, 30s or 2m (default: the node's
+    /// [limits] request_timeout_ms; at most its max_app_request_timeout_ms).
+    #[arg(long, value_name = "DURATION", value_parser = parse_millis)]
+    timeout: Option<u64>,
+    /// Requests the app serves at once; more get 503 (default: the node's
+    /// [limits] max_concurrent_requests_per_app).
+    #[arg(long, value_name = "N")]
+    concurrency: Option<usize>,
+    /// Largest request body: bytes, or a size such as 64KiB or 20MiB; larger ones get 413
+    /// (default: the node's [limits] max_body_bytes).
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
+    max_body: Option<u64>,
     #[command(flatten)]
     node: NodeArgs,
+}
+
+/// A size: a plain number of `unit` bytes, or a number with B, KiB, MiB or GiB (K, M, G and
+/// KB, MB, GB are read as the binary units too).
+fn parse_size(text: &str, unit: u64) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid size {text:?}: expected e.g. 256MiB"))?;
+    let multiplier = match suffix.trim().to_ascii_lowercase().as_str() {
+        "" => unit,
+        "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "invalid size unit {other:?}: use B, KiB, MiB or GiB"
+            ));
+        }
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("size {text:?} is too large"))
+}
+
+fn parse_mib(text: &str) -> Result<u64, String> {
+    let bytes = parse_size(text, 1 << 20)?;
+    if bytes % (1 << 20) != 0 {
+        return Err(format!("memory {text:?} must be a whole number of MiB"));
+    }
+    Ok(bytes >> 20)
+}
+
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    parse_size(text, 1)
+}
+
+fn parse_millis(text: &str) -> Result<u64, String> {
+    let duration = humantime::parse_duration(text.trim())
+        .map_err(|err| format!("invalid duration {text:?} ({err}): use e.g. 500ms, 30s, 2m"))?;
+    u64::try_from(duration.as_millis()).map_err(|_| format!("duration {text:?} is too long"))
 }
 
 /// The config values of a deploy: the file's, then `--config` ones over them.
@@ -243,7 +435,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     match cli.command {
         Command::Serve(args) => {
-            init_logging();
+            init_logging(args.log_format);
             let config = serve_config(args)?;
             runtime.block_on(async {
                 // Installed before the node starts, so no signal finds it without a handler.
@@ -251,10 +443,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 crate::daemon::run(config, shutdown).await
             })
         }
-        Command::Deploy(args) => runtime.block_on(deploy(args)),
+        Command::Deploy(args) => runtime.block_on(deploy(*args)),
         Command::List(args) => runtime.block_on(list(args)),
         Command::Models(args) => runtime.block_on(models(args)),
         Command::Kv(command) => runtime.block_on(kv(command)),
+        Command::Token(command) => runtime.block_on(token(command)),
+        Command::Audit(args) => runtime.block_on(audit(args)),
+        Command::Usage(args) => runtime.block_on(usage(args)),
+        Command::Logs(args) => runtime.block_on(logs(args)),
         Command::Remove(args) => runtime.block_on(async {
             validate_app_name(&args.name).map_err(anyhow::Error::msg)?;
             let app = args
@@ -284,6 +480,238 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }),
     }
+}
+
+async fn token(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create(args) => {
+            validate_app_name(&args.name).map_err(|_| {
+                anyhow::anyhow!(
+                    "invalid token name {:?}: use 1-63 lowercase letters, digits, '-' or '_'",
+                    args.name
+                )
+            })?;
+            let created = args
+                .node
+                .client()?
+                .token_create(&args.name, args.role)
+                .await?;
+            eprintln!(
+                "created token {} with role {}; its secret is printed below, once (the node keeps only a hash):",
+                created.token.name, created.token.role
+            );
+            println!("{}", created.secret);
+        }
+        TokenCommand::List(args) => {
+            let tokens = args.node.client()?.token_list().await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&tokens)?);
+                return Ok(());
+            }
+            println!("{:<24} {:<8} CREATED", "NAME", "ROLE");
+            println!(
+                "{:<24} {:<8} (bootstrap token: admin.token)",
+                "admin", "admin"
+            );
+            for token in tokens {
+                println!(
+                    "{:<24} {:<8} {}",
+                    token.name,
+                    token.role,
+                    format_time(token.created_at)
+                );
+            }
+        }
+        TokenCommand::Revoke(args) => {
+            let token = args.node.client()?.token_revoke(&args.name).await?;
+            println!("revoked token {} (role {})", token.name, token.role);
+        }
+    }
+    Ok(())
+}
+
+async fn audit(args: AuditArgs) -> anyhow::Result<()> {
+    let client = args.node.client()?;
+    if args.verify.is_some() {
+        let verified = client.audit_verify().await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&verified)?);
+        }
+        let range = match (verified.first_seq, verified.last_seq) {
+            (Some(first), Some(last)) => format!("entries {first} to {last}"),
+            _ => "no entries".to_string(),
+        };
+        if verified.ok {
+            if !args.json {
+                println!(
+                    "audit log intact: {} entries ({range}), chain and head match",
+                    verified.entries
+                );
+            }
+            return Ok(());
+        }
+        anyhow::bail!(
+            "audit log damaged: {}",
+            verified.problem.unwrap_or_else(|| "unknown problem".into())
+        );
+    }
+    let entries = client.audit(args.limit).await?;
+    for entry in entries {
+        if args.json {
+            println!("{}", serde_json::to_string(&entry)?);
+            continue;
+        }
+        println!(
+            "{:>6} {} {:<12} {:<18} {:<20} {:<14} {}",
+            entry.seq,
+            entry.time,
+            entry.token,
+            entry.action,
+            match (&entry.app, &entry.target) {
+                (Some(app), Some(target)) => format!("{app} {target}"),
+                (Some(app), None) => app.clone(),
+                (None, Some(target)) => target.clone(),
+                (None, None) => "-".to_string(),
+            },
+            entry.digest.as_deref().map_or("-", short_digest),
+            entry.result
+        );
+    }
+    Ok(())
+}
+
+async fn usage(args: UsageArgs) -> anyhow::Result<()> {
+    let since = args
+        .since
+        .as_deref()
+        .map(parse_since)
+        .transpose()?
+        .map(|t| epoch_millis(t) / 1000);
+    let sheet = if args.cost {
+        Some(crate::prices::PriceSheet::load(&args.prices)?)
+    } else {
+        None
+    };
+    let report = args
+        .node
+        .client()?
+        .usage(args.name.as_deref(), since)
+        .await?;
+    if let Some(sheet) = sheet {
+        let bill = sheet.bill(&report);
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&bill)?);
+            return Ok(());
+        }
+        let c = &bill.currency;
+        println!(
+            "{:<20} {:>14} {:>14} {:>14} {:>14} {:>14} {:>14}",
+            "APP", "INVOCATIONS", "MEMORY", "CPU", "TRANSFER", "INFERENCES", "TOTAL"
+        );
+        for charge in &bill.apps {
+            println!(
+                "{:<20} {:>14.6} {:>14.6} {:>14.6} {:>14.6} {:>14.6} {:>14.6}",
+                charge.app,
+                charge.invocations,
+                charge.memory,
+                charge.cpu,
+                charge.transfer,
+                charge.inferences,
+                charge.total
+            );
+        }
+        println!("free allowance: -{:.6} {c}", bill.free_allowance);
+        println!("total: {:.6} {c}", bill.total);
+        return Ok(());
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    if report.is_empty() {
+        println!(
+            "no usage recorded{}",
+            if since.is_some() {
+                " in that period"
+            } else {
+                ""
+            }
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:>12} {:>9} {:>9} {:>11} {:>10} {:>12} {:>10} {:>10} {:>10}",
+        "APP", "INVOCATIONS", "HTTP", "MESSAGES", "WALL s", "CPU s", "GB-s", "IN", "OUT", "INFER"
+    );
+    for row in report {
+        let u = &row.usage;
+        println!(
+            "{:<20} {:>12} {:>9} {:>9} {:>11.3} {:>10.3} {:>12.6} {:>10} {:>10} {:>10}",
+            row.app,
+            u.invocations,
+            u.invocations_http,
+            u.invocations_message,
+            u.wall_seconds,
+            u.cpu_seconds,
+            u.gb_seconds,
+            human_size(u.bytes_in).replace(' ', ""),
+            human_size(u.bytes_out).replace(' ', ""),
+            u.inferences
+        );
+    }
+    Ok(())
+}
+
+async fn logs(args: LogsArgs) -> anyhow::Result<()> {
+    validate_app_name(&args.name).map_err(anyhow::Error::msg)?;
+    let since_ms = args
+        .since
+        .as_deref()
+        .map(parse_since)
+        .transpose()?
+        .map_or(0, epoch_millis);
+    let client = args.node.client()?;
+    let mut after = 0;
+    let mut reported_drops = 0;
+    let mut first = true;
+    loop {
+        let wait = if args.follow && !first { 20 } else { 0 };
+        first = false;
+        let page = client.logs(&args.name, after, since_ms, wait).await?;
+        for line in &page.lines {
+            if args.json {
+                println!("{}", serde_json::to_string(line)?);
+            } else {
+                let time = humantime::format_rfc3339_millis(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(line.time_ms),
+                );
+                println!(
+                    "{time} {} {:<6} {}",
+                    line.request_id, line.stream, line.text
+                );
+            }
+        }
+        if page.dropped > reported_drops && !args.json && !args.follow {
+            eprintln!(
+                "note: {} lines were dropped by the app's log rate limit ([guest_logs])",
+                page.dropped
+            );
+        }
+        reported_drops = page.dropped;
+        after = page.next_after;
+        if !args.follow && page.lines.is_empty() {
+            return Ok(());
+        }
+        if !args.follow && page.lines.len() < 1000 {
+            return Ok(());
+        }
+    }
+}
+
+/// Seconds since the epoch as RFC 3339 (UTC).
+fn format_time(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
 }
 
 async fn kv(command: KvCommand) -> anyhow::Result<()> {
@@ -332,6 +760,11 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
     if let Some(dir) = args.data_dir {
         config.server.data_dir = dir;
     }
+    if args.insecure_cleartext_admin {
+        config.server.insecure_cleartext_admin = true;
+    }
+    config.validate()?;
+    config.server.check_admin_exposure()?;
     Ok(config)
 }
 
@@ -353,6 +786,12 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
                 outbound: &args.allow_outbound,
                 subscribe: &args.subscribe,
                 publish: &args.publish,
+                limits: &crate::api::AppLimits {
+                    memory_mib: args.memory,
+                    timeout_ms: args.timeout,
+                    concurrency: args.concurrency,
+                    max_body_bytes: args.max_body,
+                },
             },
         )
         .await?;
@@ -404,7 +843,7 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<20} {:<24} {:<14} {:>10} {:>4} {:<20} {:<20} {:<28} {:<28} {:<28} {:>10}  PREVIOUS",
+        "{:<20} {:<24} {:<14} {:>10} {:>4} {:<20} {:<20} {:<28} {:<28} {:<28} {:>10}  {:<40} PREVIOUS",
         "NAME",
         "ROUTE",
         "DIGEST",
@@ -415,7 +854,8 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
         "OUTBOUND",
         "SUBSCRIBE",
         "PUBLISH",
-        "SNAPSHOT"
+        "SNAPSHOT",
+        "LIMITS (* = set at deploy)"
     );
     let listed = |items: &[String]| {
         if items.is_empty() {
@@ -426,7 +866,7 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
     };
     for app in apps {
         println!(
-            "{:<20} {:<24} {:<14} {:>10} {:>4} {:<20} {:<20} {:<28} {:<28} {:<28} {:>10}  {}",
+            "{:<20} {:<24} {:<14} {:>10} {:>4} {:<20} {:<20} {:<28} {:<28} {:<28} {:>10}  {:<40} {}",
             app.name,
             app.route,
             short_digest(&app.digest),
@@ -440,12 +880,37 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
             app.snapshot
                 .as_ref()
                 .map_or_else(|| "-".to_string(), |s| human_size(s.size)),
+            app.limits
+                .as_ref()
+                .map_or_else(|| "-".to_string(), describe_limits),
             app.previous
                 .as_ref()
                 .map_or("-", |p| short_digest(&p.digest))
         );
     }
     Ok(())
+}
+
+/// `mem 128MiB timeout 10s conc 256 body 10.0MiB`, a `*` after each value set at deploy.
+fn describe_limits(limits: &crate::api::LimitsView) -> String {
+    let mark = |name: &str| {
+        if limits.overridden.iter().any(|o| o == name) {
+            "*"
+        } else {
+            ""
+        }
+    };
+    format!(
+        "mem {}MiB{} timeout {}{} conc {}{} body {}{}",
+        limits.memory_mib,
+        mark("memory"),
+        humantime::format_duration(std::time::Duration::from_millis(limits.timeout_ms)),
+        mark("timeout"),
+        limits.concurrency,
+        mark("concurrency"),
+        human_size(limits.max_body_bytes).replace(' ', ""),
+        mark("max_body"),
+    )
 }
 
 async fn models(args: ListArgs) -> anyhow::Result<()> {
@@ -504,13 +969,17 @@ async fn models(args: ListArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EDGE_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn,wasmtime_wasi_nn=off")
     });
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
 }

@@ -8,8 +8,13 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 use futures_util::StreamExt as _;
 
-use crate::api::{AppView, DeployReply, KeyPage, ModelsView};
+use crate::api::AppLimits;
+use crate::api::{
+    AppView, AuditEntry, AuditVerification, DeployReply, KeyPage, ModelsView, TokenCreated,
+    TokenRequest, TokenView,
+};
 use crate::auth;
+use crate::auth::Role;
 
 /// Chunk size of deploy uploads (progress granularity).
 const UPLOAD_CHUNK: usize = 64 * 1024;
@@ -39,11 +44,19 @@ pub struct DeployOptions<'a> {
     pub subscribe: &'a [String],
     /// `BROKER:PATTERN`s the app may publish to.
     pub publish: &'a [String],
+    /// Limits over the node's defaults.
+    pub limits: &'a AppLimits,
 }
 
 impl AdminClient {
-    /// `token` wins; else the token file of the local node under `data_dir`.
-    pub fn new(node: &str, token: Option<String>, data_dir: &Path) -> anyhow::Result<Self> {
+    /// `token` wins; else the token file of the local node under `data_dir`. `ca_file` is
+    /// trusted, besides the public web roots, for an `https://` node.
+    pub fn new(
+        node: &str,
+        token: Option<String>,
+        data_dir: &Path,
+        ca_file: Option<&Path>,
+    ) -> anyhow::Result<Self> {
         let token = match token {
             Some(token) => token,
             None => auth::read_token_file(&auth::token_path(data_dir))?.with_context(|| {
@@ -57,17 +70,28 @@ impl AdminClient {
         Ok(Self {
             base: node.trim_end_matches('/').to_string(),
             token,
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .use_preconfigured_tls(crate::tls::client_config(ca_file)?)
+                .build()
+                .context("building the HTTP client")?,
         })
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
-        let response = request.bearer_auth(&self.token).send().await.map_err(|err| {
-            anyhow::anyhow!(
-                "cannot reach the node's admin API at {}: is `edge serve` running there? ({err})",
-                self.base
-            )
-        })?;
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|err| {
+                let cause = std::error::Error::source(&err)
+                    .map(|s| format!(": {s}"))
+                    .unwrap_or_default();
+                anyhow::anyhow!(
+                    "cannot reach the node's admin API at {}: is `edge serve` running there, and \
+                 for https:// does --ca-file name the CA of its certificate? ({err}{cause})",
+                    self.base
+                )
+            })?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -162,6 +186,7 @@ impl AdminClient {
             outbound,
             subscribe,
             publish,
+            limits,
         } = *options;
         let bytes = std::fs::read(file)
             .with_context(|| format!("cannot read component file {}", file.display()))?;
@@ -199,6 +224,22 @@ impl AdminClient {
         }
         if !snapshot {
             query.push(("snapshot", "false".to_string()));
+        }
+        let AppLimits {
+            memory_mib,
+            timeout_ms,
+            concurrency,
+            max_body_bytes,
+        } = limits;
+        for (key, value) in [
+            ("memory_mib", *memory_mib),
+            ("timeout_ms", *timeout_ms),
+            ("concurrency", concurrency.map(|c| c as u64)),
+            ("max_body_bytes", *max_body_bytes),
+        ] {
+            if let Some(value) = value {
+                query.push((key, value.to_string()));
+            }
         }
         let mut request = self
             .http
@@ -239,6 +280,81 @@ impl AdminClient {
             )
             .await?;
         response.json().await.context("decoding the remove reply")
+    }
+
+    pub async fn token_create(&self, name: &str, role: Role) -> anyhow::Result<TokenCreated> {
+        let request = TokenRequest {
+            name: name.to_string(),
+            role,
+        };
+        let response = self
+            .send(self.http.post(self.url("/v1/tokens")).json(&request))
+            .await?;
+        response.json().await.context("decoding the new token")
+    }
+
+    pub async fn token_list(&self) -> anyhow::Result<Vec<TokenView>> {
+        let response = self.send(self.http.get(self.url("/v1/tokens"))).await?;
+        response.json().await.context("decoding the token list")
+    }
+
+    pub async fn token_revoke(&self, name: &str) -> anyhow::Result<TokenView> {
+        let response = self
+            .send(self.http.delete(self.url(&format!("/v1/tokens/{name}"))))
+            .await?;
+        response.json().await.context("decoding the revoke reply")
+    }
+
+    pub async fn usage(
+        &self,
+        app: Option<&str>,
+        since_secs: Option<u64>,
+    ) -> anyhow::Result<Vec<crate::api::UsageView>> {
+        let mut request = self.http.get(self.url("/v1/usage"));
+        if let Some(app) = app {
+            request = request.query(&[("app", app)]);
+        }
+        if let Some(since) = since_secs {
+            request = request.query(&[("since", since)]);
+        }
+        let response = self.send(request).await?;
+        response.json().await.context("decoding the usage report")
+    }
+
+    /// A page of an app's log lines after `after`; waits up to `wait_s` for one when none.
+    pub async fn logs(
+        &self,
+        app: &str,
+        after: u64,
+        since_ms: u64,
+        wait_s: u64,
+    ) -> anyhow::Result<crate::api::LogPage> {
+        let response = self
+            .send(
+                self.http
+                    .get(self.url(&format!("/v1/apps/{app}/logs")))
+                    .query(&[("after", after), ("since_ms", since_ms), ("wait", wait_s)]),
+            )
+            .await?;
+        response.json().await.context("decoding the log lines")
+    }
+
+    pub async fn audit(&self, limit: usize) -> anyhow::Result<Vec<AuditEntry>> {
+        let response = self
+            .send(
+                self.http
+                    .get(self.url("/v1/audit"))
+                    .query(&[("limit", limit)]),
+            )
+            .await?;
+        response.json().await.context("decoding the audit log")
+    }
+
+    pub async fn audit_verify(&self) -> anyhow::Result<AuditVerification> {
+        let response = self
+            .send(self.http.get(self.url("/v1/audit/verify")))
+            .await?;
+        response.json().await.context("decoding the verification")
     }
 
     pub async fn rollback(&self, name: &str) -> anyhow::Result<AppView> {

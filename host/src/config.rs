@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::api::AppLimits;
 use crate::capabilities::config::AppConfigLimits;
 use crate::capabilities::kv::KvConfig;
 use crate::capabilities::messaging::MessagingConfig;
@@ -18,6 +19,8 @@ use crate::capabilities::nn::config::{
     InferenceConfig, ModelConfig, OpenvinoConfig, default_models,
 };
 use crate::capabilities::outbound_http::OutboundHttpConfig;
+use crate::guest_logs::GuestLogsConfig;
+use crate::usage::MeteringConfig;
 
 /// Default address of the data plane (the HTTP traffic routed to apps).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -59,6 +62,12 @@ pub struct NodeConfig {
     pub outbound_http: OutboundHttpConfig,
     /// Brokers for message triggers and publishing (`--subscribe`, `--publish`).
     pub messaging: MessagingConfig,
+    /// The admin actions' audit log.
+    pub audit: AuditConfig,
+    /// What apps write to stdout and stderr (`edge logs`).
+    pub guest_logs: GuestLogsConfig,
+    /// Usage metering (`edge usage`).
+    pub metering: MeteringConfig,
 }
 
 impl Default for NodeConfig {
@@ -74,6 +83,9 @@ impl Default for NodeConfig {
             app_config: AppConfigLimits::default(),
             outbound_http: OutboundHttpConfig::default(),
             messaging: MessagingConfig::default(),
+            audit: AuditConfig::default(),
+            guest_logs: GuestLogsConfig::default(),
+            metering: MeteringConfig::default(),
         }
     }
 }
@@ -90,6 +102,12 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Admin bearer token. Empty: read or generate `<data_dir>/admin.token`.
     pub token: String,
+    /// PEM certificate chain for the admin API; with `tls_key`, the admin API speaks HTTPS only.
+    pub tls_cert: PathBuf,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: PathBuf,
+    /// Allow the admin API on a non-loopback address without TLS (tokens in clear text).
+    pub insecure_cleartext_admin: bool,
 }
 
 impl Default for ServerConfig {
@@ -99,7 +117,35 @@ impl Default for ServerConfig {
             admin_listen: parse_default_addr(DEFAULT_ADMIN_LISTEN),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             token: String::new(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            insecure_cleartext_admin: false,
         }
+    }
+}
+
+impl ServerConfig {
+    /// The admin TLS files, when both are set.
+    pub fn admin_tls(&self) -> Option<(&Path, &Path)> {
+        (!self.tls_cert.as_os_str().is_empty() && !self.tls_key.as_os_str().is_empty())
+            .then_some((self.tls_cert.as_path(), self.tls_key.as_path()))
+    }
+
+    /// Refuses a cleartext admin API reachable from the network unless explicitly allowed.
+    pub fn check_admin_exposure(&self) -> Result<(), ConfigError> {
+        if self.admin_tls().is_none()
+            && !self.admin_listen.ip().is_loopback()
+            && !self.insecure_cleartext_admin
+        {
+            return Err(ConfigError::Invalid(format!(
+                "the admin API would listen on {} without TLS, so admin tokens would cross the \
+                 network in clear text: set [server] tls_cert and tls_key, keep admin_listen on \
+                 loopback, or (only on an isolated management network) pass \
+                 --insecure-cleartext-admin",
+                self.admin_listen
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -122,6 +168,14 @@ pub struct LimitsConfig {
     pub max_concurrent_requests_per_app: usize,
     /// Largest component accepted by a deploy, in bytes.
     pub max_component_bytes: u64,
+    /// Highest `edge deploy --memory` an app may ask for, in MiB (also the pool's slot size).
+    pub max_app_memory_mib: u64,
+    /// Highest `edge deploy --timeout`, in milliseconds.
+    pub max_app_request_timeout_ms: u64,
+    /// Highest `edge deploy --max-body`, in bytes.
+    pub max_app_body_bytes: u64,
+    /// Highest `edge deploy --concurrency`.
+    pub max_app_concurrent_requests: usize,
 }
 
 impl Default for LimitsConfig {
@@ -132,9 +186,17 @@ impl Default for LimitsConfig {
             max_body_bytes: 10 * 1024 * 1024,
             max_concurrent_requests_per_app: 256,
             max_component_bytes: 64 * 1024 * 1024,
+            max_app_memory_mib: 1024,
+            max_app_request_timeout_ms: 300_000,
+            max_app_body_bytes: 100 * 1024 * 1024,
+            max_app_concurrent_requests: 1024,
         }
     }
 }
+
+/// Longest request time limit the node accepts in any setting (a day): past it, deadlines
+/// computed from `Instant::now()` could overflow.
+pub const LONGEST_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
 
 impl LimitsConfig {
     pub fn request_timeout(&self) -> Duration {
@@ -142,7 +204,110 @@ impl LimitsConfig {
     }
 
     pub fn memory_bytes(&self) -> usize {
-        usize::try_from(self.memory_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
+        mib_to_bytes(self.memory_mib)
+    }
+
+    /// The largest linear memory any instance may have: the pool's slot size.
+    pub fn largest_memory_bytes(&self) -> usize {
+        mib_to_bytes(self.memory_mib.max(self.max_app_memory_mib))
+    }
+
+    /// An app's limits: its deploy-time overrides over the node defaults. Fails, naming the
+    /// setting and the node's maximum, when an override is out of bounds.
+    pub fn resolve(&self, app: &AppLimits) -> Result<ResolvedLimits, String> {
+        fn pick<T: Copy + PartialOrd + std::fmt::Display>(
+            asked: Option<T>,
+            default: T,
+            max: T,
+            min: T,
+            flag: &str,
+            key: &str,
+        ) -> Result<T, String> {
+            match asked {
+                None => Ok(default),
+                Some(v) if v < min => Err(format!("{flag} {v} is below the minimum of {min}")),
+                Some(v) if v > max => Err(format!(
+                    "{flag} {v} is above this node's maximum of {max} ([limits] {key})"
+                )),
+                Some(v) => Ok(v),
+            }
+        }
+        let memory_mib = pick(
+            app.memory_mib,
+            self.memory_mib,
+            self.max_app_memory_mib.max(self.memory_mib),
+            1,
+            "--memory (MiB)",
+            "max_app_memory_mib",
+        )?;
+        let timeout_ms = pick(
+            app.timeout_ms,
+            self.request_timeout_ms,
+            self.max_app_request_timeout_ms.max(self.request_timeout_ms),
+            1,
+            "--timeout (ms)",
+            "max_app_request_timeout_ms",
+        )?;
+        let concurrency = pick(
+            app.concurrency,
+            self.max_concurrent_requests_per_app,
+            self.max_app_concurrent_requests
+                .max(self.max_concurrent_requests_per_app),
+            1,
+            "--concurrency",
+            "max_app_concurrent_requests",
+        )?;
+        let max_body_bytes = pick(
+            app.max_body_bytes,
+            self.max_body_bytes,
+            self.max_app_body_bytes.max(self.max_body_bytes),
+            0,
+            "--max-body (bytes)",
+            "max_app_body_bytes",
+        )?;
+        Ok(ResolvedLimits {
+            memory_bytes: mib_to_bytes(memory_mib),
+            timeout: Duration::from_millis(timeout_ms),
+            concurrency,
+            max_body_bytes,
+        })
+    }
+}
+
+fn mib_to_bytes(mib: u64) -> usize {
+    usize::try_from(mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
+}
+
+/// The limits an app version runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResolvedLimits {
+    /// Linear memory one instance may grow to.
+    pub memory_bytes: usize,
+    /// Wall-clock time one invocation may take.
+    pub timeout: Duration,
+    /// Invocations in flight at once.
+    pub concurrency: usize,
+    /// Largest request body.
+    pub max_body_bytes: u64,
+}
+
+/// The audit log (`<data_dir>/audit/audit.log`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Size at which the log file is rotated to `audit.log.1`.
+    pub max_file_bytes: u64,
+    /// Rotated files kept; older ones are deleted (the chain stays verifiable from the oldest
+    /// kept entry on).
+    pub keep_files: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 8 * 1024 * 1024,
+            keep_files: 8,
+        }
     }
 }
 
@@ -205,13 +370,29 @@ impl NodeConfig {
         toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks values that parse but cannot work together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if self.server.tls_cert.as_os_str().is_empty() != self.server.tls_key.as_os_str().is_empty()
+        {
+            return invalid("server.tls_cert and server.tls_key must be set together");
+        }
         if self.limits.memory_mib == 0 {
             return invalid("limits.memory_mib must be at least 1");
         }
         if self.limits.request_timeout_ms == 0 {
             return invalid("limits.request_timeout_ms must be at least 1");
+        }
+        if self
+            .limits
+            .request_timeout_ms
+            .max(self.limits.max_app_request_timeout_ms)
+            > LONGEST_TIMEOUT_MS
+        {
+            return invalid(&format!(
+                "limits.request_timeout_ms and max_app_request_timeout_ms must be at most \
+                 {LONGEST_TIMEOUT_MS} (a day)"
+            ));
         }
         if self.limits.max_concurrent_requests_per_app == 0 {
             return invalid("limits.max_concurrent_requests_per_app must be at least 1");

@@ -13,6 +13,7 @@ use crate::auth;
 use crate::config::NodeConfig;
 use crate::control::admin::{self, AdminState};
 use crate::control::node::Node;
+use crate::control::tokens::TokenStore;
 
 /// Runs a node with `config` until `shutdown` resolves.
 ///
@@ -23,13 +24,17 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> anyh
     let data_dir = config.server.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating data folder {}", data_dir.display()))?;
-    let token: Arc<str> = auth::load_or_generate(&config.server.token, &data_dir)?.into();
+    let token = auth::load_or_generate(&config.server.token, &data_dir)?;
 
     // Everything that can fail is checked before the sockets are bound.
-    let node = tokio::task::spawn_blocking(move || Node::open(config))
-        .await
-        .context("node start-up task failed")??;
-    let result = serve(node.clone(), token, started, shutdown).await;
+    let (node, tokens) = tokio::task::spawn_blocking(move || {
+        let node = Node::open(config)?;
+        let tokens = TokenStore::open(&node.repo.db(), &token)?;
+        anyhow::Ok((node, Arc::new(tokens)))
+    })
+    .await
+    .context("node start-up task failed")??;
+    let result = serve(node.clone(), tokens, started, shutdown).await;
     // Exiting while the model loader is inside OpenVINO would crash in its static destructors.
     let _ = tokio::task::spawn_blocking(move || {
         node.wait_until_restored(std::time::Duration::from_secs(60));
@@ -41,14 +46,19 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> anyh
 /// Binds both listeners and serves until `shutdown`, then drains and flushes.
 async fn serve(
     node: Arc<Node>,
-    token: Arc<str>,
+    tokens: Arc<TokenStore>,
     started: Instant,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let admin_tls = match node.config.server.admin_tls() {
+        Some((cert, key)) => Some(crate::tls::server_config(cert, key)?),
+        None => None,
+    };
     let data_listener = bind(node.config.server.listen, "data plane").await?;
     let admin_listener = bind(node.config.server.admin_listen, "admin API").await?;
     let data_addr = data_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
+    let admin_scheme = if admin_tls.is_some() { "https" } else { "http" };
     let data_plane_url: Arc<str> = format!("http://{data_addr}").into();
 
     node.metrics.node_started(started.elapsed());
@@ -66,7 +76,10 @@ async fn serve(
     {
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "edge: data plane listening on {data_plane_url}")?;
-        writeln!(stdout, "edge: admin API listening on http://{admin_addr}")?;
+        writeln!(
+            stdout,
+            "edge: admin API listening on {admin_scheme}://{admin_addr}"
+        )?;
         stdout.flush()?;
     }
 
@@ -83,16 +96,31 @@ async fn serve(
         node.clone(),
         stopped(stop_rx.clone()),
     ));
+    let metering = tokio::spawn(flush_usage_periodically(
+        node.clone(),
+        stopped(stop_rx.clone()),
+    ));
     let admin_router = admin::router(AdminState {
         node: node.clone(),
-        token,
+        tokens,
         data_plane_url,
     });
-    let admin = tokio::spawn(
-        axum::serve(admin_listener, admin_router)
-            .with_graceful_shutdown(stopped(stop_rx))
-            .into_future(),
-    );
+    let admin = match admin_tls {
+        None => tokio::spawn(async move {
+            if let Err(err) = axum::serve(admin_listener, admin_router)
+                .with_graceful_shutdown(stopped(stop_rx))
+                .await
+            {
+                tracing::error!("admin API stopped: {err}");
+            }
+        }),
+        Some(tls) => tokio::spawn(serve_admin_tls(
+            admin_listener,
+            admin_router,
+            tls,
+            stopped(stop_rx),
+        )),
+    };
 
     shutdown.await;
     tracing::info!("shutting down: finishing requests in flight");
@@ -100,11 +128,134 @@ async fn serve(
     let _ = data_plane.await;
     let _ = admin.await;
     let _ = messages.await;
+    let _ = metering.await;
+    let flushed = node.clone();
+    tokio::task::spawn_blocking(move || flushed.usage.flush())
+        .await
+        .context("usage flush task failed")?
+        .context("writing usage at shutdown")?;
     node.repo
         .flush()
         .context("flushing the database at shutdown")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How long a client may take for the TLS handshake and request headers on the admin API.
+const ADMIN_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves the admin router over TLS until `shutdown`. A client speaking plain HTTP to it gets
+/// a 400 saying to use https:// instead of a failed handshake it cannot read.
+async fn serve_admin_tls(
+    listener: TcpListener,
+    router: axum::Router,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(ADMIN_HANDSHAKE_TIMEOUT);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(err) => {
+                    tracing::warn!("accepting an admin connection: {err}");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let acceptor = acceptor.clone();
+        let http = http.clone();
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let mut first = [0u8; 1];
+            let peeked =
+                tokio::time::timeout(ADMIN_HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await;
+            if !matches!(peeked, Ok(Ok(1))) {
+                return;
+            }
+            // A TLS handshake starts with record type 22; an HTTP request with a letter.
+            if first[0].is_ascii_alphabetic() {
+                refuse_plain_http(stream).await;
+                return;
+            }
+            let tls = match tokio::time::timeout(ADMIN_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                .await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(err)) => {
+                    tracing::debug!("admin TLS handshake failed: {err}");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+            if let Err(err) = watcher.watch(conn).await {
+                tracing::debug!("admin connection ended: {err}");
+            }
+        });
+    }
+    if tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some admin connections were still open at shutdown");
+    }
+}
+
+/// Answers a plain HTTP request on the TLS port with a 400 that says what to do.
+async fn refuse_plain_http(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt as _;
+    let body = "{\"error\": \"this admin API requires TLS: use https:// (and --ca-file for a private CA)\"}\n";
+    let response = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(ADMIN_HANDSHAKE_TIMEOUT, async {
+        // Read the request head first: closing with unread bytes would reset the connection
+        // and could destroy the answer before the client reads it.
+        use tokio::io::AsyncReadExt as _;
+        let mut head = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while head.len() < 16 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+/// Writes usage counters to the database every `[metering] flush_interval_ms` until `stop`.
+async fn flush_usage_periodically(node: Arc<Node>, stop: impl Future<Output = ()>) {
+    if !node.usage.enabled() {
+        return;
+    }
+    tokio::pin!(stop);
+    let mut ticks = tokio::time::interval(node.usage.flush_interval());
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = &mut stop => return,
+        }
+        let flushing = node.clone();
+        match tokio::task::spawn_blocking(move || flushing.usage.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!("writing usage counters: {err:#}"),
+            Err(err) => tracing::warn!("usage flush task failed: {err}"),
+        }
+    }
 }
 
 async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {

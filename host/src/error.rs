@@ -23,6 +23,8 @@ pub enum DeployError {
     #[error("{0}")]
     InvalidConfig(String),
     #[error("{0}")]
+    InvalidLimits(String),
+    #[error("{0}")]
     InitFailed(String),
     #[error("{0}")]
     UnknownModel(String),
@@ -51,7 +53,8 @@ impl DeployError {
             | DeployError::InvalidRoute(_)
             | DeployError::InvalidComponent(_)
             | DeployError::InvalidGrant(_)
-            | DeployError::InvalidConfig(_) => StatusCode::BAD_REQUEST,
+            | DeployError::InvalidConfig(_)
+            | DeployError::InvalidLimits(_) => StatusCode::BAD_REQUEST,
             DeployError::WrongWorld(_)
             | DeployError::MissingImport(_)
             | DeployError::MissingGrant(_)

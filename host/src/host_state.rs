@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -20,6 +20,8 @@ use crate::capabilities::kv::{self, KvCtx, KvView};
 use crate::capabilities::messaging::{self, Message, MessagingCtx, MessagingView};
 use crate::capabilities::nn::{self, AppModels, NnView};
 use crate::capabilities::outbound_http::OutboundHooks;
+use crate::guest_logs::AppLog;
+use crate::usage::{AppUsage, InvocationMeter, Trigger};
 
 /// The data of one invocation's store.
 pub struct HostState {
@@ -27,7 +29,8 @@ pub struct HostState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     outbound: OutboundHooks,
-    limits: StoreLimits,
+    /// Enforces the memory limit and measures the invocation's usage.
+    meter: InvocationMeter,
     kv: KvCtx,
     models: Option<Arc<AppModels>>,
     config: Variables,
@@ -50,29 +53,34 @@ pub struct StoreSettings<'a> {
     pub memory_bytes: usize,
     /// When the guest is interrupted if it is still running wasm code.
     pub deadline: Instant,
+    /// Where the guest's stdout and stderr lines go, tagged with `request_id`.
+    pub logs: &'a Arc<AppLog>,
+    pub request_id: Arc<str>,
+    /// The app's usage counters (`None`: metering off).
+    pub usage: Option<Arc<AppUsage>>,
+    pub trigger: Trigger,
 }
 
 impl HostState {
     /// Creates the store for one invocation, with memory limit and epoch deadline set.
     pub fn new_store(engine: &Engine, settings: StoreSettings<'_>) -> Store<HostState> {
         let mut wasi = WasiCtxBuilder::new();
-        wasi.envs(settings.env).inherit_stdout().inherit_stderr();
+        wasi.envs(settings.env)
+            .stdout(settings.logs.output(settings.request_id.clone(), "stdout"))
+            .stderr(settings.logs.output(settings.request_id, "stderr"));
         let state = HostState {
             table: ResourceTable::new(),
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             outbound: settings.outbound,
-            limits: StoreLimitsBuilder::new()
-                .memory_size(settings.memory_bytes)
-                .instances(64)
-                .build(),
+            meter: InvocationMeter::new(settings.memory_bytes, settings.usage, settings.trigger),
             kv: settings.kv,
             models: settings.models.cloned(),
             config: settings.config.clone(),
             messaging: settings.messaging,
         };
         let mut store = Store::new(engine, state);
-        store.limiter(|state| &mut state.limits);
+        store.limiter(|state| &mut state.meter);
         interrupt_at(&mut store, settings.deadline);
         store
     }
@@ -81,6 +89,7 @@ impl HostState {
         NnView {
             table: &mut self.table,
             models: self.models.as_ref(),
+            inferences: self.meter.usage().map(|u| &u.inferences),
         }
     }
 

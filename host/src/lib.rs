@@ -18,6 +18,7 @@
 //! - [`apps`]: the live routing table of loaded app versions;
 //! - [`cli`], [`client`] and [`api`]: the command line, the admin API client and the wire
 //!   types they share with the admin API;
+//! - [`usage`] and [`guest_logs`]: what each invocation consumed and what it printed;
 //! - [`daemon`], [`config`], [`auth`], [`names`], [`error`], [`metrics`], [`group_commit`]:
 //!   the supporting pieces.
 
@@ -33,7 +34,11 @@ pub mod daemon;
 pub mod engine;
 pub mod error;
 pub mod group_commit;
+pub mod guest_logs;
 pub mod host_state;
 pub mod metrics;
 pub mod names;
+pub mod prices;
+pub mod tls;
 pub mod triggers;
+pub mod usage;

@@ -99,6 +99,108 @@ pub struct Metrics {
     app_snapshot_bytes: Family<AppLabel, Gauge>,
     /// Outgoing HTTP requests of guests, per app and result.
     pub outbound: Family<OutboundLabel, Counter>,
+    /// Usage per app, set from the usage totals at each render.
+    usage: UsageFamilies,
+    /// Renders one at a time: the usage families are rebuilt during a render.
+    rendering: std::sync::Mutex<()>,
+}
+
+/// The label of usage series split by trigger.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TriggerLabel {
+    pub app: String,
+    pub trigger: &'static str,
+}
+
+/// The label of byte counters: the app and the direction.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabel {
+    pub app: String,
+    pub direction: &'static str,
+}
+
+type FloatCounter = Counter<f64, AtomicU64>;
+
+#[derive(Default)]
+struct UsageFamilies {
+    invocations: Family<TriggerLabel, Counter>,
+    wall: Family<AppLabel, FloatCounter>,
+    cpu: Family<AppLabel, FloatCounter>,
+    memory: Family<AppLabel, FloatCounter>,
+    bytes: Family<DirectionLabel, Counter>,
+    inferences: Family<AppLabel, Counter>,
+}
+
+impl UsageFamilies {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "edge_app_invocations",
+            "Invocations per app and trigger (usage, persisted across restarts)",
+            self.invocations.clone(),
+        );
+        registry.register(
+            "edge_app_wall_seconds",
+            "Wall time of invocations per app",
+            self.wall.clone(),
+        );
+        registry.register(
+            "edge_app_cpu_seconds",
+            "CPU time of invocations per app (guest code and its host calls)",
+            self.cpu.clone(),
+        );
+        registry.register(
+            "edge_app_memory_gb_seconds",
+            "Linear memory integrated over invocations, in GB-s, per app",
+            self.memory.clone(),
+        );
+        registry.register(
+            "edge_app_bytes",
+            "Request/message bytes in and response bytes out per app",
+            self.bytes.clone(),
+        );
+        registry.register(
+            "edge_app_inferences",
+            "wasi-nn inferences per app",
+            self.inferences.clone(),
+        );
+    }
+
+    fn set(&self, totals: &std::collections::BTreeMap<String, crate::usage::UsageCounters>) {
+        self.invocations.clear();
+        self.wall.clear();
+        self.cpu.clear();
+        self.memory.clear();
+        self.bytes.clear();
+        self.inferences.clear();
+        for (app, usage) in totals {
+            let label = AppLabel { app: app.clone() };
+            for (trigger, count) in [
+                ("http", usage.invocations_http),
+                ("message", usage.invocations_message),
+            ] {
+                self.invocations
+                    .get_or_create(&TriggerLabel {
+                        app: app.clone(),
+                        trigger,
+                    })
+                    .inc_by(count);
+            }
+            self.wall.get_or_create(&label).inc_by(usage.wall_seconds);
+            self.cpu.get_or_create(&label).inc_by(usage.cpu_seconds);
+            self.memory.get_or_create(&label).inc_by(usage.gb_seconds);
+            for (direction, count) in [("in", usage.bytes_in), ("out", usage.bytes_out)] {
+                self.bytes
+                    .get_or_create(&DirectionLabel {
+                        app: app.clone(),
+                        direction,
+                    })
+                    .inc_by(count);
+            }
+            self.inferences
+                .get_or_create(&label)
+                .inc_by(usage.inferences);
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -168,7 +270,11 @@ impl Metrics {
             "Outgoing HTTP requests of guests, by app and result",
             outbound.clone(),
         );
+        let usage = UsageFamilies::default();
+        usage.register(&mut registry);
         Self {
+            usage,
+            rendering: std::sync::Mutex::new(()),
             registry,
             requests,
             deploys,
@@ -213,8 +319,15 @@ impl Metrics {
             .set(elapsed.as_secs_f64());
     }
 
-    /// The exposition text. `apps`: name and snapshot size of every app now served.
-    pub fn render(&self, apps: &[(String, Option<u64>)]) -> String {
+    /// The exposition text. `apps`: name and snapshot size of every app now served;
+    /// `usage`: every app's usage totals.
+    pub fn render(
+        &self,
+        apps: &[(String, Option<u64>)],
+        usage: &std::collections::BTreeMap<String, crate::usage::UsageCounters>,
+    ) -> String {
+        let _one_at_a_time = self.rendering.lock().unwrap_or_else(|p| p.into_inner());
+        self.usage.set(usage);
         self.apps.set(i64::try_from(apps.len()).unwrap_or(i64::MAX));
         self.app_snapshot_bytes.clear();
         for (app, size) in apps {

@@ -127,6 +127,12 @@ impl TestHost {
         Self::spawn(command, data_dir)
     }
 
+    /// Starts a node from a prepared `edge serve` command (its own flags), with `data_dir` as
+    /// its data folder.
+    pub fn spawn_command(command: Command, data_dir: &Path) -> Self {
+        Self::spawn(command, data_dir)
+    }
+
     fn spawn(mut command: Command, data_dir: &Path) -> Self {
         // From the repository root, as in the quick start: the default [openvino] folder
         // (.venv) and model path (edge-config/models/) are relative to it.

@@ -13,5 +13,6 @@ mod messaging;
 mod metrics;
 mod nn;
 mod outbound;
+mod platform;
 mod restart;
 mod snapshot;

@@ -1,30 +1,39 @@
-//! The admin API: deploy, list, inspect, remove and roll back apps; health and metrics.
-//! Everything but `/healthz` needs the bearer token.
+//! The admin API: deploy, list, inspect, remove and roll back apps; health and metrics;
+//! tokens and the audit log. Everything but `/healthz` needs a bearer token whose role allows
+//! the route ([`required_role`]); every change is recorded in the audit log.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Query, RawQuery, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{
+    DefaultBodyLimit, Extension, MatchedPath, Path, Query, RawQuery, Request, State,
+};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use crate::api::{AppView, CONFIG_HEADER, DeployReply, PreviousView, SnapshotView};
-use crate::auth;
+use crate::api::{
+    AppView, AuditEntry, AuditVerification, CONFIG_HEADER, DeployReply, LimitsView, PreviousView,
+    SnapshotView, TokenCreated, TokenRequest, TokenView,
+};
+use crate::auth::{self, Caller, Role};
 use crate::capabilities::config::ConfigValues;
 use crate::capabilities::kv::KvError;
+use crate::control::audit::AuditEvent;
 use crate::control::node::{DeploySpec, Node};
 use crate::control::repository::{AppRecord, VersionRecord};
+use crate::control::tokens::{TokenError, TokenStore};
 use crate::error::DeployError;
 
 /// What the admin handlers share.
 #[derive(Clone)]
 pub struct AdminState {
     pub node: Arc<Node>,
-    pub token: Arc<str>,
+    /// The bootstrap token and the named ones.
+    pub tokens: Arc<TokenStore>,
     /// Base URL of the data plane, to tell deployers where their app answers.
     pub data_plane_url: Arc<str>,
 }
@@ -49,9 +58,15 @@ pub fn router(state: AdminState) -> Router {
         )
         .route("/metrics", get(metrics))
         .route("/v1/models", get(list_models))
+        .route("/v1/tokens", get(list_tokens).post(create_token))
+        .route("/v1/tokens/{name}", axum::routing::delete(revoke_token))
+        .route("/v1/usage", get(usage_report))
+        .route("/v1/apps/{name}/logs", get(app_logs))
+        .route("/v1/audit", get(audit_tail))
+        .route("/v1/audit/verify", get(audit_verify))
         // The deploy handler enforces the upload limit itself, with a clear error.
         .layer(DefaultBodyLimit::disable())
-        .layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .layer(middleware::from_fn_with_state(state.clone(), authorize));
     Router::new()
         .route("/healthz", get(healthz))
         .merge(protected)
@@ -86,25 +101,269 @@ async fn healthz(State(state): State<AdminState>) -> Response {
     }
 }
 
-async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if auth::is_authorized(presented, &state.token) {
-        return next.run(request).await;
+/// The role an admin route needs. Deny by default: a route not listed needs `admin`.
+///
+/// | role | routes |
+/// |---|---|
+/// | read | `GET /v1/apps`, `GET /v1/apps/{name}`, `GET /v1/models`, `GET /metrics`, `GET /v1/usage`, `GET /v1/apps/{name}/logs` |
+/// | deploy | read, plus `PUT /v1/apps/{name}` (deploy), `POST /v1/apps/{name}/rollback`, `DELETE /v1/apps/{name}` keeping the app's data |
+/// | admin | everything: `DELETE /v1/apps/{name}?delete_data=true`, kv reads and writes, tokens, the audit log |
+pub fn required_role(method: &Method, route: &str, query: &str) -> Role {
+    match (method.as_str(), route) {
+        (
+            "GET",
+            "/v1/apps"
+            | "/v1/apps/{name}"
+            | "/v1/models"
+            | "/metrics"
+            | "/v1/usage"
+            | "/v1/apps/{name}/logs",
+        ) => Role::Read,
+        ("PUT", "/v1/apps/{name}") | ("POST", "/v1/apps/{name}/rollback") => Role::Deploy,
+        ("DELETE", "/v1/apps/{name}") if !deletes_data(query) => Role::Deploy,
+        _ => Role::Admin,
     }
-    let mut response = ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "missing or wrong admin token: pass --token, set EDGE_TOKEN, or use the token in \
-         <data-dir>/admin.token on the node",
-    )
-    .into_response();
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        header::HeaderValue::from_static("Bearer"),
+}
+
+/// Whether a remove's query asks to delete the app's data (anything but an explicit no does,
+/// so a malformed flag needs the stronger role).
+fn deletes_data(query: &str) -> bool {
+    form_urlencoded::parse(query.as_bytes())
+        .any(|(key, value)| key == "delete_data" && !matches!(value.as_ref(), "false" | "0"))
+}
+
+/// Authenticates the bearer token, checks its role against the route, and passes the
+/// [`Caller`] to the handler. A refusal for lack of role on a change is audited.
+async fn authorize(State(state): State<AdminState>, mut request: Request, next: Next) -> Response {
+    let presented = auth::bearer(
+        request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
     );
-    response
+    let Some(caller) = presented.and_then(|token| state.tokens.authenticate(token)) else {
+        discard_body(request).await;
+        let mut response = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing, wrong or revoked admin token: pass --token, set EDGE_TOKEN, or use the \
+             token in <data-dir>/admin.token on the node",
+        )
+        .into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return response;
+    };
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(String::new, |p| p.as_str().to_string());
+    let needed = required_role(
+        request.method(),
+        &route,
+        request.uri().query().unwrap_or_default(),
+    );
+    if caller.role < needed {
+        let message = format!(
+            "token {:?} has role {}; {} {route} needs role {needed} (an admin can create one \
+             with `edge token create NAME --role {needed}`)",
+            caller.token,
+            caller.role,
+            request.method()
+        );
+        if request.method() != Method::GET {
+            state
+                .node
+                .record_audit(AuditEvent {
+                    token: caller.token.clone(),
+                    action: "forbidden",
+                    target: Some(format!("{} {}", request.method(), request.uri().path())),
+                    result: format!("refused: needs role {needed}"),
+                    ..AuditEvent::default()
+                })
+                .await;
+        }
+        discard_body(request).await;
+        return ApiError::new(StatusCode::FORBIDDEN, message).into_response();
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+/// Reads and drops (a bounded part of) a refused request's body, so a client still uploading
+/// a component reads the refusal instead of a reset connection.
+async fn discard_body(request: Request) {
+    const MOST: usize = 8 * 1024 * 1024;
+    let drain = axum::body::to_bytes(request.into_body(), MOST);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
+}
+
+/// The audit line for an action's result.
+fn result_text<T, E: std::fmt::Display>(result: &Result<T, E>) -> String {
+    match result {
+        Ok(_) => "ok".to_string(),
+        Err(err) => format!("refused: {err}"),
+    }
+}
+
+async fn list_tokens(
+    State(state): State<AdminState>,
+) -> Result<axum::Json<Vec<TokenView>>, ApiError> {
+    Ok(axum::Json(state.tokens.list()?))
+}
+
+async fn create_token(
+    State(state): State<AdminState>,
+    Extension(caller): Extension<Caller>,
+    axum::Json(request): axum::Json<TokenRequest>,
+) -> Result<axum::Json<TokenCreated>, ApiError> {
+    let tokens = state.tokens.clone();
+    let name = request.name.clone();
+    let created = tokio::task::spawn_blocking(move || tokens.create(&name, request.role))
+        .await
+        .map_err(|err| DeployError::Internal(err.into()))?;
+    state
+        .node
+        .record_audit(AuditEvent {
+            token: caller.token,
+            action: "token.create",
+            target: Some(format!("{} (role {})", request.name, request.role)),
+            result: result_text(&created),
+            ..AuditEvent::default()
+        })
+        .await;
+    let (secret, token) = created?;
+    Ok(axum::Json(TokenCreated { token, secret }))
+}
+
+async fn revoke_token(
+    State(state): State<AdminState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<TokenView>, ApiError> {
+    let tokens = state.tokens.clone();
+    let target = name.clone();
+    let revoked = tokio::task::spawn_blocking(move || tokens.revoke(&target))
+        .await
+        .map_err(|err| DeployError::Internal(err.into()))?;
+    state
+        .node
+        .record_audit(AuditEvent {
+            token: caller.token,
+            action: "token.revoke",
+            target: Some(name),
+            result: result_text(&revoked),
+            ..AuditEvent::default()
+        })
+        .await;
+    Ok(axum::Json(revoked?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct UsageQuery {
+    app: Option<String>,
+    /// Seconds since the Unix epoch (counted from the start of its hour).
+    since: Option<u64>,
+}
+
+/// `GET /v1/usage[?app=NAME][&since=SECS]`: usage per app, persisted and not yet flushed.
+async fn usage_report(
+    State(state): State<AdminState>,
+    Query(query): Query<UsageQuery>,
+) -> Result<axum::Json<Vec<crate::api::UsageView>>, ApiError> {
+    let node = state.node.clone();
+    let report =
+        tokio::task::spawn_blocking(move || node.usage.report(query.app.as_deref(), query.since))
+            .await
+            .map_err(|err| DeployError::Internal(err.into()))?
+            .map_err(DeployError::Internal)?;
+    Ok(axum::Json(report))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LogsQuery {
+    /// Lines after this sequence number.
+    #[serde(default)]
+    after: u64,
+    /// Lines from this time on, in ms since the Unix epoch.
+    #[serde(default)]
+    since_ms: u64,
+    /// Seconds to wait for a new line when there is none (for `--follow`), at most 30.
+    #[serde(default)]
+    wait: u64,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/apps/{name}/logs`: the app's stdout and stderr lines.
+async fn app_logs(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    Query(query): Query<LogsQuery>,
+) -> Result<axum::Json<crate::api::LogPage>, ApiError> {
+    let log = match state.node.guest_logs.get(&name) {
+        Some(log) => log,
+        None if state.node.routes.current().get(&name).is_some() => {
+            state.node.guest_logs.app(&name)
+        }
+        None => return Err(DeployError::NotFound(name).into()),
+    };
+    let limit = query.limit.unwrap_or(1000).clamp(1, 10_000);
+    let mut page = log.page(query.after, query.since_ms, limit);
+    if page.lines.is_empty() && query.wait > 0 {
+        let wait = std::time::Duration::from_secs(query.wait.min(30));
+        log.wait_after(page.next_after, wait).await;
+        page = log.page(page.next_after, query.since_ms, limit);
+    }
+    Ok(axum::Json(page))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AuditQuery {
+    limit: Option<usize>,
+}
+
+/// The last entries of the audit log (default 100), oldest first.
+async fn audit_tail(
+    State(state): State<AdminState>,
+    Query(query): Query<AuditQuery>,
+) -> Result<axum::Json<Vec<AuditEntry>>, ApiError> {
+    let node = state.node.clone();
+    let limit = query.limit.unwrap_or(100);
+    let entries = tokio::task::spawn_blocking(move || node.audit.tail(limit))
+        .await
+        .map_err(|err| DeployError::Internal(err.into()))?
+        .map_err(DeployError::Internal)?;
+    Ok(axum::Json(entries))
+}
+
+async fn audit_verify(
+    State(state): State<AdminState>,
+) -> Result<axum::Json<AuditVerification>, ApiError> {
+    let node = state.node.clone();
+    let verified = tokio::task::spawn_blocking(move || node.audit.verify())
+        .await
+        .map_err(|err| DeployError::Internal(err.into()))?
+        .map_err(DeployError::Internal)?;
+    Ok(axum::Json(verified))
+}
+
+impl From<TokenError> for ApiError {
+    fn from(err: TokenError) -> Self {
+        let status = match &err {
+            TokenError::InvalidName(_) | TokenError::Reserved => StatusCode::BAD_REQUEST,
+            TokenError::Exists(_) => StatusCode::CONFLICT,
+            TokenError::NotFound(_) => StatusCode::NOT_FOUND,
+            TokenError::Storage(inner) => {
+                tracing::error!("token storage failed: {inner:#}");
+                return Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error on the node; see its log",
+                );
+            }
+        };
+        Self::new(status, err.to_string())
+    }
 }
 
 impl From<&AppRecord> for AppView {
@@ -118,6 +377,7 @@ impl From<&AppRecord> for AppView {
             deployed_at,
             grants,
             snapshot,
+            limits: _,
         } = &record.current;
         Self {
             name: record.name.clone(),
@@ -141,13 +401,41 @@ impl From<&AppRecord> for AppView {
                 route: p.route.clone(),
                 deployed_at: p.deployed_at,
             }),
+            limits: None,
         }
     }
 }
 
+/// An app as listed, with the limits it runs under (the node's defaults where it set none).
+fn app_view(state: &AdminState, record: &AppRecord) -> AppView {
+    let mut view = AppView::from(record);
+    let asked = &record.current.limits;
+    if let Ok(limits) = state.node.config.limits.resolve(asked) {
+        let mut overridden = Vec::new();
+        for (set, name) in [
+            (asked.memory_mib.is_some(), "memory"),
+            (asked.timeout_ms.is_some(), "timeout"),
+            (asked.concurrency.is_some(), "concurrency"),
+            (asked.max_body_bytes.is_some(), "max_body"),
+        ] {
+            if set {
+                overridden.push(name.to_string());
+            }
+        }
+        view.limits = Some(LimitsView {
+            memory_mib: (limits.memory_bytes / (1024 * 1024)) as u64,
+            timeout_ms: u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
+            concurrency: limits.concurrency,
+            max_body_bytes: limits.max_body_bytes,
+            overridden,
+        });
+    }
+    view
+}
+
 async fn list_apps(State(state): State<AdminState>) -> Result<Response, ApiError> {
     let apps = state.node.repo.list_apps().map_err(DeployError::from)?;
-    let views: Vec<AppView> = apps.iter().map(AppView::from).collect();
+    let views: Vec<AppView> = apps.iter().map(|app| app_view(&state, app)).collect();
     Ok(axum::Json(views).into_response())
 }
 
@@ -161,11 +449,12 @@ async fn get_app(
         .get_app(&name)
         .map_err(DeployError::from)?
         .ok_or(DeployError::NotFound(name))?;
-    Ok(axum::Json(AppView::from(&record)).into_response())
+    Ok(axum::Json(app_view(&state, &record)).into_response())
 }
 
 async fn deploy_app(
     State(state): State<AdminState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -180,10 +469,23 @@ async fn deploy_app(
     let bytes = axum::body::to_bytes(body, read_limit)
         .await
         .map_err(|_| DeployError::TooLarge { limit })?;
-    let outcome = state.node.deploy(&name, bytes.to_vec(), spec).await?;
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    let outcome = state.node.deploy(&name, bytes.to_vec(), spec).await;
+    state
+        .node
+        .record_audit(AuditEvent {
+            token: caller.token,
+            action: "deploy",
+            app: Some(name.clone()),
+            digest: Some(digest),
+            result: result_text(&outcome),
+            ..AuditEvent::default()
+        })
+        .await;
+    let outcome = outcome?;
     let reply = DeployReply {
         url: format!("{}{}", state.data_plane_url, outcome.record.current.route),
-        app: AppView::from(&outcome.record),
+        app: app_view(&state, &outcome.record),
         compile_ms: outcome.compile_time.as_secs_f64() * 1e3,
         warnings: outcome.warnings,
     };
@@ -203,6 +505,10 @@ fn parse_deploy_query(query: &str) -> Result<DeploySpec, ApiError> {
                 }
             }
             "snapshot" => spec.snapshot = parse_flag(&key, &value)?,
+            "memory_mib" => spec.limits.memory_mib = Some(parse_number(&key, &value)?),
+            "timeout_ms" => spec.limits.timeout_ms = Some(parse_number(&key, &value)?),
+            "concurrency" => spec.limits.concurrency = Some(parse_number(&key, &value)?),
+            "max_body_bytes" => spec.limits.max_body_bytes = Some(parse_number(&key, &value)?),
             "subscribe" => push_unique(&mut spec.grants.messaging.subscribe, &value),
             "publish" => push_unique(&mut spec.grants.messaging.publish, &value),
             "allow_outbound" => {
@@ -224,7 +530,8 @@ fn parse_deploy_query(query: &str) -> Result<DeploySpec, ApiError> {
                     StatusCode::BAD_REQUEST,
                     format!(
                         "unknown deploy option {other:?}: expected route, env, kv, model, \
-                         allow_outbound, subscribe, publish or snapshot"
+                         allow_outbound, subscribe, publish, snapshot, memory_mib, timeout_ms, \
+                         concurrency or max_body_bytes"
                     ),
                 ));
             }
@@ -255,6 +562,15 @@ fn push_unique(list: &mut Vec<String>, value: &str) {
     }
 }
 
+fn parse_number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ApiError> {
+    value.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid value {value:?} for {key}: expected a whole number"),
+        )
+    })
+}
+
 fn parse_flag(key: &str, value: &str) -> Result<bool, ApiError> {
     match value {
         "" | "true" | "1" => Ok(true),
@@ -274,19 +590,47 @@ struct RemoveQuery {
 
 async fn remove_app(
     State(state): State<AdminState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Query(query): Query<RemoveQuery>,
 ) -> Result<Response, ApiError> {
-    let record = state.node.remove(&name, query.delete_data).await?;
-    Ok(axum::Json(AppView::from(&record)).into_response())
+    let removed = state.node.remove(&name, query.delete_data).await;
+    state
+        .node
+        .record_audit(AuditEvent {
+            token: caller.token,
+            action: if query.delete_data {
+                "remove.delete_data"
+            } else {
+                "remove"
+            },
+            app: Some(name),
+            digest: removed.as_ref().ok().map(|r| r.current.digest.clone()),
+            result: result_text(&removed),
+            ..AuditEvent::default()
+        })
+        .await;
+    Ok(axum::Json(app_view(&state, &removed?)).into_response())
 }
 
 async fn rollback_app(
     State(state): State<AdminState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let record = state.node.rollback(&name).await?;
-    Ok(axum::Json(AppView::from(&record)).into_response())
+    let rolled = state.node.rollback(&name).await;
+    state
+        .node
+        .record_audit(AuditEvent {
+            token: caller.token,
+            action: "rollback",
+            app: Some(name),
+            digest: rolled.as_ref().ok().map(|r| r.current.digest.clone()),
+            result: result_text(&rolled),
+            ..AuditEvent::default()
+        })
+        .await;
+    Ok(axum::Json(app_view(&state, &rolled?)).into_response())
 }
 
 /// Waits for start-up loading to finish (at most the time to compile the models).
@@ -314,7 +658,7 @@ async fn metrics(State(state): State<AdminState>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.node.metrics.render(&apps),
+        state.node.metrics.render(&apps, &state.node.usage.totals()),
     )
         .into_response()
 }
@@ -421,21 +765,79 @@ mod kv_api {
 
     pub async fn set_value(
         State(state): State<AdminState>,
+        Extension(caller): Extension<Caller>,
         Path((app, name, key)): Path<(String, String, String)>,
         body: axum::body::Bytes,
     ) -> Result<StatusCode, ApiError> {
         // The same checked, persisted write a guest's `set` makes.
-        let bucket = bucket(&state, &app, &name)?;
-        state.node.kv.set(&bucket, &key, &body).await?;
-        Ok(StatusCode::NO_CONTENT)
+        let result = match bucket(&state, &app, &name) {
+            Ok(bucket) => state
+                .node
+                .kv
+                .set(&bucket, &key, &body)
+                .await
+                .map_err(ApiError::from),
+            Err(err) => Err(err),
+        };
+        audit_kv(
+            &state,
+            caller,
+            "kv.set",
+            app,
+            format!("{name}/{key}"),
+            &result,
+        )
+        .await;
+        result.map(|()| StatusCode::NO_CONTENT)
     }
 
     pub async fn delete_value(
         State(state): State<AdminState>,
+        Extension(caller): Extension<Caller>,
         Path((app, name, key)): Path<(String, String, String)>,
     ) -> Result<StatusCode, ApiError> {
-        let bucket = bucket(&state, &app, &name)?;
-        state.node.kv.delete(&bucket, &key).await?;
-        Ok(StatusCode::NO_CONTENT)
+        let result = match bucket(&state, &app, &name) {
+            Ok(bucket) => state
+                .node
+                .kv
+                .delete(&bucket, &key)
+                .await
+                .map_err(ApiError::from),
+            Err(err) => Err(err),
+        };
+        audit_kv(
+            &state,
+            caller,
+            "kv.delete",
+            app,
+            format!("{name}/{key}"),
+            &result,
+        )
+        .await;
+        result.map(|()| StatusCode::NO_CONTENT)
+    }
+
+    async fn audit_kv(
+        state: &AdminState,
+        caller: Caller,
+        action: &'static str,
+        app: String,
+        target: String,
+        result: &Result<(), ApiError>,
+    ) {
+        state
+            .node
+            .record_audit(AuditEvent {
+                token: caller.token,
+                action,
+                app: Some(app),
+                target: Some(target),
+                result: match result {
+                    Ok(()) => "ok".to_string(),
+                    Err(err) => format!("refused: {}", err.message),
+                },
+                ..AuditEvent::default()
+            })
+            .await;
     }
 }

@@ -22,15 +22,18 @@ use crate::capabilities::messaging::{
 };
 use crate::capabilities::nn::{Models, NnMetrics, NnSettings};
 use crate::capabilities::outbound_http::{OutboundCounters, OutboundPolicy};
-use crate::config::NodeConfig;
+use crate::config::{AppLimits, NodeConfig};
+use crate::control::audit::{AuditEvent, AuditLog};
 use crate::control::repository::{AppRecord, Grants, Repository, SnapshotRecord, VersionRecord};
 use crate::control::validate;
 use crate::engine::compile::CompileCache;
 use crate::engine::{NodeEngine, snapshot};
 use crate::error::DeployError;
 use crate::group_commit::GroupCommit;
+use crate::guest_logs::GuestLogs;
 use crate::metrics::{Metrics, OutboundLabel};
 use crate::names::{normalize_route, validate_app_name};
+use crate::usage::Usage;
 
 /// What a deploy asks for besides the component bytes.
 #[derive(Debug, Clone)]
@@ -43,6 +46,8 @@ pub struct DeploySpec {
     pub grants: Grants,
     /// Run the component's init function at deploy when it exports one (default on).
     pub snapshot: bool,
+    /// Limits over the node's defaults (`--memory`, `--timeout`, …).
+    pub limits: AppLimits,
 }
 
 impl Default for DeploySpec {
@@ -53,6 +58,7 @@ impl Default for DeploySpec {
             config: ConfigValues::default(),
             grants: Grants::default(),
             snapshot: true,
+            limits: AppLimits::default(),
         }
     }
 }
@@ -78,6 +84,12 @@ pub struct Node {
     pub models: Arc<Models>,
     /// Broker links for message triggers and publishing.
     pub brokers: Arc<Brokers>,
+    /// Every admin action, hash-chained.
+    pub audit: AuditLog,
+    /// What apps write to stdout and stderr.
+    pub guest_logs: GuestLogs,
+    /// What apps consumed.
+    pub usage: Usage,
     /// False until every deployed app is serving (apps with a model join after start-up).
     restored: AtomicBool,
     /// Serialises changes (deploy, remove, rollback); requests never take it.
@@ -92,6 +104,9 @@ impl Node {
             &config.server.data_dir,
             config.kv.flush_interval_ms,
         )?);
+        let audit = AuditLog::open(&config.server.data_dir, &repo.db(), config.audit.clone())?;
+        let guest_logs = GuestLogs::new(config.guest_logs.clone(), &config.server.data_dir)?;
+        let usage = Usage::open(&repo.db(), config.metering.clone())?;
         let commit = Arc::new(GroupCommit::new(repo.db()));
         let kv = KvBackend::new(repo.db(), config.kv.clone(), commit.clone());
         let mut metrics = Metrics::new();
@@ -116,6 +131,9 @@ impl Node {
             kv,
             models,
             brokers,
+            audit,
+            guest_logs,
+            usage,
             restored: AtomicBool::new(false),
             config,
             compiler: CompileCache::new(engine.clone(), repo.clone()),
@@ -131,6 +149,13 @@ impl Node {
             return Err(err);
         }
         Ok(node)
+    }
+
+    /// Appends an admin action to the audit log, off the async workers (it fsyncs). A
+    /// failure to write is logged: the action itself already happened.
+    pub async fn record_audit(self: &Arc<Self>, event: AuditEvent) {
+        let node = self.clone();
+        let _ = tokio::task::spawn_blocking(move || node.audit.record_or_log(&event)).await;
     }
 
     /// Loads every deployed app. Apps granted a model are loaded once the models are (on a
@@ -229,7 +254,8 @@ impl Node {
         self.prepare(name, version.clone(), &component, concurrency)
     }
 
-    /// The concurrency limit of the app now serving as `name`, shared with its next version.
+    /// The concurrency limit of the app now serving as `name`, shared with its next version
+    /// (so requests in flight on the old one count) unless that one asks for another limit.
     fn concurrency_of(&self, name: &str) -> Option<Arc<Semaphore>> {
         self.routes
             .current()
@@ -262,6 +288,11 @@ impl Node {
         concurrency: Option<Arc<Semaphore>>,
     ) -> Result<LoadedApp, DeployError> {
         let engine = &self.engine.engine;
+        let limits = self
+            .config
+            .limits
+            .resolve(&version.limits)
+            .map_err(DeployError::InvalidLimits)?;
         let handlers = validate::check_exports(engine, component)?;
         let imports = validate::import_names(engine, component);
         validate::check_grants(&imports, &version.grants)?;
@@ -299,11 +330,9 @@ impl Node {
                 counters: self.brokers.metrics().app(name),
             })
         });
-        let concurrency = concurrency.unwrap_or_else(|| {
-            Arc::new(Semaphore::new(
-                self.config.limits.max_concurrent_requests_per_app,
-            ))
-        });
+        let concurrency = concurrency
+            .filter(|_| self.shares_limit(name, limits.concurrency))
+            .unwrap_or_else(|| Arc::new(Semaphore::new(limits.concurrency)));
         Ok(LoadedApp {
             name: name.to_string(),
             kv_namespace: version.grants.kv.then(|| Arc::from(name)),
@@ -317,7 +346,19 @@ impl Node {
             http,
             message_handler,
             concurrency,
+            limits,
+            logs: self.guest_logs.app(name),
+            usage: self.usage.app(name),
         })
+    }
+
+    /// Whether the app now serving as `name` has the concurrency limit `limit`, so its
+    /// semaphore can be shared with the next version.
+    fn shares_limit(&self, name: &str, limit: usize) -> bool {
+        self.routes
+            .current()
+            .get(name)
+            .is_some_and(|app| app.limits.concurrency == limit)
     }
 
     /// Validates, compiles, persists and swaps in a new version of `name`.
@@ -348,6 +389,10 @@ impl Node {
         }
         validate::check_binary_kind(&wasm)?;
         app_config::check_values(&spec.config, &self.config.app_config)?;
+        self.config
+            .limits
+            .resolve(&spec.limits)
+            .map_err(DeployError::InvalidLimits)?;
 
         let _change = self.changes.lock().await;
         if let Some(owner) = self.routes.current().route_owner(&route, name) {
@@ -370,6 +415,7 @@ impl Node {
             config: spec.config,
             grants: spec.grants,
             snapshot: snapshot.as_ref().map(|(record, _)| record.clone()),
+            limits: spec.limits,
             deployed_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -504,6 +550,8 @@ impl Node {
         if let Ok(topics) = record.current.grants.messaging.parse() {
             self.brokers.forget(name, &topics.subscribe).await;
         }
+        self.guest_logs.forget(name);
+        self.usage.forget(name);
         if delete_data {
             let buckets = self
                 .kv

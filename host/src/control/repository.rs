@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::capabilities::config::ConfigValues;
 use crate::capabilities::messaging::MessagingGrant;
 use crate::capabilities::outbound_http::OutboundGrant;
+use crate::config::AppLimits;
 
 /// One deployed version of an app: the component and how it is served.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +45,9 @@ pub struct VersionRecord {
     /// exports an init function.
     #[serde(default)]
     pub snapshot: Option<SnapshotRecord>,
+    /// Limits asked for at deploy over the node's defaults.
+    #[serde(default, skip_serializing_if = "AppLimits::is_default")]
+    pub limits: AppLimits,
 }
 
 /// A deploy-time snapshot of a version.
@@ -64,6 +68,7 @@ impl VersionRecord {
             && self.env == other.env
             && self.config == other.config
             && self.grants == other.grants
+            && self.limits == other.limits
             && self.snapshot.is_some() == other.snapshot.is_some()
     }
 
@@ -300,6 +305,7 @@ mod tests {
             deployed_at: 0,
             grants: Grants::default(),
             snapshot: None,
+            limits: AppLimits::default(),
         }
     }
 

@@ -121,7 +121,7 @@ fn pooling_config(pool: &PoolConfig, limits: &LimitsConfig) -> PoolingAllocation
         .total_tables(instances.saturating_mul(pool.max_tables_per_instance))
         .max_memories_per_component(pool.max_memories_per_instance)
         .max_tables_per_component(pool.max_tables_per_instance)
-        .max_memory_size(limits.memory_bytes())
+        .max_memory_size(limits.largest_memory_bytes())
         .max_unused_warm_slots(pool.max_unused_warm_slots)
         .linear_memory_keep_resident(pool.keep_resident_kib as usize * 1024)
         .table_keep_resident(pool.keep_resident_kib as usize * 1024);

@@ -23,6 +23,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use crate::apps::LoadedApp;
 use crate::control::node::Node;
 use crate::metrics::Outcome;
+use crate::usage::{AppUsage, CpuTimed, Trigger};
 
 /// Body type of every data-plane response.
 pub type ServeBody = UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
@@ -91,7 +92,7 @@ async fn route_and_run(node: &Arc<Node>, req: Request<Incoming>) -> Response<Ser
     let Some(app) = node.routes.current().lookup(req.uri().path()).cloned() else {
         return platform_answer(node, Outcome::NoRoute);
     };
-    let limit = node.config.limits.max_body_bytes;
+    let limit = app.limits.max_body_bytes;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -111,20 +112,39 @@ async fn route_and_run(node: &Arc<Node>, req: Request<Incoming>) -> Response<Ser
         remaining: limit,
         limit,
         exceeded: exceeded.clone(),
+        usage: app.usage.clone(),
     });
-    let result = run_guest(node, &app, req, permit).await;
+    let request_id = super::new_request_id();
+    let result = run_guest(node, &app, req, permit, request_id.clone()).await;
     let outcome = match result {
         Ok(_) if exceeded.load(Ordering::Relaxed) => Err(Outcome::BodyTooLarge),
         other => other,
     };
-    match outcome {
+    let mut response = match outcome {
         Ok(response) => {
             node.metrics.request(Outcome::Answered);
-            response
+            match &app.usage {
+                Some(usage) => response.map(|body| {
+                    CountedBody {
+                        inner: body,
+                        sent: 0,
+                        usage: usage.clone(),
+                    }
+                    .boxed_unsync()
+                }),
+                None => response,
+            }
         }
         Err(outcome) => platform_answer(node, outcome),
+    };
+    if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
+    response
 }
+
+/// Response header naming the invocation, as its guest's log lines do (`edge logs`).
+pub const REQUEST_ID_HEADER: &str = "edge-request-id";
 
 /// Instantiates the app in a fresh store and calls its `incoming-handler`.
 async fn run_guest(
@@ -132,12 +152,19 @@ async fn run_guest(
     app: &Arc<LoadedApp>,
     req: Request<LimitedBody>,
     permit: tokio::sync::OwnedSemaphorePermit,
+    request_id: Arc<str>,
 ) -> Result<Response<ServeBody>, Outcome> {
-    let timeout = node.config.limits.request_timeout();
+    let timeout = app.limits.timeout;
     let Some(indices) = app.http.clone() else {
         return Err(Outcome::NoRoute);
     };
-    let mut store = super::new_store(node, app, Instant::now() + timeout);
+    let mut store = super::new_store(
+        node,
+        app,
+        Instant::now() + timeout,
+        request_id,
+        Trigger::Http,
+    );
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let prepared = store
         .data_mut()
@@ -180,6 +207,11 @@ async fn run_guest(
             Err(_elapsed) => Err(wasmtime::Error::from(wasmtime::Trap::Interrupt)),
         }
     };
+    let run_request: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
+        match &app.usage {
+            Some(usage) => Box::pin(CpuTimed::new(run_request, usage.clone())),
+            None => Box::pin(run_request),
+        };
     // Apps granted a model block their thread in inference: keep them off the data plane's.
     let task = match (&app.models, node.models.workers()) {
         (Some(_), Some(workers)) => workers.spawn(run_request),
@@ -307,6 +339,8 @@ struct LimitedBody {
     remaining: u64,
     limit: u64,
     exceeded: Arc<AtomicBool>,
+    /// Counts the bytes the guest read (its usage), when metering is on.
+    usage: Option<Arc<AppUsage>>,
 }
 
 impl LimitedBody {
@@ -338,6 +372,9 @@ impl Body for LimitedBody {
                     return Poll::Ready(Some(Err(this.too_large())));
                 }
                 this.remaining -= len;
+                if let Some(usage) = &this.usage {
+                    usage.bytes_in.fetch_add(len, Ordering::Relaxed);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(err))) => {
@@ -356,5 +393,42 @@ impl Body for LimitedBody {
         self.inner
             .as_ref()
             .map_or_else(hyper::body::SizeHint::default, Body::size_hint)
+    }
+}
+
+/// A response body that adds the bytes it sent to the app's usage when it ends.
+struct CountedBody {
+    inner: ServeBody,
+    sent: u64,
+    usage: Arc<AppUsage>,
+}
+
+impl Body for CountedBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            self.sent += frame.data_ref().map_or(0, |d| d.len() as u64);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for CountedBody {
+    fn drop(&mut self) {
+        self.usage.bytes_out.fetch_add(self.sent, Ordering::Relaxed);
     }
 }

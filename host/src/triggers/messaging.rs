@@ -28,6 +28,7 @@ use crate::capabilities::messaging::{
     AppCounters, Broker, Delivery, Message, OutMessage, TopicPattern, call_handler,
 };
 use crate::control::node::Node;
+use crate::usage::{CpuTimed, Trigger};
 
 /// Longest reason kept with a dead letter.
 const MAX_REASON_CHARS: usize = 512;
@@ -204,8 +205,20 @@ async fn invoke(node: &Arc<Node>, app: &Arc<LoadedApp>, delivery: &Delivery) -> 
     let Some(indices) = app.message_handler.clone() else {
         return Err("the serving version does not export wasi:messaging/incoming-handler".into());
     };
-    let timeout = node.config.limits.request_timeout();
-    let mut store = super::new_store(node, app, Instant::now() + timeout);
+    let timeout = app.limits.timeout;
+    let mut store = super::new_store(
+        node,
+        app,
+        Instant::now() + timeout,
+        super::new_request_id(),
+        Trigger::Message,
+    );
+    if let Some(usage) = &app.usage {
+        usage.bytes_in.fetch_add(
+            delivery.payload.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
     let message = Message::incoming(
         delivery.broker,
         delivery.topic.clone(),
@@ -220,6 +233,10 @@ async fn invoke(node: &Arc<Node>, app: &Arc<LoadedApp>, delivery: &Delivery) -> 
         call_handler(&mut store, &indices, &instance, resource).await
     };
     let bounded = async move { tokio::time::timeout(timeout, run).await };
+    let bounded: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> = match &app.usage {
+        Some(usage) => Box::pin(CpuTimed::new(bounded, usage.clone())),
+        None => Box::pin(bounded),
+    };
     // Apps granted a model block their thread in inference: keep them off the async workers.
     let outcome = match (&app.models, node.models.workers()) {
         (Some(_), Some(workers)) => workers.spawn(bounded).await,

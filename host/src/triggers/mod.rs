@@ -5,6 +5,7 @@
 pub mod http;
 pub mod messaging;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::Store;
@@ -15,10 +16,23 @@ use crate::capabilities::messaging::MessagingCtx;
 use crate::capabilities::outbound_http::OutboundHooks;
 use crate::control::node::Node;
 use crate::host_state::{HostState, StoreSettings};
+use crate::usage::Trigger;
 
-/// A fresh store for one invocation of `app`, with its grants and the node's limits; the
-/// guest is interrupted at `deadline`.
-pub fn new_store(node: &Node, app: &LoadedApp, deadline: Instant) -> Store<HostState> {
+/// A new request id: 16 hex digits, unique enough to find one invocation's log lines.
+pub fn new_request_id() -> Arc<str> {
+    Arc::from(format!("{:016x}", rand::random::<u64>()))
+}
+
+/// A fresh store for one invocation of `app`, with its grants and limits; the guest is
+/// interrupted at `deadline`, its output is logged under `request_id`, and its usage counted
+/// for `trigger`.
+pub fn new_store(
+    node: &Node,
+    app: &LoadedApp,
+    deadline: Instant,
+    request_id: Arc<str>,
+    trigger: Trigger,
+) -> Store<HostState> {
     let settings = StoreSettings {
         kv: KvCtx::new(node.kv.clone(), app.kv_namespace.clone()),
         models: app.models.as_ref(),
@@ -26,8 +40,12 @@ pub fn new_store(node: &Node, app: &LoadedApp, deadline: Instant) -> Store<HostS
         outbound: OutboundHooks(app.outbound.clone()),
         messaging: MessagingCtx(app.messaging.clone()),
         env: &app.version.env,
-        memory_bytes: node.config.limits.memory_bytes(),
+        memory_bytes: app.limits.memory_bytes,
         deadline,
+        logs: &app.logs,
+        request_id,
+        usage: app.usage.clone(),
+        trigger,
     };
     HostState::new_store(&node.engine.engine, settings)
 }

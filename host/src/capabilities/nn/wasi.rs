@@ -50,6 +50,8 @@ pub struct NnView<'a> {
     /// The models of the store's app (`None` for apps granted none: they cannot import
     /// wasi:nn, a deploy that does is refused).
     pub models: Option<&'a Arc<AppModels>>,
+    /// Counts the app's successful inferences (its usage), when metering is on.
+    pub inferences: Option<&'a std::sync::atomic::AtomicU64>,
 }
 
 struct HasNn;
@@ -179,6 +181,9 @@ impl inference::HostGraphExecutionContext for NnView<'_> {
         let outputs = self.table.get_mut(&context)?.compute_with_io(named);
         match outputs {
             Ok(outputs) => {
+                if let Some(counter) = self.inferences {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 let mut results = Vec::new();
                 for NamedTensor { name, tensor } in outputs {
                     results.push((name, self.table.push(tensor)?));

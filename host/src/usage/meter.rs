@@ -1,0 +1,201 @@
+//! Measuring one invocation: its wall time and linear memory over time (through the store's
+//! resource limiter, which also enforces the app's memory limit), and the CPU time of the
+//! thread while the invocation's future is polled.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use super::AppUsage;
+
+/// What triggered an invocation (usage is counted per trigger).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Http,
+    Message,
+}
+
+/// Most instances one store may create (a component and its nested core instances).
+const MAX_INSTANCES: usize = 64;
+
+/// The store's resource limiter and usage meter. Memory-seconds integrate the instance's
+/// total linear memory (all its memories) over the invocation's life: every growth is
+/// stamped, and the integral closes when the store is dropped, however the invocation ended
+/// (answered, trapped, timed out, cancelled).
+pub struct InvocationMeter {
+    memory_limit: usize,
+    usage: Option<Arc<AppUsage>>,
+    started: Instant,
+    /// Linear memory bytes now, and since when.
+    bytes: u64,
+    since: Instant,
+    /// Integral of memory over time so far, in byte-nanoseconds.
+    byte_nanos: u128,
+}
+
+impl InvocationMeter {
+    /// A meter for one invocation of the app whose usage is `usage` (`None`: metering off,
+    /// only the memory limit applies).
+    pub fn new(memory_limit: usize, usage: Option<Arc<AppUsage>>, trigger: Trigger) -> Self {
+        if let Some(usage) = &usage {
+            let counter = match trigger {
+                Trigger::Http => &usage.invocations_http,
+                Trigger::Message => &usage.invocations_message,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        let now = Instant::now();
+        Self {
+            memory_limit,
+            usage,
+            started: now,
+            bytes: 0,
+            since: now,
+            byte_nanos: 0,
+        }
+    }
+
+    /// The app's usage counters, when metering is on.
+    pub fn usage(&self) -> Option<&Arc<AppUsage>> {
+        self.usage.as_ref()
+    }
+
+    fn advance(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.since).as_nanos();
+        self.byte_nanos += u128::from(self.bytes) * elapsed;
+        self.since = now;
+    }
+}
+
+impl wasmtime::ResourceLimiter for InvocationMeter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            return Ok(false);
+        }
+        if self.usage.is_some() {
+            self.advance(Instant::now());
+            self.bytes += desired.saturating_sub(current) as u64;
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Bounded by the pool's (or the module's) table limits.
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+}
+
+impl Drop for InvocationMeter {
+    fn drop(&mut self) {
+        let Some(usage) = self.usage.take() else {
+            return;
+        };
+        let now = Instant::now();
+        self.advance(now);
+        let wall = now.saturating_duration_since(self.started).as_nanos();
+        usage
+            .wall_nanos
+            .fetch_add(u64::try_from(wall).unwrap_or(u64::MAX), Ordering::Relaxed);
+        // KiB-milliseconds: a 128 MiB instance for 10 s is 1.3e9, so u64 holds ~1e10 of them.
+        let kib_ms = self.byte_nanos / (1024 * 1_000_000);
+        usage
+            .memory_kib_ms
+            .fetch_add(u64::try_from(kib_ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+}
+
+/// A future whose polls' thread CPU time is added to an app's usage: the guest's code and the
+/// host calls it makes, as they run on the polling thread (inference on the workers included,
+/// as it runs inside the poll).
+pub struct CpuTimed<F> {
+    inner: Pin<Box<F>>,
+    usage: Arc<AppUsage>,
+}
+
+impl<F> CpuTimed<F> {
+    pub fn new(inner: F, usage: Arc<AppUsage>) -> Self {
+        Self {
+            inner: Box::pin(inner),
+            usage,
+        }
+    }
+}
+
+impl<F: Future> Future for CpuTimed<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let before = thread_cpu_nanos();
+        let result = self.inner.as_mut().poll(cx);
+        let spent = thread_cpu_nanos().saturating_sub(before);
+        self.usage.cpu_nanos.fetch_add(spent, Ordering::Relaxed);
+        result
+    }
+}
+
+/// CPU time the calling thread has used, in nanoseconds.
+fn thread_cpu_nanos() -> u64 {
+    let time = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    u64::try_from(time.tv_sec)
+        .unwrap_or_default()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(time.tv_nsec).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter as _;
+
+    #[test]
+    fn memory_seconds_integrate_growth_over_time_and_the_limit_holds() {
+        let usage = Arc::new(AppUsage::default());
+        {
+            let mut meter = InvocationMeter::new(64 << 20, Some(usage.clone()), Trigger::Http);
+            assert!(meter.memory_growing(0, 32 << 20, None).unwrap());
+            assert!(!meter.memory_growing(32 << 20, 65 << 20, None).unwrap());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let kib_ms = usage.memory_kib_ms.load(Ordering::Relaxed);
+        // 32 MiB for at least 50 ms: 32768 KiB x 50 ms.
+        assert!(kib_ms >= 32768 * 50, "{kib_ms}");
+        assert_eq!(usage.invocations_http.load(Ordering::Relaxed), 1);
+        assert!(usage.wall_nanos.load(Ordering::Relaxed) >= 50_000_000);
+    }
+
+    #[test]
+    fn cpu_time_of_a_busy_future_is_counted() {
+        let usage = Arc::new(AppUsage::default());
+        // Spins until the thread used 30 ms of CPU, however busy the machine is.
+        let busy = CpuTimed::new(
+            async {
+                let started = thread_cpu_nanos();
+                let mut x = 0u64;
+                while thread_cpu_nanos() - started < 30_000_000 {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            },
+            usage.clone(),
+        );
+        futures_util::FutureExt::now_or_never(busy).unwrap();
+        let cpu = usage.cpu_nanos.load(Ordering::Relaxed);
+        assert!((30_000_000..1_000_000_000).contains(&cpu), "{cpu}");
+    }
+}
