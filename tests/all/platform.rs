@@ -422,7 +422,7 @@ async fn usage_of_a_known_workload_is_metered_and_survives_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chatty_guest_output_is_logged_with_request_ids_and_rate_limited() {
     let host = TestHost::start_with_config(
-        "[guest_logs]\nlines_per_second = 5\nburst_lines = 40\nring_lines = 200\n",
+        "[guest_logs]\nlines_per_second = 5\nburst_lines = 40\nring_lines = 200\nfile = true\n",
     );
     host.deploy("chatty", &guest("misbehave"), &[]);
     host.deploy("hello", &guest("hello"), &[]);
