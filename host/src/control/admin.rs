@@ -770,25 +770,12 @@ mod kv_api {
         body: axum::body::Bytes,
     ) -> Result<StatusCode, ApiError> {
         // The same checked, persisted write a guest's `set` makes.
-        let result = match bucket(&state, &app, &name) {
-            Ok(bucket) => state
-                .node
-                .kv
-                .set(&bucket, &key, &body)
-                .await
-                .map_err(ApiError::from),
-            Err(err) => Err(err),
-        };
-        audit_kv(
-            &state,
-            caller,
-            "kv.set",
-            app,
-            format!("{name}/{key}"),
-            &result,
-        )
-        .await;
-        result.map(|()| StatusCode::NO_CONTENT)
+        let kv = state.node.kv.clone();
+        let target = (app, name, key.clone());
+        audited_change(&state, caller, "kv.set", target, async move |bucket| {
+            kv.set(&bucket, &key, &body).await
+        })
+        .await
     }
 
     pub async fn delete_value(
@@ -796,48 +783,40 @@ mod kv_api {
         Extension(caller): Extension<Caller>,
         Path((app, name, key)): Path<(String, String, String)>,
     ) -> Result<StatusCode, ApiError> {
-        let result = match bucket(&state, &app, &name) {
-            Ok(bucket) => state
-                .node
-                .kv
-                .delete(&bucket, &key)
-                .await
-                .map_err(ApiError::from),
-            Err(err) => Err(err),
-        };
-        audit_kv(
-            &state,
-            caller,
-            "kv.delete",
-            app,
-            format!("{name}/{key}"),
-            &result,
-        )
-        .await;
-        result.map(|()| StatusCode::NO_CONTENT)
+        let kv = state.node.kv.clone();
+        let target = (app, name, key.clone());
+        audited_change(&state, caller, "kv.delete", target, async move |bucket| {
+            kv.delete(&bucket, &key).await
+        })
+        .await
     }
 
-    async fn audit_kv(
+    /// Runs a change to one key of an app's bucket and records it in the audit log.
+    async fn audited_change(
         state: &AdminState,
         caller: Caller,
         action: &'static str,
-        app: String,
-        target: String,
-        result: &Result<(), ApiError>,
-    ) {
+        (app, name, key): (String, String, String),
+        change: impl AsyncFnOnce(Bucket) -> Result<(), KvError>,
+    ) -> Result<StatusCode, ApiError> {
+        let result = match bucket(state, &app, &name) {
+            Ok(bucket) => change(bucket).await.map_err(ApiError::from),
+            Err(err) => Err(err),
+        };
         state
             .node
             .record_audit(AuditEvent {
                 token: caller.token,
                 action,
                 app: Some(app),
-                target: Some(target),
-                result: match result {
+                target: Some(format!("{name}/{key}")),
+                result: match &result {
                     Ok(()) => "ok".to_string(),
                     Err(err) => format!("refused: {}", err.message),
                 },
                 ..AuditEvent::default()
             })
             .await;
+        result.map(|()| StatusCode::NO_CONTENT)
     }
 }

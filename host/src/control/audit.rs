@@ -354,15 +354,21 @@ mod tests {
         assert_eq!(log.tail(2).unwrap().len(), 2);
     }
 
-    #[test]
-    fn edited_line_is_found() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = open(dir.path(), 1 << 20);
+    /// A log of three entries; its path and text.
+    fn three_entries(dir: &Path) -> (AuditLog, PathBuf, String) {
+        let log = open(dir, 1 << 20);
         for action in ["deploy", "remove", "rollback"] {
             log.record(&event(action)).unwrap();
         }
-        let path = dir.path().join("audit/audit.log");
+        let path = dir.join("audit/audit.log");
         let text = std::fs::read_to_string(&path).unwrap();
+        (log, path, text)
+    }
+
+    #[test]
+    fn edited_line_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, path, text) = three_entries(dir.path());
         std::fs::write(&path, text.replacen("\"remove\"", "\"rollback\"", 1)).unwrap();
         let verified = log.verify().unwrap();
         assert!(!verified.ok);
@@ -376,12 +382,7 @@ mod tests {
     #[test]
     fn truncated_tail_and_removed_line_are_found() {
         let dir = tempfile::tempdir().unwrap();
-        let log = open(dir.path(), 1 << 20);
-        for action in ["deploy", "remove", "rollback"] {
-            log.record(&event(action)).unwrap();
-        }
-        let path = dir.path().join("audit/audit.log");
-        let text = std::fs::read_to_string(&path).unwrap();
+        let (log, path, text) = three_entries(dir.path());
         let lines: Vec<&str> = text.lines().collect();
         std::fs::write(&path, format!("{}\n{}\n", lines[0], lines[1])).unwrap();
         let problem = log.verify().unwrap().problem.unwrap();
