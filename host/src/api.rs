@@ -40,6 +40,12 @@ pub struct AppView {
     /// The limits the app runs under.
     #[serde(default)]
     pub limits: Option<LimitsView>,
+    /// Instance reuse (`requests` 1: off).
+    #[serde(default)]
+    pub reuse: Reuse,
+    /// `0.2` or `0.3`: the WASI version of its HTTP handler, when it has one.
+    #[serde(default)]
+    pub wasi_http: Option<String>,
 }
 
 /// Limits one app version asked for at deploy (`--memory`, `--timeout`, `--concurrency`,
@@ -60,6 +66,40 @@ pub struct AppLimits {
 impl AppLimits {
     pub fn is_default(&self) -> bool {
         *self == AppLimits::default()
+    }
+}
+
+/// Instance reuse an app version opted into at deploy (`--reuse`): off by default, since a
+/// reused instance keeps what earlier requests left in its memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Reuse {
+    /// Requests one instance serves before it is retired (1: a fresh instance per request).
+    pub requests: u32,
+    /// Requests one instance serves at once (WASI 0.3 components only; 0.2 ones take one).
+    pub concurrency: u32,
+    /// How long an idle instance is kept for the next request, in ms.
+    pub idle_ms: u64,
+}
+
+impl Default for Reuse {
+    fn default() -> Self {
+        Self {
+            requests: 1,
+            concurrency: 1,
+            idle_ms: 10_000,
+        }
+    }
+}
+
+impl Reuse {
+    pub fn is_default(&self) -> bool {
+        *self == Reuse::default()
+    }
+
+    /// Whether an instance may serve more than one request.
+    pub fn enabled(&self) -> bool {
+        self.requests > 1
     }
 }
 

@@ -1,7 +1,7 @@
 //! Apps as the data plane sees them: a loaded version ready to instantiate, and the routing
 //! table that maps path prefixes to apps, replaced atomically on every change.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{Semaphore, watch};
 use wasmtime::component::InstancePre;
@@ -47,6 +47,28 @@ pub struct LoadedApp {
     pub logs: Arc<AppLog>,
     /// Its usage counters (shared by its versions); `None` when metering is off.
     pub usage: Option<Arc<AppUsage>>,
+    /// For a WASI 0.3 HTTP handler, or a 0.2 one with instance reuse: the handler
+    /// pre-instance, served through [`crate::triggers::instances`].
+    pub handler_pre: Option<wasmtime_wasi_http::handler::ProxyPre<HostState>>,
+    /// Its instances, set up by the HTTP trigger at the first request (see `handler_pre`);
+    /// type-erased so this table does not depend on the triggers.
+    pub instances: OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+impl LoadedApp {
+    /// Whether it answers HTTP requests.
+    pub fn serves_http(&self) -> bool {
+        self.http.is_some() || self.handler_pre.is_some()
+    }
+
+    /// `0.2` or `0.3`: the WASI version of its HTTP handler.
+    pub fn wasi_http_version(&self) -> Option<&'static str> {
+        match &self.handler_pre {
+            Some(wasmtime_wasi_http::handler::ProxyPre::P3(_)) => Some("0.3"),
+            Some(_) => Some("0.2"),
+            None => self.http.as_ref().map(|_| "0.2"),
+        }
+    }
 }
 
 /// Prefix routes, longest first, so the first match is the longest.
@@ -72,7 +94,7 @@ impl RoutingTable {
     pub fn lookup(&self, path: &str) -> Option<&Arc<LoadedApp>> {
         self.routes
             .iter()
-            .find(|app| app.http.is_some() && route_matches(&app.version.route, path))
+            .find(|app| app.serves_http() && route_matches(&app.version.route, path))
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<LoadedApp>> {

@@ -312,6 +312,17 @@ struct DeployArgs {
     /// (default: the node's [limits] max_body_bytes).
     #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
     max_body: Option<u64>,
+    /// Let one instance serve up to N requests instead of a fresh instance per request.
+    /// Faster for big-language components, but what a request leaves in the instance's memory
+    /// is visible to the next ones (see docs/operations.md). Default 1: no reuse.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    reuse: u32,
+    /// Requests one reused instance serves at once (WASI 0.3 components only).
+    #[arg(long, value_name = "M", default_value_t = 1)]
+    reuse_concurrency: u32,
+    /// How long an idle reused instance is kept, such as 10s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_millis, default_value = "10s")]
+    reuse_idle: u64,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -792,6 +803,11 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
                     concurrency: args.concurrency,
                     max_body_bytes: args.max_body,
                 },
+                reuse: &crate::api::Reuse {
+                    requests: args.reuse,
+                    concurrency: args.reuse_concurrency,
+                    idle_ms: args.reuse_idle,
+                },
             },
         )
         .await?;
@@ -843,7 +859,7 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<20} {:<24} {:<14} {:>10} {:>4} {:<20} {:<20} {:<28} {:<28} {:<28} {:>10}  {:<40} PREVIOUS",
+        "{:<20} {:<24} {:<14} {:>10} {:>4} {:<20} {:<20} {:<28} {:<28} {:<28} {:>10}  {:<40} {:<4} {:<16} PREVIOUS",
         "NAME",
         "ROUTE",
         "DIGEST",
@@ -855,7 +871,9 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
         "SUBSCRIBE",
         "PUBLISH",
         "SNAPSHOT",
-        "LIMITS (* = set at deploy)"
+        "LIMITS (* = set at deploy)",
+        "WASI",
+        "REUSE"
     );
     let listed = |items: &[String]| {
         if items.is_empty() {
@@ -866,7 +884,7 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
     };
     for app in apps {
         println!(
-            "{:<20} {:<24} {:<14} {:>10} {:>4} {:<20} {:<20} {:<28} {:<28} {:<28} {:>10}  {:<40} {}",
+            "{:<20} {:<24} {:<14} {:>10} {:>4} {:<20} {:<20} {:<28} {:<28} {:<28} {:>10}  {:<40} {:<4} {:<16} {}",
             app.name,
             app.route,
             short_digest(&app.digest),
@@ -883,12 +901,27 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
             app.limits
                 .as_ref()
                 .map_or_else(|| "-".to_string(), describe_limits),
+            app.wasi_http.as_deref().unwrap_or("-"),
+            describe_reuse(&app.reuse),
             app.previous
                 .as_ref()
                 .map_or("-", |p| short_digest(&p.digest))
         );
     }
     Ok(())
+}
+
+/// `-` without reuse, else `128/16 idle 10s`: requests per instance / at once, idle time.
+fn describe_reuse(reuse: &crate::api::Reuse) -> String {
+    if !reuse.enabled() {
+        return "-".to_string();
+    }
+    format!(
+        "{}/{} idle {}",
+        reuse.requests,
+        reuse.concurrency,
+        humantime::format_duration(std::time::Duration::from_millis(reuse.idle_ms))
+    )
 }
 
 /// `mem 128MiB timeout 10s conc 256 body 10.0MiB`, a `*` after each value set at deploy.

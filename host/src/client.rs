@@ -46,6 +46,8 @@ pub struct DeployOptions<'a> {
     pub publish: &'a [String],
     /// Limits over the node's defaults.
     pub limits: &'a AppLimits,
+    /// Instance reuse.
+    pub reuse: &'a crate::api::Reuse,
 }
 
 impl AdminClient {
@@ -187,6 +189,7 @@ impl AdminClient {
             subscribe,
             publish,
             limits,
+            reuse,
         } = *options;
         let bytes = std::fs::read(file)
             .with_context(|| format!("cannot read component file {}", file.display()))?;
@@ -231,6 +234,24 @@ impl AdminClient {
             concurrency,
             max_body_bytes,
         } = limits;
+        let default_reuse = crate::api::Reuse::default();
+        for (key, value, default) in [
+            (
+                "reuse",
+                u64::from(reuse.requests),
+                u64::from(default_reuse.requests),
+            ),
+            (
+                "reuse_concurrency",
+                u64::from(reuse.concurrency),
+                u64::from(default_reuse.concurrency),
+            ),
+            ("reuse_idle_ms", reuse.idle_ms, default_reuse.idle_ms),
+        ] {
+            if value != default {
+                query.push((key, value.to_string()));
+            }
+        }
         for (key, value) in [
             ("memory_mib", *memory_mib),
             ("timeout_ms", *timeout_ms),

@@ -35,6 +35,8 @@ pub struct HostState {
     models: Option<Arc<AppModels>>,
     config: Variables,
     messaging: MessagingCtx,
+    /// When guest code is interrupted; moved on by each request of a reused instance.
+    deadline: Instant,
 }
 
 /// What a store needs from the app it runs: its environment, grants and limits.
@@ -58,7 +60,8 @@ pub struct StoreSettings<'a> {
     pub request_id: Arc<str>,
     /// The app's usage counters (`None`: metering off).
     pub usage: Option<Arc<AppUsage>>,
-    pub trigger: Trigger,
+    /// Counts one invocation of this trigger (`None`: the caller counts them).
+    pub trigger: Option<Trigger>,
 }
 
 impl HostState {
@@ -78,11 +81,23 @@ impl HostState {
             models: settings.models.cloned(),
             config: settings.config.clone(),
             messaging: settings.messaging,
+            deadline: settings.deadline,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.meter);
-        interrupt_at(&mut store, settings.deadline);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| Ok(yield_or_interrupt(ctx.data().deadline)));
         store
+    }
+
+    /// Moves the time guest code is interrupted at (a new request on a reused instance).
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+    }
+
+    /// The `wasi:http` view, as a plain function for wasmtime-wasi-http's handler.
+    pub fn http_view(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpView::http(self)
     }
 
     fn nn(&mut self) -> NnView<'_> {
@@ -140,6 +155,9 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    // WASI 0.3 beside it, with the same capabilities denied by default.
+    wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+    wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
     kv::add_to_linker(&mut linker, HostState::kv)?;
     nn::add_to_linker(&mut linker, HostState::nn)?;
     app_config::add_to_linker(&mut linker, HostState::config)?;
@@ -152,14 +170,14 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
 /// past the deadline it traps with [`wasmtime::Trap::Interrupt`].
 pub fn interrupt_at<T: 'static>(store: &mut Store<T>, deadline: Instant) {
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
-        if Instant::now() >= deadline {
-            Ok(wasmtime::UpdateDeadline::Interrupt)
-        } else {
-            Ok(wasmtime::UpdateDeadline::YieldCustom(
-                1,
-                Box::pin(tokio::task::yield_now()),
-            ))
-        }
-    });
+    store.epoch_deadline_callback(move |_| Ok(yield_or_interrupt(deadline)));
+}
+
+/// At an epoch tick: trap past `deadline`, else yield to the executor.
+fn yield_or_interrupt(deadline: Instant) -> wasmtime::UpdateDeadline {
+    if Instant::now() >= deadline {
+        wasmtime::UpdateDeadline::Interrupt
+    } else {
+        wasmtime::UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+    }
 }

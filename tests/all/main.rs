@@ -8,6 +8,7 @@ mod brokers;
 mod deploy;
 mod guest_limits;
 mod harness;
+mod instances;
 mod kv;
 mod messaging;
 mod metrics;

@@ -378,6 +378,7 @@ impl From<&AppRecord> for AppView {
             grants,
             snapshot,
             limits: _,
+            reuse,
         } = &record.current;
         Self {
             name: record.name.clone(),
@@ -402,6 +403,8 @@ impl From<&AppRecord> for AppView {
                 deployed_at: p.deployed_at,
             }),
             limits: None,
+            reuse: *reuse,
+            wasi_http: None,
         }
     }
 }
@@ -409,6 +412,14 @@ impl From<&AppRecord> for AppView {
 /// An app as listed, with the limits it runs under (the node's defaults where it set none).
 fn app_view(state: &AdminState, record: &AppRecord) -> AppView {
     let mut view = AppView::from(record);
+    view.wasi_http = state
+        .node
+        .routes
+        .current()
+        .get(&record.name)
+        .filter(|app| app.version == record.current)
+        .and_then(|app| app.wasi_http_version())
+        .map(str::to_string);
     let asked = &record.current.limits;
     if let Ok(limits) = state.node.config.limits.resolve(asked) {
         let mut overridden = Vec::new();
@@ -509,6 +520,9 @@ fn parse_deploy_query(query: &str) -> Result<DeploySpec, ApiError> {
             "timeout_ms" => spec.limits.timeout_ms = Some(parse_number(&key, &value)?),
             "concurrency" => spec.limits.concurrency = Some(parse_number(&key, &value)?),
             "max_body_bytes" => spec.limits.max_body_bytes = Some(parse_number(&key, &value)?),
+            "reuse" => spec.reuse.requests = parse_number(&key, &value)?,
+            "reuse_concurrency" => spec.reuse.concurrency = parse_number(&key, &value)?,
+            "reuse_idle_ms" => spec.reuse.idle_ms = parse_number(&key, &value)?,
             "subscribe" => push_unique(&mut spec.grants.messaging.subscribe, &value),
             "publish" => push_unique(&mut spec.grants.messaging.publish, &value),
             "allow_outbound" => {
@@ -531,7 +545,7 @@ fn parse_deploy_query(query: &str) -> Result<DeploySpec, ApiError> {
                     format!(
                         "unknown deploy option {other:?}: expected route, env, kv, model, \
                          allow_outbound, subscribe, publish, snapshot, memory_mib, timeout_ms, \
-                         concurrency or max_body_bytes"
+                         concurrency, max_body_bytes, reuse, reuse_concurrency or reuse_idle_ms"
                     ),
                 ));
             }

@@ -14,6 +14,7 @@ use tokio::sync::{Mutex, Semaphore};
 use wasmtime::component::Component;
 use wasmtime_wasi_http::p2::bindings::ProxyIndices;
 
+use crate::api::Reuse;
 use crate::apps::{LiveRoutes, LoadedApp, RoutingTable};
 use crate::capabilities::config::{self as app_config, ConfigValues};
 use crate::capabilities::kv::KvBackend;
@@ -34,6 +35,7 @@ use crate::guest_logs::GuestLogs;
 use crate::metrics::{Metrics, OutboundLabel};
 use crate::names::{normalize_route, validate_app_name};
 use crate::usage::Usage;
+use wasmtime_wasi_http::handler::ProxyPre as HandlerPre;
 
 /// What a deploy asks for besides the component bytes.
 #[derive(Debug, Clone)]
@@ -48,6 +50,8 @@ pub struct DeploySpec {
     pub snapshot: bool,
     /// Limits over the node's defaults (`--memory`, `--timeout`, …).
     pub limits: AppLimits,
+    /// Instance reuse (`--reuse`); off by default.
+    pub reuse: Reuse,
 }
 
 impl Default for DeploySpec {
@@ -59,8 +63,31 @@ impl Default for DeploySpec {
             grants: Grants::default(),
             snapshot: true,
             limits: AppLimits::default(),
+            reuse: Reuse::default(),
         }
     }
+}
+
+/// Refuses reuse settings that cannot work: none at all, or concurrency on a 0.2 handler.
+fn check_reuse(reuse: &Reuse, p3: bool) -> Result<(), DeployError> {
+    if reuse.requests == 0 || reuse.concurrency == 0 {
+        return Err(DeployError::InvalidLimits(
+            "--reuse and --reuse-concurrency must be at least 1".into(),
+        ));
+    }
+    if reuse.concurrency > 1 && !p3 {
+        return Err(DeployError::InvalidLimits(
+            "--reuse-concurrency needs a WASI 0.3 component (wasi:http/handler@0.3); a 0.2 \
+             instance handles one request at a time"
+                .into(),
+        ));
+    }
+    if reuse.concurrency > reuse.requests {
+        return Err(DeployError::InvalidLimits(
+            "--reuse-concurrency cannot exceed --reuse (requests per instance)".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// What a successful deploy reports.
@@ -314,9 +341,24 @@ impl Node {
         });
         let pre = self.compiler.pre_instantiate(component)?;
         let wrong_world = |err: wasmtime::Error| DeployError::WrongWorld(format!("{err:#}"));
-        let http = match handlers.http {
+        check_reuse(&version.reuse, handlers.http_p3)?;
+        // 0.2 handlers without reuse take the direct path (a fresh instance per request);
+        // 0.3 handlers and reused instances go through wasmtime-wasi-http's handler.
+        let through_handler = handlers.http && (handlers.http_p3 || version.reuse.enabled());
+        let http = match handlers.http && !through_handler {
             true => Some(ProxyIndices::new(&pre).map_err(wrong_world)?),
             false => None,
+        };
+        let handler_pre = match (through_handler, handlers.http_p3) {
+            (false, _) => None,
+            (true, true) => Some(HandlerPre::P3(
+                wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone())
+                    .map_err(wrong_world)?,
+            )),
+            (true, false) => Some(HandlerPre::P2(
+                wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre.clone())
+                    .map_err(wrong_world)?,
+            )),
         };
         let message_handler = match handlers.messaging {
             true => Some(HandlerIndices::new(&pre).map_err(wrong_world)?),
@@ -349,6 +391,8 @@ impl Node {
             limits,
             logs: self.guest_logs.app(name),
             usage: self.usage.app(name),
+            handler_pre,
+            instances: std::sync::OnceLock::new(),
         })
     }
 
@@ -402,6 +446,15 @@ impl Node {
             });
         }
         let previous = self.repo.get_app(name)?;
+        if spec.snapshot && snapshot::exports_init(&wasm) && snapshot::exports_p3_handler(&wasm) {
+            return Err(DeployError::InitFailed(
+                "this WASI 0.3 component exports wizer-initialize, but deploy-time snapshots \
+                 are only taken of WASI 0.2 components: wasmtime-wizer 48 cannot run an async \
+                 component's init with its event loop. Deploy with --no-snapshot (the init \
+                 function then runs in no instance: call it from the handler if needed)"
+                    .into(),
+            ));
+        }
         let snapshot = if spec.snapshot && snapshot::exports_init(&wasm) {
             Some(self.pre_initialise(&wasm).await?)
         } else {
@@ -416,6 +469,7 @@ impl Node {
             grants: spec.grants,
             snapshot: snapshot.as_ref().map(|(record, _)| record.clone()),
             limits: spec.limits,
+            reuse: spec.reuse,
             deployed_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
+use crate::api::Reuse;
 use crate::capabilities::config::ConfigValues;
 use crate::capabilities::messaging::MessagingGrant;
 use crate::capabilities::outbound_http::OutboundGrant;
@@ -48,6 +49,9 @@ pub struct VersionRecord {
     /// Limits asked for at deploy over the node's defaults.
     #[serde(default, skip_serializing_if = "AppLimits::is_default")]
     pub limits: AppLimits,
+    /// Instance reuse asked for at deploy (off by default).
+    #[serde(default, skip_serializing_if = "Reuse::is_default")]
+    pub reuse: Reuse,
 }
 
 /// A deploy-time snapshot of a version.
@@ -69,6 +73,7 @@ impl VersionRecord {
             && self.config == other.config
             && self.grants == other.grants
             && self.limits == other.limits
+            && self.reuse == other.reuse
             && self.snapshot.is_some() == other.snapshot.is_some()
     }
 
@@ -306,6 +311,7 @@ mod tests {
             grants: Grants::default(),
             snapshot: None,
             limits: AppLimits::default(),
+            reuse: Reuse::default(),
         }
     }
 

@@ -10,8 +10,10 @@ use crate::capabilities::{kv, messaging, nn};
 use crate::control::repository::Grants;
 use crate::error::DeployError;
 
-/// The export every servable component must have (any 0.2.x patch version).
+/// The export of a WASI 0.2 HTTP app (any 0.2.x patch version).
 pub const HTTP_HANDLER_EXPORT: &str = "wasi:http/incoming-handler@0.2";
+/// The export of a WASI 0.3 HTTP app (`wasi:http/service@0.3.x`).
+pub const HTTP_HANDLER_EXPORT_P3: &str = "wasi:http/handler@0.3";
 
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
 
@@ -46,8 +48,11 @@ pub fn check_binary_kind(bytes: &[u8]) -> Result<(), DeployError> {
 /// Which triggers a component can serve.
 #[derive(Debug, Clone, Copy)]
 pub struct Handlers {
-    /// Exports `wasi:http/incoming-handler` (the `wasi:http/proxy` world).
+    /// Exports `wasi:http/incoming-handler@0.2` (the `wasi:http/proxy` world) or
+    /// `wasi:http/handler@0.3` (the `wasi:http/service` world).
     pub http: bool,
+    /// The HTTP handler is WASI 0.3's.
+    pub http_p3: bool,
     /// Exports `wasi:messaging/incoming-handler`.
     pub messaging: bool,
 }
@@ -59,8 +64,12 @@ pub fn check_exports(engine: &Engine, component: &Component) -> Result<Handlers,
         .exports(engine)
         .map(|(name, _)| name.to_string())
         .collect();
+    let http_p3 = exports
+        .iter()
+        .any(|e| e.starts_with(HTTP_HANDLER_EXPORT_P3));
     let handlers = Handlers {
-        http: exports.iter().any(|e| e.starts_with(HTTP_HANDLER_EXPORT)),
+        http: http_p3 || exports.iter().any(|e| e.starts_with(HTTP_HANDLER_EXPORT)),
+        http_p3,
         messaging: exports.iter().any(|e| e == messaging::HANDLER_EXPORT),
     };
     if handlers.http || handlers.messaging {
@@ -72,9 +81,9 @@ pub fn check_exports(engine: &Engine, component: &Component) -> Result<Handlers,
         exports.join(", ")
     };
     Err(DeployError::WrongWorld(format!(
-        "the component does not export wasi:http/incoming-handler@0.2.x or \
-         {} (it exports {found}); build it for the wasi:http/proxy world or \
-         edge:platform/messaging-app",
+        "the component does not export wasi:http/incoming-handler@0.2.x, \
+         wasi:http/handler@0.3.x or {} (it exports {found}); build it for the wasi:http/proxy \
+         world, wasi:http/service@0.3.0 or edge:platform/messaging-app",
         messaging::HANDLER_EXPORT
     )))
 }

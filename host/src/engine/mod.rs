@@ -102,6 +102,8 @@ impl NodeEngine {
 fn base_config(pooling: Option<PoolingAllocationConfig>) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
+    // WASI 0.3 components (native async: `stream`, `future`, async functions).
+    config.wasm_component_model_async(true);
     config.epoch_interruption(true);
     config.memory_init_cow(true);
     config.parallel_compilation(true);

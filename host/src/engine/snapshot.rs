@@ -32,6 +32,16 @@ pub struct Snapshot {
 /// Whether the component exports [`INIT_EXPORT`] at its top level (checked on the binary,
 /// before anything is compiled).
 pub fn exports_init(wasm: &[u8]) -> bool {
+    exports_matching(wasm, |name| name == INIT_EXPORT)
+}
+
+/// Whether the component's top level exports WASI 0.3's `wasi:http/handler@0.3.x`.
+pub fn exports_p3_handler(wasm: &[u8]) -> bool {
+    exports_matching(wasm, |name| name.starts_with("wasi:http/handler@0.3"))
+}
+
+/// Whether the component's top level has an export whose name satisfies `wanted`.
+fn exports_matching(wasm: &[u8], wanted: impl Fn(&str) -> bool) -> bool {
     let mut depth = 0usize;
     for payload in wasmparser::Parser::new(0).parse_all(wasm) {
         match payload {
@@ -43,7 +53,7 @@ pub fn exports_init(wasm: &[u8]) -> bool {
                         .clone()
                         .into_iter()
                         .flatten()
-                        .any(|export| export.name.name == INIT_EXPORT) =>
+                        .any(|export| wanted(export.name.name)) =>
             {
                 return true;
             }

@@ -115,7 +115,12 @@ async fn route_and_run(node: &Arc<Node>, req: Request<Incoming>) -> Response<Ser
         usage: app.usage.clone(),
     });
     let request_id = super::new_request_id();
-    let result = run_guest(node, &app, req, permit, request_id.clone()).await;
+    let result = match super::instances::of(node, &app) {
+        Some(instances) => {
+            run_on_instances(&app, &instances, req, permit, request_id.clone()).await
+        }
+        None => run_guest(node, &app, req, permit, request_id.clone()).await,
+    };
     let outcome = match result {
         Ok(_) if exceeded.load(Ordering::Relaxed) => Err(Outcome::BodyTooLarge),
         other => other,
@@ -128,7 +133,8 @@ async fn route_and_run(node: &Arc<Node>, req: Request<Incoming>) -> Response<Ser
                     CountedBody {
                         inner: body,
                         sent: 0,
-                        usage: usage.clone(),
+                        usage: Some(usage.clone()),
+                        _permit: None,
                     }
                     .boxed_unsync()
                 }),
@@ -163,7 +169,7 @@ async fn run_guest(
         app,
         Instant::now() + timeout,
         request_id,
-        Trigger::Http,
+        Some(Trigger::Http),
     );
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let prepared = store
@@ -240,6 +246,44 @@ async fn run_guest(
             // Wait for the instance to be gone, so its concurrency slot is free when we answer.
             task.abort();
             let _ = task.await;
+            tracing::warn!(app = %app.name, "request exceeded the {timeout:?} time limit");
+            Err(Outcome::TimedOut)
+        }
+    }
+}
+
+/// Passes the request to the app's instances (WASI 0.3, or reuse): a new or reused instance
+/// answers it; the concurrency permit is held until the response body ends.
+async fn run_on_instances(
+    app: &Arc<LoadedApp>,
+    instances: &super::instances::AppInstances,
+    req: Request<LimitedBody>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    request_id: Arc<str>,
+) -> Result<Response<ServeBody>, Outcome> {
+    if let Some(usage) = &app.usage {
+        usage.count_invocation(Trigger::Http);
+    }
+    let timeout = app.limits.timeout;
+    let req = req.map(http_body_util::BodyExt::boxed_unsync);
+    let started = Instant::now();
+    match tokio::time::timeout(timeout, instances.handle(request_id, req)).await {
+        Ok(Ok(response)) => Ok(response.map(|body| {
+            CountedBody {
+                inner: body,
+                sent: 0,
+                usage: None,
+                _permit: Some(permit),
+            }
+            .boxed_unsync()
+        })),
+        // An instance interrupted at the deadline ends as a trap of the whole instance.
+        Ok(Err(_)) if started.elapsed() >= timeout => {
+            tracing::warn!(app = %app.name, "request exceeded the {timeout:?} time limit");
+            Err(Outcome::TimedOut)
+        }
+        Ok(Err(err)) => Err(super::instances::classify_failure(&app.name, &err)),
+        Err(_elapsed) => {
             tracing::warn!(app = %app.name, "request exceeded the {timeout:?} time limit");
             Err(Outcome::TimedOut)
         }
@@ -396,11 +440,13 @@ impl Body for LimitedBody {
     }
 }
 
-/// A response body that adds the bytes it sent to the app's usage when it ends.
+/// A response body that adds the bytes it sent to the app's usage when it ends, and holds
+/// the app's concurrency permit while it streams (instances path).
 struct CountedBody {
     inner: ServeBody,
     sent: u64,
-    usage: Arc<AppUsage>,
+    usage: Option<Arc<AppUsage>>,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Body for CountedBody {
@@ -429,6 +475,8 @@ impl Body for CountedBody {
 
 impl Drop for CountedBody {
     fn drop(&mut self) {
-        self.usage.bytes_out.fetch_add(self.sent, Ordering::Relaxed);
+        if let Some(usage) = &self.usage {
+            usage.bytes_out.fetch_add(self.sent, Ordering::Relaxed);
+        }
     }
 }

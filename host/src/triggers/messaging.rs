@@ -211,7 +211,7 @@ async fn invoke(node: &Arc<Node>, app: &Arc<LoadedApp>, delivery: &Delivery) -> 
         app,
         Instant::now() + timeout,
         super::new_request_id(),
-        Trigger::Message,
+        Some(Trigger::Message),
     );
     if let Some(usage) = &app.usage {
         usage.bytes_in.fetch_add(

@@ -3,6 +3,7 @@
 //! a fresh store built by [`new_store`]. HTTP is the first; messages (MQTT, NATS) the second.
 
 pub mod http;
+pub mod instances;
 pub mod messaging;
 
 use std::sync::Arc;
@@ -25,13 +26,13 @@ pub fn new_request_id() -> Arc<str> {
 
 /// A fresh store for one invocation of `app`, with its grants and limits; the guest is
 /// interrupted at `deadline`, its output is logged under `request_id`, and its usage counted
-/// for `trigger`.
+/// (one invocation for `trigger`; none when the caller counts invocations itself).
 pub fn new_store(
     node: &Node,
     app: &LoadedApp,
     deadline: Instant,
     request_id: Arc<str>,
-    trigger: Trigger,
+    trigger: Option<Trigger>,
 ) -> Store<HostState> {
     let settings = StoreSettings {
         kv: KvCtx::new(node.kv.clone(), app.kv_namespace.clone()),

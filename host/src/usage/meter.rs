@@ -37,15 +37,15 @@ pub struct InvocationMeter {
 }
 
 impl InvocationMeter {
-    /// A meter for one invocation of the app whose usage is `usage` (`None`: metering off,
-    /// only the memory limit applies).
-    pub fn new(memory_limit: usize, usage: Option<Arc<AppUsage>>, trigger: Trigger) -> Self {
-        if let Some(usage) = &usage {
-            let counter = match trigger {
-                Trigger::Http => &usage.invocations_http,
-                Trigger::Message => &usage.invocations_message,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
+    /// A meter for one instance of the app whose usage is `usage` (`None`: metering off,
+    /// only the memory limit applies), counting one invocation of `trigger` when given.
+    pub fn new(
+        memory_limit: usize,
+        usage: Option<Arc<AppUsage>>,
+        trigger: Option<Trigger>,
+    ) -> Self {
+        if let (Some(usage), Some(trigger)) = (&usage, trigger) {
+            usage.count_invocation(trigger);
         }
         let now = Instant::now();
         Self {
@@ -168,7 +168,8 @@ mod tests {
     fn memory_seconds_integrate_growth_over_time_and_the_limit_holds() {
         let usage = Arc::new(AppUsage::default());
         {
-            let mut meter = InvocationMeter::new(64 << 20, Some(usage.clone()), Trigger::Http);
+            let mut meter =
+                InvocationMeter::new(64 << 20, Some(usage.clone()), Some(Trigger::Http));
             assert!(meter.memory_growing(0, 32 << 20, None).unwrap());
             assert!(!meter.memory_growing(32 << 20, 65 << 20, None).unwrap());
             std::thread::sleep(std::time::Duration::from_millis(50));

@@ -84,6 +84,15 @@ pub struct AppUsage {
 }
 
 impl AppUsage {
+    /// Counts one invocation of `trigger`.
+    pub fn count_invocation(&self, trigger: Trigger) {
+        let counter = match trigger {
+            Trigger::Http => &self.invocations_http,
+            Trigger::Message => &self.invocations_message,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The counters now, without draining them.
     fn peek(&self) -> UsageCounters {
         self.read(|c| c.load(Ordering::Relaxed))

@@ -1,0 +1,188 @@
+//! HTTP apps served through wasmtime-wasi-http's instance handler: WASI 0.3 components
+//! (`wasi:http/handler@0.3`, whose async handler keeps running in its store's event loop while
+//! bodies stream), and 0.2 components deployed with instance reuse (`--reuse N`).
+//!
+//! Each app version gets one [`ProxyHandler`] on its first request. It creates instances with
+//! the same store, grants and limits as the direct path ([`super::new_store`]) and lets each
+//! serve up to `reuse.requests` requests, `reuse.concurrency` at once, retiring it when idle
+//! for `reuse.idle_ms`. Per request: the time limit (the request expires, and guest code is
+//! interrupted at its deadline), the body limit and the concurrency permit; per instance: the
+//! memory limit. An instance that traps is dropped, never reused.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::GuestTaskId;
+use wasmtime::{Store, StoreContextMut};
+use wasmtime_wasi_http::handler::{
+    ExpirationError, HandlerState, Instance, InstantiationError, ProxyHandler, ShouldAccept,
+    TrapOrPanicError, WorkerExpiration, WorkerState, WorkerStatus,
+};
+
+use crate::api::Reuse;
+use crate::apps::LoadedApp;
+use crate::control::node::Node;
+use crate::host_state::HostState;
+use crate::metrics::Outcome;
+
+/// The instances of one app version.
+pub type AppInstances = ProxyHandler<Instances>;
+
+/// How the handler makes instances of one app version.
+pub struct Instances {
+    app: Weak<LoadedApp>,
+    node: Weak<Node>,
+}
+
+/// The instances of `app`, set up at its first request.
+pub fn of(node: &Arc<Node>, app: &Arc<LoadedApp>) -> Option<Arc<AppInstances>> {
+    app.handler_pre.as_ref()?;
+    let erased = app.instances.get_or_init(|| {
+        Arc::new(ProxyHandler::new(Instances {
+            app: Arc::downgrade(app),
+            node: Arc::downgrade(node),
+        }))
+    });
+    erased.clone().downcast::<AppInstances>().ok()
+}
+
+/// What became of a request the handler could not answer.
+pub fn classify_failure(app: &str, err: &wasmtime::Error) -> Outcome {
+    if err.downcast_ref::<InstantiationError<Arc<str>>>().is_some() {
+        tracing::warn!(app, "cannot instantiate: {err:#}");
+        return Outcome::Overloaded;
+    }
+    if err.downcast_ref::<ExpirationError>().is_some()
+        || matches!(
+            err.downcast_ref::<wasmtime::Trap>(),
+            Some(wasmtime::Trap::Interrupt)
+        )
+    {
+        tracing::warn!(app, "request exceeded its time limit");
+        return Outcome::TimedOut;
+    }
+    if err.downcast_ref::<TrapOrPanicError>().is_some() {
+        tracing::warn!(app, "the instance trapped while handling the request");
+        return Outcome::Trapped;
+    }
+    tracing::warn!(app, "guest failed: {err:?}");
+    Outcome::Trapped
+}
+
+impl HandlerState for Instances {
+    type StoreData = HostState;
+    type WorkerExpiration = Expiry;
+    type WorkerState = Worker;
+
+    async fn instantiate(&self) -> wasmtime::Result<Instance<HostState, Expiry, Worker>> {
+        let (Some(app), Some(node)) = (self.app.upgrade(), self.node.upgrade()) else {
+            wasmtime::bail!("the app version was replaced");
+        };
+        let Some(pre) = app.handler_pre.as_ref() else {
+            wasmtime::bail!("the app is not served through the instance handler");
+        };
+        let timeout = app.limits.timeout;
+        // Invocations are counted per request by the HTTP trigger, not per instance.
+        let mut store = super::new_store(
+            &node,
+            &app,
+            Instant::now() + timeout,
+            super::new_request_id(),
+            None,
+        );
+        let proxy = match tokio::time::timeout(timeout, pre.instantiate_async(&mut store)).await {
+            Ok(proxy) => proxy?,
+            Err(_elapsed) => wasmtime::bail!("instantiation took longer than {timeout:?}"),
+        };
+        Ok(Instance {
+            store,
+            proxy,
+            view: HostState::http_view,
+            expiration: Expiry {
+                idle: Duration::from_millis(app.version.reuse.idle_ms),
+                timeout,
+                sleep: Box::pin(tokio::time::sleep(Duration::from_secs(86_400))),
+            },
+            state: Worker {
+                app: Arc::from(app.name.as_str()),
+                reuse: app.version.reuse,
+                timeout,
+            },
+        })
+    }
+}
+
+/// When an instance ends: idle past `idle`, or busy past the request time limit (a second
+/// line of defence behind each request's own expiry).
+pub struct Expiry {
+    idle: Duration,
+    timeout: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl WorkerExpiration for Expiry {
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        state: WorkerStatus,
+        start: Instant,
+    ) -> Poll<()> {
+        let wait = match state {
+            WorkerStatus::Idle => self.idle,
+            WorkerStatus::Requests | WorkerStatus::PostReturn => self.timeout,
+        };
+        let Some(deadline) = start.checked_add(wait) else {
+            return Poll::Pending;
+        };
+        let deadline = tokio::time::Instant::from_std(deadline);
+        if self.sleep.deadline() != deadline {
+            self.sleep.as_mut().reset(deadline);
+        }
+        self.sleep.as_mut().poll(cx)
+    }
+}
+
+/// One instance's request accounting.
+pub struct Worker {
+    app: Arc<str>,
+    reuse: Reuse,
+    timeout: Duration,
+}
+
+impl WorkerState for Worker {
+    type StoreData = HostState;
+    /// The request id, for the log.
+    type RequestData = Arc<str>;
+
+    fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
+        if total >= self.reuse.requests as usize {
+            ShouldAccept::Never
+        } else if concurrent >= self.reuse.concurrency as usize {
+            ShouldAccept::No
+        } else {
+            ShouldAccept::Yes
+        }
+    }
+
+    fn on_request_start(
+        &self,
+        mut store: StoreContextMut<'_, HostState>,
+        request_id: Arc<str>,
+        _task: GuestTaskId,
+    ) -> Pin<Box<dyn Future<Output = ()> + 'static + Send + Sync>> {
+        tracing::trace!(app = %self.app, request = %request_id, "request on an instance");
+        // Guest code of this instance may run until the newest request's deadline.
+        store.data_mut().set_deadline(Instant::now() + self.timeout);
+        Box::pin(tokio::time::sleep(self.timeout))
+    }
+
+    fn drop(&self, store: Store<HostState>, result: wasmtime::Result<()>) {
+        if let Err(err) = result {
+            tracing::warn!(app = %self.app, "instance ended with an error: {err:#}");
+        }
+        drop(store);
+    }
+}

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# Benchmark: components from other toolchains, and instance reuse, against `wasmtime serve`
+# (wasmtime-cli 48.0.8) with the same reuse settings, in one run, on loopback with wrk.
+#
+#   scripts/bench-languages.sh [DURATION_S=6] [CONNECTIONS=16]
+#
+# Rows: a Python hello (componentize-py from PyPI), a JavaScript hello (componentize-js and jco
+# from npm), both built here into .cache/languages/, and guests/hello-p3 (WASI 0.3). Each is
+# measured four ways: edge and wasmtime serve with a fresh instance per request, and both with
+# reuse (128 requests per instance; 16 at once for the 0.3 component). Needs network to PyPI
+# and npm the first time; installs wasmtime-cli like scripts/bench-hello.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${1:-6}
+connections=${2:-16}
+
+wasmtime=.cache/wasmtime-48.0.8/bin/wasmtime
+if [[ ! -x $wasmtime ]]; then
+  echo "bench: installing wasmtime-cli 48.0.8 into .cache/wasmtime-48.0.8 (once)"
+  cargo install wasmtime-cli@48.0.8 --locked --root .cache/wasmtime-48.0.8
+fi
+command -v wrk >/dev/null || { echo "bench: wrk is needed (apt-get install wrk)" >&2; exit 1; }
+scripts/setup.sh >/dev/null
+
+# --- the components ---
+langs=.cache/languages
+mkdir -p "$langs"
+python_wasm=$langs/python-hello.wasm
+js_wasm=$langs/js-hello.wasm
+p3_wasm=guests/target/wasm32-wasip2/release/hello_p3.wasm
+
+if [[ ! -f $python_wasm ]]; then
+  echo "bench: building the Python hello with componentize-py (PyPI)"
+  python3 -m venv "$langs/py-venv"
+  "$langs/py-venv/bin/pip" install -q componentize-py
+  mkdir -p "$langs/python"
+  cat >"$langs/python/app.py" <<'EOF'
+from wit_world import exports
+from wit_world.imports.types import (
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+)
+from componentize_py_types import Ok
+
+
+class IncomingHandler(exports.IncomingHandler):
+    def handle(self, request: IncomingRequest, response_out: ResponseOutparam) -> None:
+        path = request.path_with_query() or "/"
+        response = OutgoingResponse(Fields.from_list([("content-type", b"text/plain")]))
+        body = response.body()
+        ResponseOutparam.set(response_out, Ok(response))
+        stream = body.write()
+        stream.blocking_write_and_flush(f"hello from python: {path}\n".encode())
+        stream.__exit__(None, None, None)
+        OutgoingBody.finish(body, None)
+EOF
+  "$langs/py-venv/bin/componentize-py" -d wit -w wasi:http/proxy@0.2.12 \
+    componentize -p "$langs/python" app -o "$python_wasm"
+fi
+
+if [[ ! -f $js_wasm ]]; then
+  echo "bench: building the JavaScript hello with componentize-js and jco (npm)"
+  mkdir -p "$langs/js"
+  (cd "$langs/js" && npm init -y >/dev/null && npm install -s @bytecodealliance/jco @bytecodealliance/componentize-js >/dev/null)
+  cat >"$langs/js/app.js" <<'EOF'
+import { ResponseOutparam, OutgoingResponse, OutgoingBody, Fields } from "wasi:http/types@0.2.12";
+
+export const incomingHandler = {
+  handle(request, responseOut) {
+    const path = request.pathWithQuery() || "/";
+    const response = new OutgoingResponse(new Fields());
+    const body = response.body();
+    ResponseOutparam.set(responseOut, { tag: "ok", val: response });
+    const stream = body.write();
+    stream.blockingWriteAndFlush(new TextEncoder().encode(`hello from js: ${path}\n`));
+    stream[Symbol.dispose]();
+    OutgoingBody.finish(body, undefined);
+  },
+};
+EOF
+  "$langs/js/node_modules/.bin/jco" componentize "$langs/js/app.js" --wit wit/deps \
+    --world-name wasi:http/proxy@0.2.12 --out "$js_wasm"
+fi
+
+# --- servers ---
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_for_200() {
+  for _ in $(seq 1 600); do
+    [[ $(curl -s -o /dev/null -w '%{http_code}' "$1" || true) == 200 ]] && return 0
+    sleep 0.1
+  done
+  echo "bench: $1 never answered 200" >&2
+  exit 1
+}
+
+EDGE_LOG=warn target/release/edge serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+  --data-dir "$work/edge" >"$work/edge.out" 2>"$work/edge.err" &
+pids+=($!)
+for _ in $(seq 1 300); do grep -q "admin API" "$work/edge.out" 2>/dev/null && break; sleep 0.1; done
+admin=$(sed -n 's/^edge: admin API listening on //p' "$work/edge.out")
+data=$(sed -n 's/^edge: data plane listening on //p' "$work/edge.out")
+
+# deploy NAME FILE [flags]: deploys and prints how long deploy-to-serving took
+deploy() {
+  local name=$1 file=$2
+  shift 2
+  local started
+  started=$(date +%s.%N)
+  target/release/edge deploy "$name" "$file" --node "$admin" --data-dir "$work/edge" "$@" >/dev/null 2>&1
+  wait_for_200 "$data/$name/bench"
+  awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }'
+}
+
+# wasmtime_serve FILE REUSE CONCURRENT: starts `wasmtime serve`, sets wasmtime_url
+wasmtime_serve() {
+  local port
+  port=$(free_port)
+  "$wasmtime" serve -S cli,p3 --addr "127.0.0.1:$port" --max-instance-reuse-count "$2" \
+    --max-instance-concurrent-reuse-count "$3" "$1" >"$work/wasmtime-$port.out" 2>&1 &
+  pids+=($!)
+  wasmtime_pid=$!
+  wasmtime_url="http://127.0.0.1:$port/bench"
+  wait_for_200 "$wasmtime_url"
+}
+
+measure() {
+  wrk -t1 -c"$connections" -d"${duration}s" --latency "$1" | awk '
+    function ms(v) {
+      if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
+      if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
+      if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000 }
+      return v
+    }
+    $1 == "99%" { p99 = ms($2) }
+    $1 == "Requests/sec:" { rps = $2 }
+    / Non-2xx or 3xx responses:/ { bad = $NF }
+    END {
+      if (bad > 0) { print "bench: " bad " non-2xx answers" > "/dev/stderr"; exit 1 }
+      printf "%.0f %.2f\n", rps, p99
+    }'
+}
+
+echo
+echo "wrk -t1 -c$connections -d${duration}s, $(nproc) cores, $(uname -m); same run"
+printf '%-10s %-14s %10s %10s %10s %10s %8s %10s\n' component reuse "edge rps" "p99 ms" \
+  "wasmtime" "p99 ms" ratio "deploy s"
+for row in "python $python_wasm 128 1" "js $js_wasm 128 1" "hello-p3 $p3_wasm 128 16"; do
+  read -r name file reuse concurrent <<<"$row"
+  for mode in off on; do
+    if [[ $mode == off ]]; then
+      flags=()
+      w_reuse=1
+      w_concurrent=1
+    else
+      flags=(--reuse "$reuse")
+      [[ $concurrent -gt 1 ]] && flags+=(--reuse-concurrency "$concurrent")
+      w_reuse=$reuse
+      w_concurrent=$concurrent
+    fi
+    app="$name-$mode"
+    deploy_s=$(deploy "$app" "$file" --route "/$app" "${flags[@]}")
+    wasmtime_serve "$file" "$w_reuse" "$w_concurrent"
+    wrk -t1 -c"$connections" -d2s "$data/$app/bench" >/dev/null
+    wrk -t1 -c"$connections" -d2s "$wasmtime_url" >/dev/null
+    read -r e_rps e_p99 < <(measure "$data/$app/bench")
+    read -r w_rps w_p99 < <(measure "$wasmtime_url")
+    kill "$wasmtime_pid" 2>/dev/null || true
+    ratio=$(awk -v a="$e_rps" -v b="$w_rps" 'BEGIN { printf "%.2fx", a / b }')
+    printf '%-10s %-14s %10s %10s %10s %10s %8s %10s\n' "$name" "$mode ${flags[*]:-}" \
+      "$e_rps" "$e_p99" "$w_rps" "$w_p99" "$ratio" "$deploy_s"
+  done
+done

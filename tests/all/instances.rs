@@ -1,0 +1,239 @@
+//! WASI 0.3 components (`guests/hello-p3`) beside 0.2 ones, and opt-in instance reuse: what
+//! is served, streamed, limited, kept across restart and rollback, and what reuse does (and
+//! does not) keep between requests.
+
+use crate::harness::{TestHost, client, get, guest, send, variant_of};
+
+fn count(reply: &crate::harness::Reply) -> u64 {
+    reply
+        .body
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("not a count: {} {}", reply.status, reply.body))
+}
+
+/// The listed app `name` from `edge list --json`.
+fn listed(host: &TestHost, name: &str) -> serde_json::Value {
+    let listed = host.edge(&["list", "--json"]);
+    assert!(listed.ok, "{}", listed.stderr);
+    let apps: Vec<serde_json::Value> = serde_json::from_str(&listed.stdout).expect("JSON");
+    apps.into_iter()
+        .find(|a| a["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not listed: {}", listed.stdout))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p3_component_deploys_serves_and_streams_large_bodies_both_ways() {
+    let host = TestHost::start();
+    host.deploy("p3", &guest("hello-p3"), &[]);
+    host.deploy("hello", &guest("hello"), &[]);
+    let reply = get(&format!("{}/p3/hi?x=1", host.data_url)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body, "hello from edge p3: /p3/hi?x=1\n");
+    assert_eq!(get(&format!("{}/hello/x", host.data_url)).await.status, 200);
+    assert_eq!(listed(&host, "p3")["wasi_http"], "0.3");
+    assert_eq!(listed(&host, "hello")["wasi_http"], "0.2");
+
+    // 8 MiB up and back, streamed by the guest as it arrives.
+    let upload: Vec<u8> = (0..8 * 1024 * 1024u32)
+        .map(|i| (i * 7 + i / 13) as u8)
+        .collect();
+    let echoed = client()
+        .post(format!("{}/p3/echo", host.data_url))
+        .body(upload.clone())
+        .send()
+        .await
+        .expect("echo");
+    assert_eq!(echoed.status(), 200);
+    let echoed = echoed.bytes().await.expect("echo body");
+    assert!(
+        echoed.as_ref() == upload.as_slice(),
+        "echo differs ({} bytes)",
+        echoed.len()
+    );
+
+    // 32 MiB down, written in 64 KiB chunks.
+    let big = client()
+        .get(format!("{}/p3/bytes?n={}", host.data_url, 32 << 20))
+        .send()
+        .await
+        .expect("bytes");
+    let big = big.bytes().await.expect("big body");
+    assert_eq!(big.len(), 32 << 20);
+    assert!(big.iter().all(|b| *b == b'x'));
+
+    // Without reuse every request gets a fresh instance.
+    for _ in 0..3 {
+        assert_eq!(count(&get(&format!("{}/p3/count", host.data_url)).await), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p3_component_hits_each_limit_with_the_documented_status() {
+    let host = TestHost::start();
+    host.deploy(
+        "p3",
+        &guest("hello-p3"),
+        &[
+            "--timeout",
+            "700ms",
+            "--memory",
+            "32MiB",
+            "--max-body",
+            "1MiB",
+            "--concurrency",
+            "1",
+        ],
+    );
+    let url = |path: &str| format!("{}/p3/{path}", host.data_url);
+    assert_eq!(get(&url("trap")).await.status, 500);
+    assert_eq!(get(&url("alloc")).await.status, 500);
+    let started = std::time::Instant::now();
+    assert_eq!(get(&url("loop")).await.status, 504);
+    assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
+    let too_big = send(client().post(url("echo")).body(vec![0u8; 2 << 20])).await;
+    assert_eq!(too_big.status, 413, "{}", too_big.body);
+
+    // At its concurrency limit of 1: a second request while a spinning one runs gets 503.
+    let spin_url = url("loop");
+    let spinning = tokio::spawn(async move { get(&spin_url).await });
+    let deadline = std::time::Instant::now() + crate::harness::PATIENCE;
+    let mut refused = false;
+    while !refused && std::time::Instant::now() < deadline {
+        let reply = get(&url("hi")).await;
+        refused = reply.status == 503;
+        if spinning.is_finished() {
+            break;
+        }
+    }
+    assert!(refused, "no 503 while the only slot was busy");
+    assert_eq!(spinning.await.expect("spinner").status, 504);
+    // The node and the app keep serving.
+    assert_eq!(get(&url("hi")).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p3_app_survives_restart_and_rollback() {
+    let temp = tempfile::tempdir().expect("temp");
+    let data = temp.path().join("node");
+    let host = TestHost::start_in(&data, &[]);
+    host.deploy("app", &guest("hello-p3"), &[]);
+    // Replace it by a 0.2 component, then roll back to the 0.3 one.
+    let v2 = variant_of(&guest("hello"), "v2", temp.path());
+    host.deploy("app", &v2, &["--route", "/app"]);
+    let reply = get(&format!("{}/app/x", host.data_url)).await;
+    assert!(
+        reply.body.starts_with("hello from edge 1"),
+        "{}",
+        reply.body
+    );
+    let rolled = host.edge(&["rollback", "app"]);
+    assert!(rolled.ok, "{}", rolled.stderr);
+    let reply = get(&format!("{}/app/x", host.data_url)).await;
+    assert!(
+        reply.body.starts_with("hello from edge p3"),
+        "{}",
+        reply.body
+    );
+
+    host.stop();
+    let host = TestHost::start_in(&data, &[]);
+    let reply = get(&format!("{}/app/after-restart", host.data_url)).await;
+    assert_eq!(reply.body, "hello from edge p3: /app/after-restart\n");
+    assert!(host.log().contains("restored deployed apps"));
+    assert!(!host.log().contains("recompiling"), "recompiled at restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reused_instance_keeps_memory_across_requests_until_it_traps() {
+    let host = TestHost::start();
+    host.deploy("reused", &guest("misbehave"), &["--reuse", "100"]);
+    host.deploy("fresh", &guest("misbehave"), &[]);
+    let counted = |app: &'static str| {
+        let url = format!("{}/{app}/count", host.data_url);
+        async move { count(&get(&url).await) }
+    };
+    // Requests are sequential, so one instance serves them all and its counter grows.
+    assert_eq!(counted("reused").await, 1);
+    assert_eq!(counted("reused").await, 2);
+    assert_eq!(counted("reused").await, 3);
+    // A trap retires the instance: the next request starts from a fresh one.
+    assert_eq!(
+        get(&format!("{}/reused/trap", host.data_url)).await.status,
+        500
+    );
+    assert_eq!(counted("reused").await, 1);
+    assert_eq!(counted("reused").await, 2);
+    // Without --reuse the counter never passes 1.
+    for _ in 0..5 {
+        assert_eq!(counted("fresh").await, 1);
+    }
+    // A request over the time limit takes its instance down too.
+    host.deploy(
+        "slow",
+        &guest("misbehave"),
+        &["--reuse", "100", "--timeout", "500ms"],
+    );
+    assert_eq!(counted("slow").await, 1);
+    assert_eq!(counted("slow").await, 2);
+    assert_eq!(
+        get(&format!("{}/slow/loop", host.data_url)).await.status,
+        504
+    );
+    assert_eq!(counted("slow").await, 1);
+    // Memory stays bounded by the per-instance limit across reused requests.
+    assert_eq!(
+        get(&format!("{}/reused/alloc", host.data_url)).await.status,
+        500
+    );
+    assert_eq!(counted("reused").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuse_settings_are_checked_and_listed() {
+    let host = TestHost::start();
+    let refused = host.edge(&[
+        "deploy",
+        "bad",
+        guest("misbehave").to_str().expect("utf-8"),
+        "--reuse",
+        "4",
+        "--reuse-concurrency",
+        "2",
+    ]);
+    assert!(!refused.ok);
+    assert!(refused.stderr.contains("WASI 0.3"), "{}", refused.stderr);
+    host.deploy(
+        "p3",
+        &guest("hello-p3"),
+        &[
+            "--reuse",
+            "8",
+            "--reuse-concurrency",
+            "4",
+            "--reuse-idle",
+            "2s",
+        ],
+    );
+    let reuse = &listed(&host, "p3")["reuse"];
+    assert_eq!(
+        (&reuse["requests"], &reuse["concurrency"], &reuse["idle_ms"]),
+        (
+            &serde_json::json!(8),
+            &serde_json::json!(4),
+            &serde_json::json!(2000)
+        )
+    );
+    let table = host.edge(&["list"]);
+    assert!(table.stdout.contains("8/4 idle 2s"), "{}", table.stdout);
+    // Concurrent requests on reused 0.3 instances all answer.
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let url = format!("{}/p3/n{i}", host.data_url);
+            tokio::spawn(async move { get(&url).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.expect("task").status, 200);
+    }
+}
