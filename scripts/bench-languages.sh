@@ -4,8 +4,8 @@
 #
 #   scripts/bench-languages.sh [DURATION_S=6] [CONNECTIONS=16]
 #
-# Rows: a Python hello (componentize-py from PyPI), a JavaScript hello (componentize-js and jco
-# from npm), both built here into .cache/languages/, and guests/hello-p3 (WASI 0.3). Each is
+# Rows: a Python hello (componentize-py from PyPI), a JavaScript hello (componentize-js from
+# npm), both built here into .cache/languages/, and guests/hello-p3 (WASI 0.3). Each is
 # measured four ways: edge and wasmtime serve with a fresh instance per request, and both with
 # reuse (128 requests per instance; 16 at once for the 0.3 component). Needs network to PyPI
 # and npm the first time; installs wasmtime-cli like scripts/bench-hello.sh.
@@ -58,9 +58,23 @@ EOF
 fi
 
 if [[ ! -f $js_wasm ]]; then
-  echo "bench: building the JavaScript hello with componentize-js and jco (npm)"
+  echo "bench: building the JavaScript hello with componentize-js (npm)"
   mkdir -p "$langs/js"
-  (cd "$langs/js" && npm init -y >/dev/null && npm install -s @bytecodealliance/jco @bytecodealliance/componentize-js >/dev/null)
+  (cd "$langs/js" && npm init -y >/dev/null && npm install -s @bytecodealliance/componentize-js >/dev/null)
+  # componentize-js's API directly: `jco componentize` 1.35 cannot read a WIT folder here
+  # (its WASI-hosted wasm-tools fails with "failed to get path metadata").
+  cat >"$langs/js/build.mjs" <<'EOF'
+import { componentize } from "@bytecodealliance/componentize-js";
+import { writeFile } from "node:fs/promises";
+import { resolve } from "node:path";
+const [source, wit, world, out] = process.argv.slice(2);
+const { component } = await componentize({
+  sourcePath: resolve(source),
+  witPath: resolve(wit),
+  worldName: world,
+});
+await writeFile(out, component);
+EOF
   cat >"$langs/js/app.js" <<'EOF'
 import { ResponseOutparam, OutgoingResponse, OutgoingBody, Fields } from "wasi:http/types@0.2.12";
 
@@ -77,8 +91,7 @@ export const incomingHandler = {
   },
 };
 EOF
-  "$langs/js/node_modules/.bin/jco" componentize "$langs/js/app.js" --wit wit/deps \
-    --world-name wasi:http/proxy@0.2.12 --out "$js_wasm"
+  (cd "$langs/js" && node build.mjs app.js "$OLDPWD/wit" wasi:http/proxy@0.2.12 "$OLDPWD/$js_wasm")
 fi
 
 # --- servers ---
