@@ -213,11 +213,13 @@ async fn run_guest(
             Err(_elapsed) => Err(wasmtime::Error::from(wasmtime::Trap::Interrupt)),
         }
     };
-    let run_request: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
-        match &app.usage {
-            Some(usage) => Box::pin(CpuTimed::new(run_request, usage.clone())),
-            None => Box::pin(run_request),
-        };
+    // One future type either way, without boxing: metering on or off.
+    let run_request = match &app.usage {
+        Some(usage) => {
+            futures_util::future::Either::Left(CpuTimed::new(run_request, usage.clone()))
+        }
+        None => futures_util::future::Either::Right(run_request),
+    };
     // Apps granted a model block their thread in inference: keep them off the data plane's.
     let task = match (&app.models, node.models.workers()) {
         (Some(_), Some(workers)) => workers.spawn(run_request),

@@ -121,31 +121,33 @@ impl Drop for InvocationMeter {
     }
 }
 
-/// A future whose polls' thread CPU time is added to an app's usage: the guest's code and the
-/// host calls it makes, as they run on the polling thread (inference on the workers included,
-/// as it runs inside the poll).
-pub struct CpuTimed<F> {
-    inner: Pin<Box<F>>,
-    usage: Arc<AppUsage>,
+pin_project_lite::pin_project! {
+    /// A future whose polls' thread CPU time is added to an app's usage: the guest's code and
+    /// the host calls it makes, as they run on the polling thread (inference on the workers
+    /// included, as it runs inside the poll). No allocation: the inner future is pinned in
+    /// place.
+    pub struct CpuTimed<F> {
+        #[pin]
+        inner: F,
+        usage: Arc<AppUsage>,
+    }
 }
 
 impl<F> CpuTimed<F> {
     pub fn new(inner: F, usage: Arc<AppUsage>) -> Self {
-        Self {
-            inner: Box::pin(inner),
-            usage,
-        }
+        Self { inner, usage }
     }
 }
 
 impl<F: Future> Future for CpuTimed<F> {
     type Output = F::Output;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
         let before = thread_cpu_nanos();
-        let result = self.inner.as_mut().poll(cx);
+        let result = this.inner.poll(cx);
         let spent = thread_cpu_nanos().saturating_sub(before);
-        self.usage.cpu_nanos.fetch_add(spent, Ordering::Relaxed);
+        this.usage.cpu_nanos.fetch_add(spent, Ordering::Relaxed);
         result
     }
 }
