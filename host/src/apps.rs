@@ -56,6 +56,38 @@ pub struct LoadedApp {
 }
 
 impl LoadedApp {
+    /// A fresh store for one invocation (or one reused instance) of this app, with its grants
+    /// and limits; see [`crate::triggers::new_store`]. `metered`: whether its wall time and
+    /// memory count as the app's usage (not for the node's own deploy-time check).
+    pub fn new_store(
+        &self,
+        engine: &wasmtime::Engine,
+        kv: &Arc<crate::capabilities::kv::KvBackend>,
+        deadline: std::time::Instant,
+        request_id: Arc<str>,
+        trigger: Option<crate::usage::Trigger>,
+        metered: bool,
+    ) -> wasmtime::Store<HostState> {
+        use crate::capabilities::kv::KvCtx;
+        use crate::capabilities::messaging::MessagingCtx;
+        use crate::capabilities::outbound_http::OutboundHooks;
+        let settings = crate::host_state::StoreSettings {
+            kv: KvCtx::new(kv.clone(), self.kv_namespace.clone()),
+            models: self.models.as_ref(),
+            config: &self.config,
+            outbound: OutboundHooks(self.outbound.clone()),
+            messaging: MessagingCtx(self.messaging.clone()),
+            env: &self.version.env,
+            memory_bytes: self.limits.memory_bytes,
+            deadline,
+            logs: &self.logs,
+            request_id,
+            usage: self.usage.clone().filter(|_| metered),
+            trigger,
+        };
+        HostState::new_store(engine, settings)
+    }
+
     /// Whether it answers HTTP requests.
     pub fn serves_http(&self) -> bool {
         self.http.is_some() || self.handler_pre.is_some()

@@ -57,28 +57,80 @@ pub fn token_path(data_dir: &Path) -> PathBuf {
     data_dir.join(TOKEN_FILE)
 }
 
+/// Shortest token the node accepts, configured or read from its file: a shorter one could be
+/// guessed, and a truncated file must not become a weak token.
+pub const MIN_TOKEN_LEN: usize = 32;
+
 /// The configured token, else the one in `<data_dir>/admin.token`, else a new random one
-/// written there with mode 0600.
+/// written there with mode 0600. A configured token shorter than [`MIN_TOKEN_LEN`] is refused;
+/// a token file that is empty or too short (a damaged or truncated file) is replaced by a new
+/// token, with a warning, never accepted.
 pub fn load_or_generate(configured: &str, data_dir: &Path) -> anyhow::Result<String> {
     if !configured.is_empty() {
+        if configured.len() < MIN_TOKEN_LEN {
+            anyhow::bail!(
+                "[server] token is {} characters long; use at least {MIN_TOKEN_LEN} (e.g. the \
+                 output of `openssl rand -hex 32`), or leave it empty to use <data_dir>/admin.token",
+                configured.len()
+            );
+        }
         return Ok(configured.to_string());
     }
     let path = token_path(data_dir);
-    if let Some(existing) = read_token_file(&path)? {
-        return Ok(existing);
+    match read_token_file(&path)? {
+        Some(existing) if existing.len() >= MIN_TOKEN_LEN => return Ok(existing),
+        Some(damaged) => tracing::warn!(
+            "{} holds a token of {} characters (empty or truncated); replacing it with a new one",
+            path.display(),
+            damaged.len()
+        ),
+        None => {}
     }
     let token = new_secret();
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(&path)
-        .with_context(|| format!("creating admin token file {}", path.display()))?;
-    writeln!(file, "{token}")?;
-    file.sync_all()?;
+    write_private(&path, &format!("{token}\n"))
+        .with_context(|| format!("writing admin token file {}", path.display()))?;
     tracing::info!("generated a new admin token in {}", path.display());
     Ok(token)
+}
+
+/// Writes `text` to `path` with mode 0600: a temporary file, synced, renamed over `path`.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Creates the data folder readable by this user only (0700), or tightens an existing one
+/// that others can read: it holds the admin token, secrets in app config and app data.
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .with_context(|| format!("creating data folder {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "data folder {} was accessible to other users (mode {:o}); setting 0700",
+                dir.display(),
+                mode & 0o777
+            );
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("restricting data folder {}", dir.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads a token file; `None` when it does not exist.
@@ -139,6 +191,43 @@ mod tests {
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn empty_or_truncated_token_file_is_replaced_and_short_configured_token_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(token_path(dir.path()), "abc\n").unwrap();
+        let token = load_or_generate("", dir.path()).unwrap();
+        assert_eq!(token.len(), 64);
+        assert_eq!(
+            read_token_file(&token_path(dir.path())).unwrap(),
+            Some(token)
+        );
+        std::fs::write(token_path(dir.path()), "").unwrap();
+        assert_eq!(load_or_generate("", dir.path()).unwrap().len(), 64);
+        let err = load_or_generate("short", dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at least 32"), "{err}");
+    }
+
+    #[test]
+    fn data_folder_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("a/b");
+        create_private_dir(&data).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let set = |mode| {
+                std::fs::set_permissions(&data, std::fs::Permissions::from_mode(mode)).unwrap()
+            };
+            let mode = || std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(), 0o700);
+            set(0o755);
+            create_private_dir(&data).unwrap();
+            assert_eq!(mode(), 0o700);
         }
     }
 

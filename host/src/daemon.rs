@@ -22,8 +22,7 @@ use crate::control::tokens::TokenStore;
 pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let started = Instant::now();
     let data_dir = config.server.data_dir.clone();
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating data folder {}", data_dir.display()))?;
+    auth::create_private_dir(&data_dir)?;
     let token = auth::load_or_generate(&config.server.token, &data_dir)?;
 
     // Everything that can fail is checked before the sockets are bound.

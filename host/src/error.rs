@@ -27,6 +27,8 @@ pub enum DeployError {
     #[error("{0}")]
     InitFailed(String),
     #[error("{0}")]
+    CannotInstantiate(String),
+    #[error("{0}")]
     UnknownModel(String),
     #[error("{0}")]
     ModelUnavailable(String),
@@ -59,6 +61,7 @@ impl DeployError {
             | DeployError::MissingImport(_)
             | DeployError::MissingGrant(_)
             | DeployError::InitFailed(_)
+            | DeployError::CannotInstantiate(_)
             | DeployError::UnknownModel(_) => StatusCode::UNPROCESSABLE_ENTITY,
             // The request is fine; this node lacks what it needs (OpenVINO, the model files).
             DeployError::ModelUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -16,4 +16,5 @@ mod nn;
 mod outbound;
 mod platform;
 mod restart;
+mod robustness;
 mod snapshot;

@@ -80,6 +80,9 @@ pub fn router(state: AdminState) -> Router {
 async fn healthz(State(state): State<AdminState>) -> Response {
     if state.node.is_restored() {
         let mut body = String::from("ok\n");
+        for (app, reason) in state.node.failed_apps() {
+            body.push_str(&format!("app {app}: failed to load ({reason})\n"));
+        }
         for broker in state.node.brokers.status() {
             let link = match (&broker.error, broker.connected) {
                 (_, true) => "connected".to_string(),

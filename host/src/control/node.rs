@@ -117,6 +117,9 @@ pub struct Node {
     pub guest_logs: GuestLogs,
     /// What apps consumed.
     pub usage: Usage,
+    /// Apps that could not be loaded at start-up, with the reason (shown by `/healthz`);
+    /// an app leaves it when it is deployed, rolled back or removed.
+    failed: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
     /// False until every deployed app is serving (apps with a model join after start-up).
     restored: AtomicBool,
     /// Serialises changes (deploy, remove, rollback); requests never take it.
@@ -161,6 +164,7 @@ impl Node {
             audit,
             guest_logs,
             usage,
+            failed: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             restored: AtomicBool::new(false),
             config,
             compiler: CompileCache::new(engine.clone(), repo.clone()),
@@ -189,9 +193,12 @@ impl Node {
     /// thread of their own), so the others serve without waiting for OpenVINO.
     fn restore_apps(self: &Arc<Self>) -> anyhow::Result<()> {
         let started = Instant::now();
-        let (with_models, records): (Vec<AppRecord>, Vec<AppRecord>) = self
-            .repo
-            .list_apps()?
+        let (records, damaged) = self.repo.list_apps_lenient()?;
+        for (name, reason) in damaged {
+            tracing::error!(app = %name, "cannot load app: {reason}");
+            self.set_failed(&name, Some(reason));
+        }
+        let (with_models, records): (Vec<AppRecord>, Vec<AppRecord>) = records
             .into_iter()
             .partition(|record| !record.current.grants.models.is_empty());
         let loaded: Vec<Arc<LoadedApp>> = records
@@ -227,6 +234,7 @@ impl Node {
             // One broken app must not keep the others from serving.
             Err(err) => {
                 tracing::error!(app = %record.name, "cannot load app: {err:#}");
+                self.set_failed(&record.name, Some(format!("{err:#}")));
                 None
             }
         }
@@ -252,6 +260,42 @@ impl Node {
             }
         }
         self.restored.store(true, Ordering::Release);
+    }
+
+    /// Records (or clears, with `None`) why an app could not be loaded.
+    fn set_failed(&self, name: &str, reason: Option<String>) {
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        match reason {
+            Some(reason) => {
+                failed.insert(name.to_string(), reason);
+            }
+            None => {
+                failed.remove(name);
+            }
+        }
+    }
+
+    /// Apps that could not be loaded, with the reason.
+    pub fn failed_apps(&self) -> Vec<(String, String)> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(name, reason)| (name.clone(), reason.clone()))
+            .collect()
+    }
+
+    /// The app other than `name` that owns `route`: serving, or stored but not loaded (failed,
+    /// or waiting for its model), so such an app keeps its route.
+    fn route_owner(&self, route: &str, name: &str) -> anyhow::Result<Option<String>> {
+        if let Some(owner) = self.routes.current().route_owner(route, name) {
+            return Ok(Some(owner.name.clone()));
+        }
+        let (records, _) = self.repo.list_apps_lenient()?;
+        Ok(records
+            .into_iter()
+            .find(|record| record.name != name && record.current.route == route)
+            .map(|record| record.name))
     }
 
     /// Waits (up to `limit`) for start-up loading to end: the model loader and the restore of
@@ -439,11 +483,8 @@ impl Node {
             .map_err(DeployError::InvalidLimits)?;
 
         let _change = self.changes.lock().await;
-        if let Some(owner) = self.routes.current().route_owner(&route, name) {
-            return Err(DeployError::RouteConflict {
-                route,
-                owner: owner.name.clone(),
-            });
+        if let Some(owner) = self.route_owner(&route, name)? {
+            return Err(DeployError::RouteConflict { route, owner });
         }
         let previous = self.repo.get_app(name)?;
         if spec.snapshot && snapshot::exports_init(&wasm) && snapshot::exports_p3_handler(&wasm) {
@@ -506,6 +547,7 @@ impl Node {
         let warnings = self.broker_warnings(&loaded);
         let table = self.routes.current().with(Arc::new(loaded));
         self.routes.replace(table);
+        self.set_failed(name, None);
         tracing::info!(
             app = name,
             digest = %record.current.digest,
@@ -581,11 +623,44 @@ impl Node {
             }
         }
         let loaded = prepared?;
+        if let Err(err) = self.try_instantiate(&loaded) {
+            if let Err(gc) = self.repo.collect_garbage() {
+                tracing::warn!("cleaning up after a failed deploy: {gc:#}");
+            }
+            return Err(err);
+        }
         self.repo.store_component(&version.digest, &wasm)?;
         if let (Some(record), Some(bytes)) = (&version.snapshot, &snapshot_wasm) {
             self.repo.store_component(&record.digest, bytes)?;
         }
         Ok((loaded, compile_time))
+    }
+
+    /// Instantiates the prepared app once, in a store with its limits, so a component that can
+    /// never run (its initial memory over the app's limit, more tables than a pool slot holds,
+    /// a trapping start function) is refused at deploy instead of failing every request.
+    /// Called on a blocking thread of the runtime.
+    fn try_instantiate(&self, app: &LoadedApp) -> Result<(), DeployError> {
+        let deadline = Instant::now() + app.limits.timeout;
+        let mut store = app.new_store(
+            &self.engine.engine,
+            &self.kv,
+            deadline,
+            Arc::from("deploy-check"),
+            None,
+            false,
+        );
+        let runtime = tokio::runtime::Handle::current();
+        runtime
+            .block_on(app.pre.instantiate_async(&mut store))
+            .map(drop)
+            .map_err(|err| {
+                DeployError::CannotInstantiate(format!(
+                    "the component compiled but cannot be instantiated with this app's limits \
+                     ({err:#}); raise --memory, check the node's [pool] limits, or fix its \
+                     start-up code"
+                ))
+            })
     }
 
     /// Stops serving `name` and forgets it (both versions). Its key-value data stays (a
@@ -598,6 +673,7 @@ impl Node {
             .remove_app(name)?
             .ok_or_else(|| DeployError::NotFound(name.to_string()))?;
         self.routes.replace(self.routes.current().without(name));
+        self.set_failed(name, None);
         if let Err(err) = self.repo.collect_garbage() {
             tracing::warn!("removing unused files of {name}: {err:#}");
         }
@@ -630,10 +706,10 @@ impl Node {
             .previous
             .clone()
             .ok_or_else(|| DeployError::NoPreviousVersion(name.to_string()))?;
-        if let Some(owner) = self.routes.current().route_owner(&previous.route, name) {
+        if let Some(owner) = self.route_owner(&previous.route, name)? {
             return Err(DeployError::RouteConflict {
                 route: previous.route,
-                owner: owner.name.clone(),
+                owner,
             });
         }
         let concurrency = self.concurrency_of(name);
@@ -652,6 +728,7 @@ impl Node {
         self.repo.put_app(&rolled)?;
         self.routes
             .replace(self.routes.current().with(Arc::new(loaded)));
+        self.set_failed(name, None);
         tracing::info!(app = name, digest = %rolled.current.digest, "rolled back");
         Ok(rolled)
     }

@@ -110,6 +110,9 @@ pub struct AppRecord {
     pub previous: Option<VersionRecord>,
 }
 
+/// An app whose record does not decode: its name and why.
+pub type DamagedRecord = (String, String);
+
 /// The node's persistent store.
 pub struct Repository {
     components: PathBuf,
@@ -213,6 +216,22 @@ impl Repository {
                 })
             })
             .collect()
+    }
+
+    /// Every app record that decodes, and the names (with the reason) of those that do not:
+    /// one damaged record must not keep the other apps from starting.
+    pub fn list_apps_lenient(&self) -> anyhow::Result<(Vec<AppRecord>, Vec<DamagedRecord>)> {
+        let mut records = Vec::new();
+        let mut damaged = Vec::new();
+        for entry in self.apps.iter() {
+            let (key, raw) = entry?;
+            let name = String::from_utf8_lossy(&key).into_owned();
+            match serde_json::from_slice(&raw) {
+                Ok(record) => records.push(record),
+                Err(err) => damaged.push((name, format!("its metadata does not decode: {err}"))),
+            }
+        }
+        Ok((records, damaged))
     }
 
     /// Stores an app record durably (flushed before returning).
@@ -349,6 +368,24 @@ mod tests {
         assert!(repo.component_path("aa").exists());
         assert!(repo.artifact_path("bb", "e1").exists());
         assert!(!repo.component_path("cc").exists());
+    }
+
+    #[test]
+    fn a_damaged_record_does_not_hide_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::open(dir.path(), 500).unwrap();
+        repo.put_app(&AppRecord {
+            name: "good".into(),
+            current: version("aa"),
+            previous: None,
+        })
+        .unwrap();
+        repo.apps.insert("bad", b"{not json".to_vec()).unwrap();
+        assert!(repo.list_apps().is_err());
+        let (records, damaged) = repo.list_apps_lenient().unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(damaged[0].0, "bad");
+        assert!(damaged[0].1.contains("does not decode"), "{}", damaged[0].1);
     }
 
     #[test]

@@ -12,11 +12,8 @@ use std::time::Instant;
 use wasmtime::Store;
 
 use crate::apps::LoadedApp;
-use crate::capabilities::kv::KvCtx;
-use crate::capabilities::messaging::MessagingCtx;
-use crate::capabilities::outbound_http::OutboundHooks;
 use crate::control::node::Node;
-use crate::host_state::{HostState, StoreSettings};
+use crate::host_state::HostState;
 use crate::usage::Trigger;
 
 /// A new request id: 16 hex digits, unique enough to find one invocation's log lines.
@@ -34,19 +31,12 @@ pub fn new_store(
     request_id: Arc<str>,
     trigger: Option<Trigger>,
 ) -> Store<HostState> {
-    let settings = StoreSettings {
-        kv: KvCtx::new(node.kv.clone(), app.kv_namespace.clone()),
-        models: app.models.as_ref(),
-        config: &app.config,
-        outbound: OutboundHooks(app.outbound.clone()),
-        messaging: MessagingCtx(app.messaging.clone()),
-        env: &app.version.env,
-        memory_bytes: app.limits.memory_bytes,
+    app.new_store(
+        &node.engine.engine,
+        &node.kv,
         deadline,
-        logs: &app.logs,
         request_id,
-        usage: app.usage.clone(),
         trigger,
-    };
-    HostState::new_store(&node.engine.engine, settings)
+        true,
+    )
 }

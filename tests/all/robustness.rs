@@ -1,0 +1,106 @@
+//! What a damaged data folder or an unrunnable component cannot do: keep the other apps from
+//! starting, steal a route, or deploy something that answers 503 forever.
+
+use crate::harness::{TestHost, client, get, guest, send};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn component_that_cannot_instantiate_within_its_limits_is_refused_at_deploy() {
+    let host = TestHost::start();
+    // Its initial linear memory (over 1 MiB) does not fit the app's memory limit.
+    let refused = host.edge(&[
+        "deploy",
+        "tiny",
+        guest("misbehave").to_str().expect("utf-8"),
+        "--memory",
+        "1MiB",
+    ]);
+    assert!(!refused.ok, "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("422") && refused.stderr.contains("cannot be instantiated"),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("--memory"), "{}", refused.stderr);
+    let listed = host.edge(&["list", "--json"]);
+    assert_eq!(listed.stdout.trim(), "[]", "a refused app was kept");
+    // The same component with room to run deploys and serves.
+    host.deploy("tiny", &guest("misbehave"), &["--memory", "8MiB"]);
+    assert_eq!(
+        get(&format!("{}/tiny/fine", host.data_url)).await.body,
+        "ok"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_apps_do_not_stop_the_others_keep_their_routes_and_show_in_healthz() {
+    let temp = tempfile::tempdir().expect("temp");
+    let data = temp.path().join("node");
+    let host = TestHost::start_in(&data, &[]);
+    host.deploy("good", &guest("hello"), &[]);
+    host.deploy("lost", &guest("misbehave"), &[]);
+    host.stop();
+
+    // `lost` loses its stored component and artifact; a third record does not even decode.
+    for folder in ["components", "artifacts"] {
+        for entry in std::fs::read_dir(data.join(folder))
+            .expect("folder")
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let misbehave = std::fs::read(guest("misbehave")).expect("misbehave");
+            let digest = sha256_hex(&misbehave);
+            if name.starts_with(&digest) {
+                std::fs::remove_file(entry.path()).expect("remove");
+            }
+        }
+    }
+    {
+        let db = sled::open(data.join("db")).expect("db");
+        db.open_tree("apps")
+            .expect("apps tree")
+            .insert("ghost", b"{not json".to_vec())
+            .expect("insert");
+        db.flush().expect("flush");
+    }
+
+    let host = TestHost::start_in(&data, &[]);
+    assert_eq!(get(&format!("{}/good/x", host.data_url)).await.status, 200);
+    let health = get(&format!("{}/healthz", host.admin_url)).await;
+    assert_eq!(health.status, 200, "{}", health.body);
+    assert!(
+        health.body.contains("app lost: failed to load"),
+        "{}",
+        health.body
+    );
+    assert!(
+        health.body.contains("app ghost: failed to load"),
+        "{}",
+        health.body
+    );
+    // A failed app keeps its route: another app cannot take it.
+    let taken = host.edge(&[
+        "deploy",
+        "thief",
+        guest("hello").to_str().expect("utf-8"),
+        "--route",
+        "/lost",
+    ]);
+    assert!(
+        !taken.ok && taken.stderr.contains("lost"),
+        "{}",
+        taken.stderr
+    );
+    // Redeploying the failed app itself repairs it, and healthz forgets the failure.
+    host.deploy("lost", &guest("misbehave"), &[]);
+    assert_eq!(
+        get(&format!("{}/lost/fine", host.data_url)).await.body,
+        "ok"
+    );
+    let health = send(client().get(format!("{}/healthz", host.admin_url))).await;
+    assert!(!health.body.contains("app lost"), "{}", health.body);
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
