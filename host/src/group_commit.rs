@@ -99,6 +99,27 @@ impl Drop for Lead<'_> {
     }
 }
 
+/// Opens the sled database at `path` for a test, waiting (up to 10 s) while a database just
+/// dropped in this process still holds its file lock: sled's background threads release it a
+/// moment after the last handle goes, so reopening at once fails now and then on a busy
+/// machine.
+#[cfg(test)]
+pub fn open_test_db(path: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(err)
+                if err.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(err) => panic!("opening test database {}: {err}", path.display()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

@@ -328,7 +328,7 @@ mod tests {
     }
 
     fn open(dir: &Path, max_file_bytes: u64) -> AuditLog {
-        let db = sled::open(dir.join("db")).unwrap();
+        let db = crate::group_commit::open_test_db(&dir.join("db"));
         AuditLog::open(
             dir,
             &db,

@@ -346,7 +346,17 @@ mod tests {
             let repo = Repository::open(dir.path(), 500).unwrap();
             repo.put_app(&record).unwrap();
         }
-        let repo = Repository::open(dir.path(), 500).unwrap();
+        // sled's background threads release the lock a moment after the last handle goes.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let repo = loop {
+            match Repository::open(dir.path(), 500) {
+                Ok(repo) => break repo,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(err) => panic!("reopening: {err:#}"),
+            }
+        };
         assert_eq!(repo.get_app("a").unwrap(), Some(record));
     }
 

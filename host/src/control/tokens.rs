@@ -179,7 +179,7 @@ mod tests {
     use super::*;
 
     fn store(dir: &std::path::Path) -> TokenStore {
-        let db = sled::open(dir).unwrap();
+        let db = crate::group_commit::open_test_db(dir);
         TokenStore::open(&db, "bootstrap-secret").unwrap()
     }
 

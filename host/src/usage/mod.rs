@@ -344,7 +344,7 @@ mod tests {
     fn usage_survives_reopen_and_since_filters_by_hour() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = crate::group_commit::open_test_db(dir.path());
             let usage = Usage::open(&db, MeteringConfig::default()).unwrap();
             let app = usage.app("hello").unwrap();
             app.invocations_http.fetch_add(3, Ordering::Relaxed);
@@ -355,7 +355,7 @@ mod tests {
             assert_eq!(report[0].usage.invocations, 5);
             usage.flush().unwrap();
         }
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::group_commit::open_test_db(dir.path());
         let usage = Usage::open(&db, MeteringConfig::default()).unwrap();
         let report = usage.report(Some("hello"), None).unwrap();
         assert_eq!(report.len(), 1);
@@ -377,7 +377,7 @@ mod tests {
     #[test]
     fn metering_off_gives_no_counters() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::group_commit::open_test_db(dir.path());
         let usage = Usage::open(
             &db,
             MeteringConfig {

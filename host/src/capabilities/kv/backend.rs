@@ -375,7 +375,7 @@ mod tests {
 
     fn backend() -> (tempfile::TempDir, Arc<KvBackend>) {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::group_commit::open_test_db(dir.path());
         (
             dir,
             KvBackend::new(

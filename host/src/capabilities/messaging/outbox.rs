@@ -278,7 +278,7 @@ mod tests {
     }
 
     fn open(dir: &std::path::Path, max_messages: u64, when_full: OutboxFull) -> (sled::Db, Outbox) {
-        let db = sled::open(dir).unwrap();
+        let db = crate::group_commit::open_test_db(dir);
         let outbox = Outbox::open(
             &db,
             Arc::new(GroupCommit::new(db.clone())),
