@@ -22,6 +22,9 @@ pub struct AppView {
     pub config: Vec<String>,
     /// Whether the app has a key-value namespace.
     pub kv: bool,
+    /// Bytes of keys and values it holds (apps granted kv).
+    #[serde(default)]
+    pub kv_bytes: Option<u64>,
     /// Models the app may open.
     #[serde(default)]
     pub models: Vec<String>,
@@ -61,6 +64,10 @@ pub struct AppLimits {
     pub concurrency: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_quota_mib: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_buckets: Option<usize>,
 }
 
 impl AppLimits {
@@ -110,7 +117,13 @@ pub struct LimitsView {
     pub timeout_ms: u64,
     pub concurrency: usize,
     pub max_body_bytes: u64,
-    /// Which of them the deploy set (`memory`, `timeout`, `concurrency`, `max_body`).
+    /// Key-value quota, in MiB and buckets.
+    #[serde(default)]
+    pub kv_quota_mib: u64,
+    #[serde(default)]
+    pub kv_buckets: usize,
+    /// Which of them the deploy set (`memory`, `timeout`, `concurrency`, `max_body`,
+    /// `kv_quota`, `kv_buckets`).
     pub overridden: Vec<String>,
 }
 

@@ -32,7 +32,7 @@ pub struct LoadedApp {
     /// Memory, time, body and concurrency limits: the node's defaults or the deploy's own.
     pub limits: ResolvedLimits,
     /// The app's key-value namespace when it was granted `--kv`.
-    pub kv_namespace: Option<Arc<str>>,
+    pub kv_namespace: Option<crate::capabilities::kv::KvNamespace>,
     /// The models it was granted with `--model`; its requests run on the inference workers.
     pub models: Option<Arc<AppModels>>,
     /// Its wasi:config values, shared by every instance.

@@ -312,6 +312,13 @@ struct DeployArgs {
     /// (default: the node's [limits] max_body_bytes).
     #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
     max_body: Option<u64>,
+    /// Key-value data the app may keep, all buckets together: MiB, or a size such as 1GiB
+    /// (default: the node's [limits] kv_quota_mib; at most its max_app_kv_quota_mib).
+    #[arg(long, value_name = "SIZE", value_parser = parse_mib)]
+    kv_quota: Option<u64>,
+    /// Key-value buckets the app may have (default: the node's [limits] kv_buckets).
+    #[arg(long, value_name = "N")]
+    kv_buckets: Option<usize>,
     /// Let one instance serve up to N requests instead of a fresh instance per request.
     /// Faster for big-language components, but what a request leaves in the instance's memory
     /// is visible to the next ones (see docs/operations.md). Default 1: no reuse.
@@ -802,6 +809,8 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
                     timeout_ms: args.timeout,
                     concurrency: args.concurrency,
                     max_body_bytes: args.max_body,
+                    kv_quota_mib: args.kv_quota,
+                    kv_buckets: args.kv_buckets,
                 },
                 reuse: &crate::api::Reuse {
                     requests: args.reuse,
@@ -859,7 +868,7 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<20} {:<24} {:<14} {:>10} {:>4} {:<20} {:<20} {:<28} {:<28} {:<28} {:>10}  {:<40} {:<4} {:<16} PREVIOUS",
+        "{:<20} {:<24} {:<14} {:>10} {:<18} {:<20} {:<20} {:<28} {:<28} {:<28} {:>10}  {:<40} {:<4} {:<16} PREVIOUS",
         "NAME",
         "ROUTE",
         "DIGEST",
@@ -884,12 +893,12 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
     };
     for app in apps {
         println!(
-            "{:<20} {:<24} {:<14} {:>10} {:>4} {:<20} {:<20} {:<28} {:<28} {:<28} {:>10}  {:<40} {:<4} {:<16} {}",
+            "{:<20} {:<24} {:<14} {:>10} {:<18} {:<20} {:<20} {:<28} {:<28} {:<28} {:>10}  {:<40} {:<4} {:<16} {}",
             app.name,
             app.route,
             short_digest(&app.digest),
             human_size(app.size),
-            if app.kv { "yes" } else { "-" },
+            describe_kv(&app),
             listed(&app.models),
             listed(&app.config),
             listed(&app.outbound),
@@ -922,6 +931,25 @@ fn describe_reuse(reuse: &crate::api::Reuse) -> String {
         reuse.concurrency,
         humantime::format_duration(std::time::Duration::from_millis(reuse.idle_ms))
     )
+}
+
+/// `-` without kv, else `1.2 MiB/256MiB*`: what it holds of its quota (`*`: set at deploy).
+fn describe_kv(app: &crate::api::AppView) -> String {
+    if !app.kv {
+        return "-".to_string();
+    }
+    let held = app.kv_bytes.map_or_else(|| "?".to_string(), human_size);
+    match &app.limits {
+        Some(limits) => {
+            let set = limits.overridden.iter().any(|o| o == "kv_quota");
+            format!(
+                "{held}/{}MiB{}",
+                limits.kv_quota_mib,
+                if set { "*" } else { "" }
+            )
+        }
+        None => held,
+    }
 }
 
 /// `mem 128MiB timeout 10s conc 256 body 10.0MiB`, a `*` after each value set at deploy.

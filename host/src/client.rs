@@ -233,6 +233,8 @@ impl AdminClient {
             timeout_ms,
             concurrency,
             max_body_bytes,
+            kv_quota_mib,
+            kv_buckets,
         } = limits;
         let default_reuse = crate::api::Reuse::default();
         for (key, value, default) in [
@@ -257,6 +259,8 @@ impl AdminClient {
             ("timeout_ms", *timeout_ms),
             ("concurrency", concurrency.map(|c| c as u64)),
             ("max_body_bytes", *max_body_bytes),
+            ("kv_quota_mib", *kv_quota_mib),
+            ("kv_buckets", kv_buckets.map(|c| c as u64)),
         ] {
             if let Some(value) = value {
                 query.push((key, value.to_string()));

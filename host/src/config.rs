@@ -13,12 +13,13 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::api::AppLimits;
 use crate::capabilities::config::AppConfigLimits;
-use crate::capabilities::kv::KvConfig;
+use crate::capabilities::kv::{KvConfig, KvQuota};
 use crate::capabilities::messaging::MessagingConfig;
 use crate::capabilities::nn::config::{
     InferenceConfig, ModelConfig, OpenvinoConfig, default_models,
 };
 use crate::capabilities::outbound_http::OutboundHttpConfig;
+use crate::disk::StorageConfig;
 use crate::guest_logs::GuestLogsConfig;
 use crate::usage::MeteringConfig;
 
@@ -68,6 +69,8 @@ pub struct NodeConfig {
     pub guest_logs: GuestLogsConfig,
     /// Usage metering (`edge usage`).
     pub metering: MeteringConfig,
+    /// Free space kept on the data disk.
+    pub storage: StorageConfig,
 }
 
 impl Default for NodeConfig {
@@ -86,6 +89,7 @@ impl Default for NodeConfig {
             audit: AuditConfig::default(),
             guest_logs: GuestLogsConfig::default(),
             metering: MeteringConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -176,6 +180,14 @@ pub struct LimitsConfig {
     pub max_app_body_bytes: u64,
     /// Highest `edge deploy --concurrency`.
     pub max_app_concurrent_requests: usize,
+    /// Key-value data one app may keep (keys and values, all buckets), in MiB.
+    pub kv_quota_mib: u64,
+    /// Key-value buckets one app may have.
+    pub kv_buckets: usize,
+    /// Highest `edge deploy --kv-quota`, in MiB.
+    pub max_app_kv_quota_mib: u64,
+    /// Highest `edge deploy --kv-buckets`.
+    pub max_app_kv_buckets: usize,
 }
 
 impl Default for LimitsConfig {
@@ -190,6 +202,10 @@ impl Default for LimitsConfig {
             max_app_request_timeout_ms: 300_000,
             max_app_body_bytes: 100 * 1024 * 1024,
             max_app_concurrent_requests: 1024,
+            kv_quota_mib: 256,
+            kv_buckets: 64,
+            max_app_kv_quota_mib: 64 * 1024,
+            max_app_kv_buckets: 4096,
         }
     }
 }
@@ -265,11 +281,31 @@ impl LimitsConfig {
             "--max-body (bytes)",
             "max_app_body_bytes",
         )?;
+        let kv_quota_mib = pick(
+            app.kv_quota_mib,
+            self.kv_quota_mib,
+            self.max_app_kv_quota_mib.max(self.kv_quota_mib),
+            1,
+            "--kv-quota (MiB)",
+            "max_app_kv_quota_mib",
+        )?;
+        let kv_buckets = pick(
+            app.kv_buckets,
+            self.kv_buckets,
+            self.max_app_kv_buckets.max(self.kv_buckets),
+            1,
+            "--kv-buckets",
+            "max_app_kv_buckets",
+        )?;
         Ok(ResolvedLimits {
             memory_bytes: mib_to_bytes(memory_mib),
             timeout: Duration::from_millis(timeout_ms),
             concurrency,
             max_body_bytes,
+            kv: KvQuota {
+                bytes: kv_quota_mib.saturating_mul(1024 * 1024),
+                buckets: kv_buckets,
+            },
         })
     }
 }
@@ -289,6 +325,8 @@ pub struct ResolvedLimits {
     pub concurrency: usize,
     /// Largest request body.
     pub max_body_bytes: u64,
+    /// What it may keep in its key-value namespace.
+    pub kv: KvQuota,
 }
 
 /// The audit log (`<data_dir>/audit/audit.log`).

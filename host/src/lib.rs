@@ -19,7 +19,8 @@
 //! - [`cli`], [`client`] and [`api`]: the command line, the admin API client and the wire
 //!   types they share with the admin API;
 //! - [`usage`] and [`guest_logs`]: what each invocation consumed and what it printed;
-//! - [`daemon`], [`config`], [`auth`], [`names`], [`error`], [`metrics`], [`group_commit`]:
+//! - [`daemon`], [`config`], [`auth`], [`names`], [`error`], [`metrics`], [`group_commit`],
+//!   [`disk`]:
 //!   the supporting pieces.
 
 pub mod api;
@@ -31,6 +32,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod disk;
 pub mod engine;
 pub mod error;
 pub mod group_commit;

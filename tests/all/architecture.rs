@@ -8,7 +8,7 @@ use std::path::Path;
 const AREAS: [&str; 3] = ["capabilities", "triggers", "control"];
 
 /// What a capability may import besides itself: plain helpers that import no capability.
-const CAPABILITY_MAY_USE: [&str; 4] = ["error", "group_commit", "metrics", "names"];
+const CAPABILITY_MAY_USE: [&str; 5] = ["disk", "error", "group_commit", "metrics", "names"];
 
 /// The unit a module path belongs to: `capabilities::kv::backend` -> `capabilities::kv`.
 fn unit_of(segments: &[&str]) -> Option<String> {

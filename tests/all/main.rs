@@ -6,6 +6,7 @@ mod architecture;
 mod bad_input;
 mod brokers;
 mod deploy;
+mod durability;
 mod guest_limits;
 mod harness;
 mod instances;

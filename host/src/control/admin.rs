@@ -392,6 +392,7 @@ impl From<&AppRecord> for AppView {
             env: env.iter().map(|(k, _)| k.clone()).collect(),
             config: config.keys(),
             kv: grants.kv,
+            kv_bytes: None,
             models: grants.models.clone(),
             outbound: grants.outbound.0.clone(),
             subscribe: grants.messaging.subscribe.clone(),
@@ -431,6 +432,8 @@ fn app_view(state: &AdminState, record: &AppRecord) -> AppView {
             (asked.timeout_ms.is_some(), "timeout"),
             (asked.concurrency.is_some(), "concurrency"),
             (asked.max_body_bytes.is_some(), "max_body"),
+            (asked.kv_quota_mib.is_some(), "kv_quota"),
+            (asked.kv_buckets.is_some(), "kv_buckets"),
         ] {
             if set {
                 overridden.push(name.to_string());
@@ -441,8 +444,13 @@ fn app_view(state: &AdminState, record: &AppRecord) -> AppView {
             timeout_ms: u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
             concurrency: limits.concurrency,
             max_body_bytes: limits.max_body_bytes,
+            kv_quota_mib: limits.kv.bytes / (1024 * 1024),
+            kv_buckets: limits.kv.buckets,
             overridden,
         });
+    }
+    if record.current.grants.kv {
+        view.kv_bytes = state.node.kv.storage(&record.name).ok().map(|s| s.bytes());
     }
     view
 }
@@ -523,6 +531,8 @@ fn parse_deploy_query(query: &str) -> Result<DeploySpec, ApiError> {
             "timeout_ms" => spec.limits.timeout_ms = Some(parse_number(&key, &value)?),
             "concurrency" => spec.limits.concurrency = Some(parse_number(&key, &value)?),
             "max_body_bytes" => spec.limits.max_body_bytes = Some(parse_number(&key, &value)?),
+            "kv_quota_mib" => spec.limits.kv_quota_mib = Some(parse_number(&key, &value)?),
+            "kv_buckets" => spec.limits.kv_buckets = Some(parse_number(&key, &value)?),
             "reuse" => spec.reuse.requests = parse_number(&key, &value)?,
             "reuse_concurrency" => spec.reuse.concurrency = parse_number(&key, &value)?,
             "reuse_idle_ms" => spec.reuse.idle_ms = parse_number(&key, &value)?,
@@ -749,7 +759,25 @@ mod kv_api {
 
     fn bucket(state: &AdminState, app: &str, bucket: &str) -> Result<Bucket, ApiError> {
         validate_app_name(app).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
-        Ok(state.node.kv.bucket(app, bucket)?)
+        // The operator writes within the app's quota, as the app would.
+        let quota = state
+            .node
+            .routes
+            .current()
+            .get(app)
+            .map(|loaded| loaded.limits.kv)
+            .or_else(|| {
+                let defaults = crate::api::AppLimits::default();
+                state
+                    .node
+                    .config
+                    .limits
+                    .resolve(&defaults)
+                    .ok()
+                    .map(|l| l.kv)
+            })
+            .unwrap_or_default();
+        Ok(state.node.kv.bucket(app, bucket, quota)?)
     }
 
     pub async fn list_keys(

@@ -17,7 +17,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyIndices;
 use crate::api::Reuse;
 use crate::apps::{LiveRoutes, LoadedApp, RoutingTable};
 use crate::capabilities::config::{self as app_config, ConfigValues};
-use crate::capabilities::kv::KvBackend;
+use crate::capabilities::kv::{KvBackend, KvNamespace};
 use crate::capabilities::messaging::{
     self, AppMessaging, Brokers, HandlerIndices, MessagingMetrics,
 };
@@ -27,6 +27,7 @@ use crate::config::{AppLimits, NodeConfig};
 use crate::control::audit::{AuditEvent, AuditLog};
 use crate::control::repository::{AppRecord, Grants, Repository, SnapshotRecord, VersionRecord};
 use crate::control::validate;
+use crate::disk::DiskGuard;
 use crate::engine::compile::CompileCache;
 use crate::engine::{NodeEngine, snapshot};
 use crate::error::DeployError;
@@ -130,6 +131,11 @@ impl Node {
     /// Opens the repository and loads every deployed app from its precompiled artifact.
     pub fn open(config: NodeConfig) -> anyhow::Result<Arc<Self>> {
         let engine = NodeEngine::new(&config.pool, &config.limits)?;
+        std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
+            format!("creating data folder {}", config.server.data_dir.display())
+        })?;
+        let disk = Arc::new(DiskGuard::new(&config.server.data_dir, &config.storage));
+        disk.prepare_for_start();
         let repo = Arc::new(Repository::open(
             &config.server.data_dir,
             config.kv.flush_interval_ms,
@@ -138,7 +144,7 @@ impl Node {
         let guest_logs = GuestLogs::new(config.guest_logs.clone(), &config.server.data_dir)?;
         let usage = Usage::open(&repo.db(), config.metering.clone())?;
         let commit = Arc::new(GroupCommit::new(repo.db()));
-        let kv = KvBackend::new(repo.db(), config.kv.clone(), commit.clone());
+        let kv = KvBackend::new(repo.db(), config.kv.clone(), commit.clone(), disk);
         let mut metrics = Metrics::new();
         let nn_metrics = NnMetrics::register(metrics.registry_mut());
         let messaging_metrics = MessagingMetrics::register(metrics.registry_mut());
@@ -421,7 +427,10 @@ impl Node {
             .unwrap_or_else(|| Arc::new(Semaphore::new(limits.concurrency)));
         Ok(LoadedApp {
             name: name.to_string(),
-            kv_namespace: version.grants.kv.then(|| Arc::from(name)),
+            kv_namespace: version.grants.kv.then(|| KvNamespace {
+                app: Arc::from(name),
+                quota: limits.kv,
+            }),
             models,
             config: app_config::variables(&version.config),
             outbound,

@@ -17,29 +17,56 @@ mod generated {
 
 use generated::wasi::keyvalue::{atomics, batch, store};
 
-/// An open bucket, as a resource of this WIT version.
-pub struct DraftBucket(Bucket);
+/// An open bucket, as a resource of this WIT version, with where its last `list-keys` page
+/// ended: (the cursor it returned, the last key listed), so the next page starts there instead
+/// of walking the bucket again from the first key.
+pub struct DraftBucket(Bucket, Option<(u64, String)>);
+
+impl From<Bucket> for DraftBucket {
+    fn from(bucket: Bucket) -> Self {
+        Self(bucket, None)
+    }
+}
 
 super::shared_bindings! {
     bucket = DraftBucket,
     bucket_methods = {
-        /// This version's cursor is a number: the count of keys already listed.
+        /// This version's cursor is a number: the count of keys already listed. Paging
+        /// through one bucket resource resumes after the previous page's last key; only a
+        /// cursor from elsewhere walks the keys before it.
         async fn list_keys(
             &mut self,
-            bucket: Resource<DraftBucket>,
+            resource: Resource<DraftBucket>,
             cursor: Option<u64>,
         ) -> KvResult<store::KeyResponse> {
-            let bucket = bucket_of(self, &bucket)?;
             let page_size = self.ctx.backend.config().page_size;
-            let skip = usize::try_from(cursor.unwrap_or(0)).unwrap_or(usize::MAX);
-            answer(
-                list_from_offset(&bucket, skip, page_size).map(|(keys, more)| {
-                    store::KeyResponse {
-                        cursor: more.then(|| (skip + keys.len()) as u64),
-                        keys,
-                    }
-                }),
-            )
+            let skip = cursor.unwrap_or(0);
+            let (bucket, resume) = {
+                let entry = self.table.get(&resource)?;
+                (entry.0.clone(), entry.1.clone())
+            };
+            let page = match resume {
+                Some((at, last)) if skip > 0 && at == skip => bucket
+                    .list_keys(Some(&last), page_size)
+                    .map(|page| (page.keys, page.next_after.is_some())),
+                _ => list_from_offset(
+                    &bucket,
+                    usize::try_from(skip).unwrap_or(usize::MAX),
+                    page_size,
+                ),
+            };
+            let page = page.map(|(keys, more)| {
+                let next = more.then(|| skip + keys.len() as u64);
+                let resume = next.zip(keys.last().cloned());
+                (store::KeyResponse { cursor: next, keys }, resume)
+            });
+            match page {
+                Ok((response, resume)) => {
+                    self.table.get_mut(&resource)?.1 = resume;
+                    Ok(Ok(response))
+                }
+                Err(err) => answer(Err(err)),
+            }
         }
     },
     batch_methods = {

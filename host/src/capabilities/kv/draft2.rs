@@ -21,6 +21,12 @@ use generated::wasi::keyvalue::{atomics, batch, store};
 /// An open bucket, as a resource of this WIT version.
 pub struct Draft2Bucket(Bucket);
 
+impl From<Bucket> for Draft2Bucket {
+    fn from(bucket: Bucket) -> Self {
+        Self(bucket)
+    }
+}
+
 /// A compare-and-swap in progress: the value seen when it was created.
 pub struct Cas {
     bucket: Bucket,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
-pub use backend::{Bucket, Durability, KeyPage, KvBackend, KvConfig, KvError};
+pub use backend::{AppStorage, Bucket, Durability, KeyPage, KvBackend, KvConfig, KvError, KvQuota};
 
 use crate::error::DeployError;
 
@@ -34,21 +34,29 @@ pub fn check_imports(imports: &[String], granted: bool) -> Result<(), DeployErro
     }
 }
 
+/// The namespace of an app granted kv, with what it may keep there.
+#[derive(Debug, Clone)]
+pub struct KvNamespace {
+    pub app: Arc<str>,
+    pub quota: KvQuota,
+}
+
 /// The key-value context of one store: which app it is and whether it was granted kv.
 pub struct KvCtx {
     backend: Arc<KvBackend>,
-    app: Option<Arc<str>>,
+    namespace: Option<KvNamespace>,
 }
 
 impl KvCtx {
-    /// `app` is `None` when the app has no kv grant.
-    pub fn new(backend: Arc<KvBackend>, app: Option<Arc<str>>) -> Self {
-        Self { backend, app }
+    /// `namespace` is `None` when the app has no kv grant.
+    pub fn new(backend: Arc<KvBackend>, namespace: Option<KvNamespace>) -> Self {
+        Self { backend, namespace }
     }
 
     fn open(&self, identifier: &str) -> Result<Bucket, KvError> {
-        let app = self.app.as_deref().ok_or(KvError::AccessDenied)?;
-        self.backend.bucket(app, identifier)
+        let namespace = self.namespace.as_ref().ok_or(KvError::AccessDenied)?;
+        self.backend
+            .bucket(&namespace.app, identifier, namespace.quota)
     }
 }
 
@@ -125,7 +133,7 @@ macro_rules! shared_bindings {
                 identifier: String,
             ) -> KvResult<wasmtime::component::Resource<$bucket>> {
                 match self.ctx.open(&identifier) {
-                    Ok(bucket) => Ok(Ok(self.table.push($bucket(bucket))?)),
+                    Ok(bucket) => Ok(Ok(self.table.push(<$bucket>::from(bucket))?)),
                     Err(err) => answer(Err(err)),
                 }
             }
