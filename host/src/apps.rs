@@ -33,6 +33,8 @@ pub struct LoadedApp {
     pub limits: ResolvedLimits,
     /// The app's key-value namespace when it was granted `--kv`.
     pub kv_namespace: Option<crate::capabilities::kv::KvNamespace>,
+    /// The node's budget for all guests' linear memory.
+    pub memory_budget: Arc<crate::usage::MemoryBudget>,
     /// The models it was granted with `--model`; its requests run on the inference workers.
     pub models: Option<Arc<AppModels>>,
     /// Its wasi:config values, shared by every instance.
@@ -79,6 +81,7 @@ impl LoadedApp {
             messaging: MessagingCtx(self.messaging.clone()),
             env: &self.version.env,
             memory_bytes: self.limits.memory_bytes,
+            memory_budget: self.memory_budget.clone(),
             deadline,
             logs: &self.logs,
             request_id,

@@ -188,6 +188,9 @@ pub struct LimitsConfig {
     pub max_app_kv_quota_mib: u64,
     /// Highest `edge deploy --kv-buckets`.
     pub max_app_kv_buckets: usize,
+    /// Linear memory all guests together may hold, in MiB; past it new requests get 503.
+    /// 0: half of the machine's memory.
+    pub node_memory_mib: u64,
 }
 
 impl Default for LimitsConfig {
@@ -206,6 +209,7 @@ impl Default for LimitsConfig {
             kv_buckets: 64,
             max_app_kv_quota_mib: 64 * 1024,
             max_app_kv_buckets: 4096,
+            node_memory_mib: 0,
         }
     }
 }
@@ -221,6 +225,23 @@ impl LimitsConfig {
 
     pub fn memory_bytes(&self) -> usize {
         mib_to_bytes(self.memory_mib)
+    }
+
+    /// What all guests' linear memory may take together: `node_memory_mib`, or half of the
+    /// machine's memory (4 GiB where it cannot be read).
+    pub fn node_memory_bytes(&self) -> u64 {
+        if self.node_memory_mib > 0 {
+            return self.node_memory_mib.saturating_mul(1024 * 1024);
+        }
+        let total_kib = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix("MemTotal:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+            .unwrap_or(8 * 1024 * 1024);
+        total_kib * 1024 / 2
     }
 
     /// The largest linear memory any instance may have: the pool's slot size.

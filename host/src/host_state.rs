@@ -21,7 +21,7 @@ use crate::capabilities::messaging::{self, Message, MessagingCtx, MessagingView}
 use crate::capabilities::nn::{self, AppModels, NnView};
 use crate::capabilities::outbound_http::OutboundHooks;
 use crate::guest_logs::AppLog;
-use crate::usage::{AppUsage, InvocationMeter, Trigger};
+use crate::usage::{AppUsage, InvocationMeter, MemoryBudget, Trigger};
 
 /// The data of one invocation's store.
 pub struct HostState {
@@ -53,6 +53,8 @@ pub struct StoreSettings<'a> {
     pub messaging: MessagingCtx,
     pub env: &'a [(String, String)],
     pub memory_bytes: usize,
+    /// The node's budget for all guests' memory.
+    pub memory_budget: Arc<MemoryBudget>,
     /// When the guest is interrupted if it is still running wasm code.
     pub deadline: Instant,
     /// Where the guest's stdout and stderr lines go, tagged with `request_id`.
@@ -76,7 +78,12 @@ impl HostState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             outbound: settings.outbound,
-            meter: InvocationMeter::new(settings.memory_bytes, settings.usage, settings.trigger),
+            meter: InvocationMeter::new(
+                settings.memory_bytes,
+                settings.memory_budget,
+                settings.usage,
+                settings.trigger,
+            ),
             kv: settings.kv,
             models: settings.models.cloned(),
             config: settings.config.clone(),

@@ -20,17 +20,20 @@ pub enum Outcome {
     NoRoute,
     BodyTooLarge,
     Overloaded,
+    /// The node's memory budget for guests is spent.
+    NoMemory,
     Trapped,
     TimedOut,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 7] = [
+    const ALL: [Outcome; 8] = [
         Outcome::Answered,
         Outcome::BadRequest,
         Outcome::NoRoute,
         Outcome::BodyTooLarge,
         Outcome::Overloaded,
+        Outcome::NoMemory,
         Outcome::Trapped,
         Outcome::TimedOut,
     ];
@@ -42,6 +45,7 @@ impl Outcome {
             Outcome::NoRoute => "no_route",
             Outcome::BodyTooLarge => "body_too_large",
             Outcome::Overloaded => "overloaded",
+            Outcome::NoMemory => "no_memory",
             Outcome::Trapped => "trapped",
             Outcome::TimedOut => "timed_out",
         }
@@ -94,6 +98,9 @@ pub struct Metrics {
     pub first_byte: Histogram,
     startup: FloatGauge,
     apps: Gauge,
+    /// Linear memory all guests hold now, and the budget for it.
+    pub guest_memory: Gauge,
+    pub guest_memory_budget: Gauge,
     /// How long each app took to load at startup (artifact map + pre-instantiation).
     app_startup: Family<AppLabel, FloatGauge>,
     app_snapshot_bytes: Family<AppLabel, Gauge>,
@@ -252,6 +259,18 @@ impl Metrics {
         );
         let apps = Gauge::default();
         registry.register("edge_apps", "Apps being served", apps.clone());
+        let guest_memory = Gauge::default();
+        registry.register(
+            "edge_guest_memory_bytes",
+            "Linear memory all guest instances hold now",
+            guest_memory.clone(),
+        );
+        let guest_memory_budget = Gauge::default();
+        registry.register(
+            "edge_guest_memory_budget_bytes",
+            "What all guests' linear memory may take together ([limits] node_memory_mib)",
+            guest_memory_budget.clone(),
+        );
         let app_startup = Family::<AppLabel, FloatGauge>::default();
         registry.register(
             "edge_app_startup_seconds",
@@ -283,6 +302,8 @@ impl Metrics {
             first_byte,
             startup,
             apps,
+            guest_memory,
+            guest_memory_budget,
             app_startup,
             app_snapshot_bytes,
             outbound,

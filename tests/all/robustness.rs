@@ -104,3 +104,36 @@ fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_node_memory_budget_new_requests_get_503_and_the_node_stays_up() {
+    // 48 MiB for all guests: new requests stop at 36 MiB held.
+    let host = TestHost::start_with_config("[limits]\nnode_memory_mib = 48\n");
+    host.deploy("hungry", &guest("misbehave"), &["--memory", "64MiB"]);
+    let hog = tokio::spawn(get_owned(format!(
+        "{}/hungry/work?ms=4000&mib=40",
+        host.data_url
+    )));
+    host.wait_for_metric("edge_guest_memory_bytes", (40 * 1024 * 1024) as f64)
+        .await;
+    let fine = format!("{}/hungry/fine", host.data_url);
+    let refused = get(&fine).await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(refused.body.contains("memory"), "{}", refused.body);
+    // A guest growing past the whole budget fails alone.
+    let greedy = get(&format!("{}/hungry/work?ms=1&mib=60", host.data_url)).await;
+    assert_ne!(greedy.status, 200, "{}", greedy.body);
+    assert_eq!(hog.await.expect("hog").status, 200);
+    // The memory came back: requests run again.
+    let after = get(&fine).await;
+    assert_eq!(after.status, 200, "{}", after.body);
+    assert!(
+        host.metrics()
+            .await
+            .contains("edge_guest_memory_budget_bytes 50331648")
+    );
+}
+
+async fn get_owned(url: String) -> crate::harness::Reply {
+    get(&url).await
+}

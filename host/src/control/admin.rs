@@ -680,6 +680,14 @@ async fn metrics(State(state): State<AdminState>) -> Response {
             (app.name.clone(), snapshot)
         })
         .collect();
+    let budget = &state.node.memory_budget;
+    let gauge = |bytes: u64| i64::try_from(bytes).unwrap_or(i64::MAX);
+    state.node.metrics.guest_memory.set(gauge(budget.used()));
+    state
+        .node
+        .metrics
+        .guest_memory_budget
+        .set(gauge(budget.limit()));
     (
         [(
             header::CONTENT_TYPE,

@@ -35,7 +35,7 @@ use crate::group_commit::GroupCommit;
 use crate::guest_logs::GuestLogs;
 use crate::metrics::{Metrics, OutboundLabel};
 use crate::names::{normalize_route, validate_app_name};
-use crate::usage::Usage;
+use crate::usage::{MemoryBudget, Usage};
 use wasmtime_wasi_http::handler::ProxyPre as HandlerPre;
 
 /// What a deploy asks for besides the component bytes.
@@ -118,6 +118,8 @@ pub struct Node {
     pub guest_logs: GuestLogs,
     /// What apps consumed.
     pub usage: Usage,
+    /// What all guests' linear memory may take together.
+    pub memory_budget: Arc<MemoryBudget>,
     /// Apps that could not be loaded at start-up, with the reason (shown by `/healthz`);
     /// an app leaves it when it is deployed, rolled back or removed.
     failed: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
@@ -170,6 +172,7 @@ impl Node {
             audit,
             guest_logs,
             usage,
+            memory_budget: MemoryBudget::new(config.limits.node_memory_bytes()),
             failed: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             restored: AtomicBool::new(false),
             config,
@@ -431,6 +434,7 @@ impl Node {
                 app: Arc::from(name),
                 quota: limits.kv,
             }),
+            memory_budget: self.memory_budget.clone(),
             models,
             config: app_config::variables(&version.config),
             outbound,

@@ -105,6 +105,9 @@ async fn route_and_run(node: &Arc<Node>, req: Request<Incoming>) -> Response<Ser
     let Ok(permit) = app.concurrency.clone().try_acquire_owned() else {
         return platform_answer(node, Outcome::Overloaded);
     };
+    if !node.memory_budget.has_room() {
+        return platform_answer(node, Outcome::NoMemory);
+    }
 
     let exceeded = Arc::new(AtomicBool::new(false));
     let req = req.map(|inner| LimitedBody {
@@ -335,6 +338,10 @@ fn platform_answer(node: &Node, outcome: Outcome) -> Response<ServeBody> {
         Outcome::Overloaded => (
             StatusCode::SERVICE_UNAVAILABLE,
             "the app is at its concurrency limit; retry shortly",
+        ),
+        Outcome::NoMemory => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node's memory for apps is in use; retry shortly",
         ),
         Outcome::Trapped => (
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -205,6 +205,9 @@ async fn invoke(node: &Arc<Node>, app: &Arc<LoadedApp>, delivery: &Delivery) -> 
     let Some(indices) = app.message_handler.clone() else {
         return Err("the serving version does not export wasi:messaging/incoming-handler".into());
     };
+    if !node.memory_budget.has_room() {
+        return Err("the node's memory budget for apps ([limits] node_memory_mib) is spent".into());
+    }
     let timeout = app.limits.timeout;
     let mut store = super::new_store(
         node,

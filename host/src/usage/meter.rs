@@ -1,11 +1,11 @@
 //! Measuring one invocation: its wall time and linear memory over time (through the store's
-//! resource limiter, which also enforces the app's memory limit), and the CPU time of the
-//! thread while the invocation's future is polled.
+//! resource limiter, which also enforces the app's memory limit and the node's
+//! [`MemoryBudget`]), and the CPU time of the thread while the invocation's future is polled.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -21,12 +21,59 @@ pub enum Trigger {
 /// Most instances one store may create (a component and its nested core instances).
 const MAX_INSTANCES: usize = 64;
 
+/// The node-wide budget for guests' linear memory (`[limits] node_memory_mib`): every store's
+/// memories count against it from creation to drop. A growth past it fails (the guest sees an
+/// allocation failure, as past its app's own limit), and new invocations are refused (503)
+/// once guests hold three quarters of it, so those in flight keep room to grow.
+pub struct MemoryBudget {
+    limit: u64,
+    used: AtomicU64,
+}
+
+impl MemoryBudget {
+    pub fn new(limit: u64) -> Arc<Self> {
+        Arc::new(Self {
+            limit,
+            used: AtomicU64::new(0),
+        })
+    }
+
+    /// Whether a new invocation may start: guests hold under three quarters of the budget.
+    pub fn has_room(&self) -> bool {
+        self.used.load(Ordering::Relaxed) < self.limit / 4 * 3
+    }
+
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    fn take(&self, bytes: u64) -> bool {
+        let before = self.used.fetch_add(bytes, Ordering::SeqCst);
+        if before.saturating_add(bytes) > self.limit {
+            self.give_back(bytes);
+            return false;
+        }
+        true
+    }
+
+    fn give_back(&self, bytes: u64) {
+        self.used.fetch_sub(bytes, Ordering::SeqCst);
+    }
+}
+
 /// The store's resource limiter and usage meter. Memory-seconds integrate the instance's
 /// total linear memory (all its memories) over the invocation's life: every growth is
 /// stamped, and the integral closes when the store is dropped, however the invocation ended
 /// (answered, trapped, timed out, cancelled).
 pub struct InvocationMeter {
     memory_limit: usize,
+    budget: Arc<MemoryBudget>,
+    /// Bytes taken from the budget (given back on drop).
+    held: u64,
     usage: Option<Arc<AppUsage>>,
     started: Instant,
     /// Linear memory bytes now, and since when.
@@ -41,6 +88,7 @@ impl InvocationMeter {
     /// only the memory limit applies), counting one invocation of `trigger` when given.
     pub fn new(
         memory_limit: usize,
+        budget: Arc<MemoryBudget>,
         usage: Option<Arc<AppUsage>>,
         trigger: Option<Trigger>,
     ) -> Self {
@@ -50,6 +98,8 @@ impl InvocationMeter {
         let now = Instant::now();
         Self {
             memory_limit,
+            budget,
+            held: 0,
             usage,
             started: now,
             bytes: 0,
@@ -80,6 +130,15 @@ impl wasmtime::ResourceLimiter for InvocationMeter {
         if desired > self.memory_limit {
             return Ok(false);
         }
+        let grown = desired.saturating_sub(current) as u64;
+        if !self.budget.take(grown) {
+            tracing::warn!(
+                used_mib = self.budget.used() / (1024 * 1024),
+                "a guest's memory growth was refused: the node's memory budget for guests is spent"
+            );
+            return Ok(false);
+        }
+        self.held += grown;
         if self.usage.is_some() {
             self.advance(Instant::now());
             self.bytes += desired.saturating_sub(current) as u64;
@@ -104,6 +163,7 @@ impl wasmtime::ResourceLimiter for InvocationMeter {
 
 impl Drop for InvocationMeter {
     fn drop(&mut self) {
+        self.budget.give_back(std::mem::take(&mut self.held));
         let Some(usage) = self.usage.take() else {
             return;
         };
@@ -170,8 +230,9 @@ mod tests {
     fn memory_seconds_integrate_growth_over_time_and_the_limit_holds() {
         let usage = Arc::new(AppUsage::default());
         {
+            let budget = MemoryBudget::new(u64::MAX);
             let mut meter =
-                InvocationMeter::new(64 << 20, Some(usage.clone()), Some(Trigger::Http));
+                InvocationMeter::new(64 << 20, budget, Some(usage.clone()), Some(Trigger::Http));
             assert!(meter.memory_growing(0, 32 << 20, None).unwrap());
             assert!(!meter.memory_growing(32 << 20, 65 << 20, None).unwrap());
             std::thread::sleep(std::time::Duration::from_millis(50));
@@ -181,6 +242,22 @@ mod tests {
         assert!(kib_ms >= 32768 * 50, "{kib_ms}");
         assert_eq!(usage.invocations_http.load(Ordering::Relaxed), 1);
         assert!(usage.wall_nanos.load(Ordering::Relaxed) >= 50_000_000);
+    }
+
+    #[test]
+    fn the_node_budget_refuses_growth_past_it_and_gets_everything_back_on_drop() {
+        let budget = MemoryBudget::new(40 << 20);
+        let mut first = InvocationMeter::new(64 << 20, budget.clone(), None, None);
+        assert!(first.memory_growing(0, 25 << 20, None).unwrap());
+        assert!(budget.has_room(), "25 of 40 MiB held: under three quarters");
+        let mut second = InvocationMeter::new(64 << 20, budget.clone(), None, None);
+        assert!(second.memory_growing(0, 10 << 20, None).unwrap());
+        assert!(!budget.has_room(), "35 of 40 MiB held");
+        assert!(!second.memory_growing(10 << 20, 20 << 20, None).unwrap());
+        assert_eq!(budget.used(), 35 << 20, "a refused growth takes nothing");
+        drop(first);
+        drop(second);
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]
