@@ -112,6 +112,16 @@ pub struct ServerConfig {
     pub tls_key: PathBuf,
     /// Allow the admin API on a non-loopback address without TLS (tokens in clear text).
     pub insecure_cleartext_admin: bool,
+    /// Connections the data plane holds at once; past it, new ones wait to be accepted.
+    pub max_connections: usize,
+    /// Connections one client address may hold on the data plane; more are closed at once.
+    pub max_connections_per_client: usize,
+    /// How long a client may take to send the start of a request body (all of a body up to
+    /// 64 KiB) before the request takes an instance, in ms; slower: 408.
+    pub request_body_timeout_ms: u64,
+    /// On SIGTERM, how long requests in flight may finish before they are cut, in ms; the
+    /// database is flushed after.
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -124,6 +134,10 @@ impl Default for ServerConfig {
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
             insecure_cleartext_admin: false,
+            max_connections: 4096,
+            max_connections_per_client: 256,
+            request_body_timeout_ms: 10_000,
+            drain_timeout_ms: 15_000,
         }
     }
 }

@@ -4,13 +4,14 @@
 use std::future::Future;
 use std::io::Write as _;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::auth;
 use crate::config::NodeConfig;
+use crate::connections::ConnectionLimits;
 use crate::control::admin::{self, AdminState};
 use crate::control::node::Node;
 use crate::control::tokens::TokenStore;
@@ -104,22 +105,13 @@ async fn serve(
         tokens,
         data_plane_url,
     });
-    let admin = match admin_tls {
-        None => tokio::spawn(async move {
-            if let Err(err) = axum::serve(admin_listener, admin_router)
-                .with_graceful_shutdown(stopped(stop_rx))
-                .await
-            {
-                tracing::error!("admin API stopped: {err}");
-            }
-        }),
-        Some(tls) => tokio::spawn(serve_admin_tls(
-            admin_listener,
-            admin_router,
-            tls,
-            stopped(stop_rx),
-        )),
-    };
+    let admin = tokio::spawn(serve_admin(
+        admin_listener,
+        admin_router,
+        admin_tls,
+        Duration::from_millis(node.config.server.drain_timeout_ms),
+        stopped(stop_rx),
+    ));
 
     shutdown.await;
     tracing::info!("shutting down: finishing requests in flight");
@@ -141,25 +133,33 @@ async fn serve(
 }
 
 /// How long a client may take for the TLS handshake and request headers on the admin API.
-const ADMIN_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const ADMIN_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections the admin API holds at once, in all and per client address.
+const ADMIN_MAX_CONNECTIONS: usize = 128;
+const ADMIN_MAX_CONNECTIONS_PER_CLIENT: usize = 32;
 
-/// Serves the admin router over TLS until `shutdown`. A client speaking plain HTTP to it gets
-/// a 400 saying to use https:// instead of a failed handshake it cannot read.
-async fn serve_admin_tls(
+/// Serves the admin router until `shutdown`, then lets requests in flight finish for at most
+/// `drain`. Connections are capped and must send their headers (and TLS handshake) in time.
+/// With `tls`, a client speaking plain HTTP gets a 400 saying to use https:// instead of a
+/// failed handshake it cannot read.
+async fn serve_admin(
     listener: TcpListener,
     router: axum::Router,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    drain: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let connections =
+        ConnectionLimits::new(ADMIN_MAX_CONNECTIONS, ADMIN_MAX_CONNECTIONS_PER_CLIENT);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(ADMIN_HANDSHAKE_TIMEOUT);
     tokio::pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+        let (stream, _peer, slot) = tokio::select! {
+            accepted = connections.accept(&listener) => match accepted {
                 Ok(conn) => conn,
                 Err(err) => {
                     tracing::warn!("accepting an admin connection: {err}");
@@ -174,6 +174,14 @@ async fn serve_admin_tls(
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let _slot = slot;
+            let Some(acceptor) = acceptor else {
+                let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                if let Err(err) = watcher.watch(conn).await {
+                    tracing::debug!("admin connection ended: {err}");
+                }
+                return;
+            };
             let mut first = [0u8; 1];
             let peeked =
                 tokio::time::timeout(ADMIN_HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await;
@@ -201,11 +209,11 @@ async fn serve_admin_tls(
             }
         });
     }
-    if tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown())
+    if tokio::time::timeout(drain, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!("some admin connections were still open at shutdown");
+        tracing::warn!("admin requests still in flight at the drain deadline were cut");
     }
 }
 

@@ -20,7 +20,7 @@
 //!   types they share with the admin API;
 //! - [`usage`] and [`guest_logs`]: what each invocation consumed and what it printed;
 //! - [`daemon`], [`config`], [`auth`], [`names`], [`error`], [`metrics`], [`group_commit`],
-//!   [`disk`]:
+//!   [`disk`], [`connections`]:
 //!   the supporting pieces.
 
 pub mod api;
@@ -30,6 +30,7 @@ pub mod capabilities;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod connections;
 pub mod control;
 pub mod daemon;
 pub mod disk;

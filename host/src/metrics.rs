@@ -19,6 +19,8 @@ pub enum Outcome {
     BadRequest,
     NoRoute,
     BodyTooLarge,
+    /// The start of the body did not arrive within `request_body_timeout_ms`.
+    BodyTimedOut,
     Overloaded,
     /// The node's memory budget for guests is spent.
     NoMemory,
@@ -27,11 +29,12 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    const ALL: [Outcome; 8] = [
+    const ALL: [Outcome; 9] = [
         Outcome::Answered,
         Outcome::BadRequest,
         Outcome::NoRoute,
         Outcome::BodyTooLarge,
+        Outcome::BodyTimedOut,
         Outcome::Overloaded,
         Outcome::NoMemory,
         Outcome::Trapped,
@@ -44,6 +47,7 @@ impl Outcome {
             Outcome::BadRequest => "bad_request",
             Outcome::NoRoute => "no_route",
             Outcome::BodyTooLarge => "body_too_large",
+            Outcome::BodyTimedOut => "body_timed_out",
             Outcome::Overloaded => "overloaded",
             Outcome::NoMemory => "no_memory",
             Outcome::Trapped => "trapped",

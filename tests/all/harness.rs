@@ -262,15 +262,23 @@ impl TestHost {
     }
 
     /// Stops the node with SIGTERM and waits for a clean exit.
-    pub fn stop(mut self) {
+    pub fn stop(self) {
+        self.stop_timed();
+    }
+
+    /// Stops the node with SIGTERM, waits for a clean exit and says how long it took.
+    pub fn stop_timed(mut self) -> Duration {
         let pid = self.child.id().to_string();
+        let sent = Instant::now();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let status = wait_with_timeout(&mut self.child, Duration::from_secs(30));
+        let took = sent.elapsed();
         assert!(
             status.is_some_and(|s| s.success()),
             "node did not stop cleanly ({status:?}); log:\n{}",
             self.log()
         );
+        took
     }
 
     /// Kills the node with SIGKILL, as a crash or power cut would.

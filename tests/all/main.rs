@@ -5,6 +5,7 @@ mod allocator;
 mod architecture;
 mod bad_input;
 mod brokers;
+mod clients;
 mod deploy;
 mod durability;
 mod guest_limits;

@@ -4,6 +4,7 @@
 //! Platform answers (no route, body too large, overloaded, trap, timeout) carry a short fixed
 //! text for the client; the full cause goes to the node's log.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use wasmtime_wasi_http::WasiHttpView as _;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use crate::apps::LoadedApp;
+use crate::connections::ConnectionLimits;
 use crate::control::node::Node;
 use crate::metrics::Outcome;
 use crate::usage::{AppUsage, CpuTimed, Trigger};
@@ -43,10 +45,13 @@ pub async fn serve_data_plane(
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .keep_alive(true);
+    let server = &node.config.server;
+    let connections =
+        ConnectionLimits::new(server.max_connections, server.max_connections_per_client);
     tokio::pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+        let (stream, _peer, slot) = tokio::select! {
+            accepted = connections.accept(&listener) => match accepted {
                 Ok(conn) => conn,
                 Err(err) => {
                     tracing::warn!("accepting a data-plane connection: {err}");
@@ -64,17 +69,63 @@ pub async fn serve_data_plane(
         });
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(err) = conn.await {
                 tracing::debug!("data-plane connection ended: {err}");
             }
         });
     }
-    let drain = node.config.limits.request_timeout() + Duration::from_secs(1);
+    let drain = Duration::from_millis(node.config.server.drain_timeout_ms);
     if tokio::time::timeout(drain, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!("some data-plane connections were still open at shutdown");
+        tracing::warn!(
+            drain_ms = node.config.server.drain_timeout_ms,
+            "requests still in flight at the drain deadline were cut ([server] drain_timeout_ms)"
+        );
+    }
+}
+
+/// How much of a request body is read before the request takes an instance: all of a body up
+/// to this size, the start of a larger one.
+const BODY_HEAD_BYTES: usize = 64 * 1024;
+
+/// Why the start of a request body could not be read.
+enum HeadError {
+    TimedOut,
+    ClientGone,
+}
+
+/// Reads the start of the request body (up to [`BODY_HEAD_BYTES`], or all of a smaller one)
+/// within `timeout`, so a client sending its body slowly holds only its connection, not one
+/// of the app's instances. Returns the frames read and whether the body ended.
+async fn read_body_head(
+    body: &mut Incoming,
+    timeout: Duration,
+) -> Result<(VecDeque<Frame<Bytes>>, bool), HeadError> {
+    let mut frames = VecDeque::new();
+    if body.is_end_stream() {
+        return Ok((frames, true));
+    }
+    let read = async {
+        let mut bytes = 0;
+        while bytes < BODY_HEAD_BYTES {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    bytes += frame.data_ref().map_or(0, Bytes::len);
+                    frames.push_back(frame);
+                }
+                Some(Err(_)) => return Err(HeadError::ClientGone),
+                None => return Ok(true),
+            }
+        }
+        Ok(body.is_end_stream())
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(ended)) => Ok((frames, ended)),
+        Ok(Err(err)) => Err(err),
+        Err(_) => Err(HeadError::TimedOut),
     }
 }
 
@@ -102,6 +153,14 @@ async fn route_and_run(node: &Arc<Node>, req: Request<Incoming>) -> Response<Ser
         discard_body(req.into_body()).await;
         return platform_answer(node, Outcome::BodyTooLarge);
     }
+    let (parts, mut incoming) = req.into_parts();
+    let body_timeout = Duration::from_millis(node.config.server.request_body_timeout_ms);
+    let (head, ended) = match read_body_head(&mut incoming, body_timeout).await {
+        Ok(read) => read,
+        Err(HeadError::TimedOut) => return platform_answer(node, Outcome::BodyTimedOut),
+        Err(HeadError::ClientGone) => return platform_answer(node, Outcome::BadRequest),
+    };
+    let req = Request::from_parts(parts, incoming);
     let Ok(permit) = app.concurrency.clone().try_acquire_owned() else {
         return platform_answer(node, Outcome::Overloaded);
     };
@@ -111,7 +170,8 @@ async fn route_and_run(node: &Arc<Node>, req: Request<Incoming>) -> Response<Ser
 
     let exceeded = Arc::new(AtomicBool::new(false));
     let req = req.map(|inner| LimitedBody {
-        inner: Some(inner),
+        head,
+        inner: (!ended).then_some(inner),
         remaining: limit,
         limit,
         exceeded: exceeded.clone(),
@@ -339,6 +399,10 @@ fn platform_answer(node: &Node, outcome: Outcome) -> Response<ServeBody> {
             StatusCode::SERVICE_UNAVAILABLE,
             "the app is at its concurrency limit; retry shortly",
         ),
+        Outcome::BodyTimedOut => (
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body did not arrive in time",
+        ),
         Outcome::NoMemory => (
             StatusCode::SERVICE_UNAVAILABLE,
             "the node's memory for apps is in use; retry shortly",
@@ -387,7 +451,10 @@ async fn discard_body(mut body: Incoming) {
 /// The request body as the guest reads it: stops with an error past the node's body limit
 /// and remembers that it did, so the client gets 413 whatever the guest makes of the error.
 struct LimitedBody {
-    /// `None` once the limit was hit (the rest is being discarded in the background).
+    /// What was read before the request took an instance, passed on first.
+    head: VecDeque<Frame<Bytes>>,
+    /// The rest of the body; `None` when it ended within the head, or once the limit was hit
+    /// (the rest is then being discarded in the background).
     inner: Option<Incoming>,
     remaining: u64,
     limit: u64,
@@ -411,14 +478,22 @@ impl Body for LimitedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(Some(Err(this.too_large())));
+        let polled = match this.head.pop_front() {
+            Some(frame) => Poll::Ready(Some(Ok(frame))),
+            None if this.exceeded.load(Ordering::Relaxed) => {
+                return Poll::Ready(Some(Err(this.too_large())));
+            }
+            None => match this.inner.as_mut() {
+                Some(inner) => Pin::new(inner).poll_frame(cx),
+                None => Poll::Ready(None),
+            },
         };
-        match Pin::new(inner).poll_frame(cx) {
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 let len = frame.data_ref().map_or(0, |d| d.len() as u64);
                 if len > this.remaining {
                     this.exceeded.store(true, Ordering::Relaxed);
+                    this.head.clear();
                     if let Some(rest) = this.inner.take() {
                         tokio::spawn(discard_body(rest));
                     }
@@ -439,13 +514,27 @@ impl Body for LimitedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Body::is_end_stream)
+        self.head.is_empty()
+            && !self.exceeded.load(Ordering::Relaxed)
+            && self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner
+        let head: u64 = self
+            .head
+            .iter()
+            .map(|f| f.data_ref().map_or(0, |d| d.len() as u64))
+            .sum();
+        let rest = self
+            .inner
             .as_ref()
-            .map_or_else(hyper::body::SizeHint::default, Body::size_hint)
+            .map_or_else(|| hyper::body::SizeHint::with_exact(0), Body::size_hint);
+        let mut hint = hyper::body::SizeHint::new();
+        hint.set_lower(rest.lower() + head);
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper + head);
+        }
+        hint
     }
 }
 
