@@ -142,6 +142,15 @@ pub struct PreviousView {
     pub deployed_at: u64,
 }
 
+/// The answer to a remove.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveReply {
+    /// The app as it was; `None` when it was already removed (a retried `--delete-data`).
+    pub app: Option<AppView>,
+    /// Buckets of key-value data deleted (`--delete-data`).
+    pub deleted_buckets: Option<usize>,
+}
+
 /// The answer to a deploy.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeployReply {

@@ -471,19 +471,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => runtime.block_on(logs(args)),
         Command::Remove(args) => runtime.block_on(async {
             validate_app_name(&args.name).map_err(anyhow::Error::msg)?;
-            let app = args
+            let reply = args
                 .node
                 .client()?
                 .remove(&args.name, args.delete_data)
                 .await?;
-            let data = if args.delete_data {
-                "its key-value data was deleted"
-            } else if app.kv {
-                "its key-value data is kept; remove --delete-data deletes it"
-            } else {
-                "it had no key-value data"
+            let data = match reply.deleted_buckets {
+                Some(buckets) => format!("its key-value data was deleted ({buckets} buckets)"),
+                None if reply.app.as_ref().is_some_and(|a| a.kv) => {
+                    "its key-value data is kept; remove --delete-data deletes it".to_string()
+                }
+                None => "it had no key-value data".to_string(),
             };
-            println!("removed {} (was serving {}); {data}", app.name, app.route);
+            match &reply.app {
+                Some(app) => println!("removed {} (was serving {}); {data}", app.name, app.route),
+                None => println!("{} was not deployed; {data}", args.name),
+            }
             Ok(())
         }),
         Command::Rollback(args) => runtime.block_on(async {

@@ -296,7 +296,11 @@ impl AdminClient {
         response.json().await.context("decoding the app list")
     }
 
-    pub async fn remove(&self, name: &str, delete_data: bool) -> anyhow::Result<AppView> {
+    pub async fn remove(
+        &self,
+        name: &str,
+        delete_data: bool,
+    ) -> anyhow::Result<crate::api::RemoveReply> {
         let response = self
             .send(
                 self.http

@@ -1,7 +1,7 @@
 //! What a damaged data folder or an unrunnable component cannot do: keep the other apps from
 //! starting, steal a route, or deploy something that answers 503 forever.
 
-use crate::harness::{TestHost, client, get, guest, send};
+use crate::harness::{TestHost, client, eventually, get, guest, send};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn component_that_cannot_instantiate_within_its_limits_is_refused_at_deploy() {
@@ -136,4 +136,65 @@ async fn past_the_node_memory_budget_new_requests_get_503_and_the_node_stays_up(
 
 async fn get_owned(url: String) -> crate::harness::Reply {
     get(&url).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_whose_client_goes_away_mid_compile_completes_and_its_files_survive() {
+    let temp = tempfile::tempdir().expect("temp");
+    let data = temp.path().join("node");
+    let host = TestHost::start_in(&data, &[]);
+    let wasm = std::fs::read(guest("heavy-init")).expect("heavy-init");
+    // Snapshotting and compiling take far longer than the client waits.
+    let cut = client()
+        .put(format!("{}/v1/apps/heavy", host.admin_url))
+        .bearer_auth(host.token())
+        .body(wasm)
+        .timeout(std::time::Duration::from_millis(100))
+        .send()
+        .await;
+    assert!(cut.is_err(), "the deploy answered within 100 ms: {cut:?}");
+    assert!(
+        eventually(|| host.edge(&["list", "--json"]).stdout.contains("\"heavy\"")),
+        "the deploy did not complete after its client left:\n{}",
+        host.log()
+    );
+    // The next change collects garbage: the completed deploy's files are not garbage.
+    host.deploy("hello", &guest("hello"), &[]);
+    let audit = host.edge(&["audit", "--json"]);
+    assert!(audit.stdout.contains("\"heavy\""), "{}", audit.stdout);
+    host.stop();
+    let host = TestHost::start_in(&data, &[]);
+    let primes = get(&format!("{}/heavy/primes/100", host.data_url)).await;
+    assert_eq!(primes.status, 200, "{}", primes.body);
+    assert!(primes.body.contains("pi(100)=25"), "{}", primes.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_with_delete_data_is_idempotent_and_reaches_data_an_earlier_remove_kept() {
+    let host = TestHost::start();
+    host.deploy("counter", &guest("counter"), &["--kv"]);
+    let base = host.data_url.clone();
+    let stored = send(client().put(format!("{base}/counter/kv/k")).body("v")).await;
+    assert_eq!(stored.status, 200);
+    // A plain remove keeps the data; a later remove --delete-data still deletes it.
+    assert!(host.edge(&["remove", "counter"]).ok);
+    let deleted = host.edge(&["remove", "counter", "--delete-data"]);
+    assert!(deleted.ok, "{}", deleted.stderr);
+    assert!(
+        deleted.stdout.contains("not deployed") && deleted.stdout.contains("(1 buckets)"),
+        "{}",
+        deleted.stdout
+    );
+    // Again: nothing left, still a success.
+    let again = host.edge(&["remove", "counter", "--delete-data"]);
+    assert!(
+        again.ok && again.stdout.contains("(0 buckets)"),
+        "{}",
+        again.stdout
+    );
+    // Without --delete-data a missing app is still an error.
+    let missing = host.edge(&["remove", "counter"]);
+    assert!(!missing.ok && missing.stderr.contains("no app named counter"));
+    host.deploy("counter", &guest("counter"), &["--kv"]);
+    assert_eq!(get(&format!("{base}/counter/kv/k")).await.status, 404);
 }

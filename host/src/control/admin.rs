@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use crate::api::{
     AppView, AuditEntry, AuditVerification, CONFIG_HEADER, DeployReply, LimitsView, PreviousView,
-    SnapshotView, TokenCreated, TokenRequest, TokenView,
+    RemoveReply, SnapshotView, TokenCreated, TokenRequest, TokenView,
 };
 use crate::auth::{self, Caller, Role};
 use crate::capabilities::config::ConfigValues;
@@ -492,19 +492,22 @@ async fn deploy_app(
         .await
         .map_err(|_| DeployError::TooLarge { limit })?;
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-    let outcome = state.node.deploy(&name, bytes.to_vec(), spec).await;
-    state
-        .node
-        .record_audit(AuditEvent {
+    let node = state.node.clone();
+    let app = name.clone();
+    let outcome = run_to_completion(async move {
+        let outcome = node.deploy(&app, bytes.to_vec(), spec).await;
+        node.record_audit(AuditEvent {
             token: caller.token,
             action: "deploy",
-            app: Some(name.clone()),
+            app: Some(app),
             digest: Some(digest),
             result: result_text(&outcome),
             ..AuditEvent::default()
         })
         .await;
-    let outcome = outcome?;
+        outcome
+    })
+    .await??;
     let reply = DeployReply {
         url: format!("{}{}", state.data_plane_url, outcome.record.current.route),
         app: app_view(&state, &outcome.record),
@@ -512,6 +515,21 @@ async fn deploy_app(
         warnings: outcome.warnings,
     };
     Ok((StatusCode::OK, axum::Json(reply)).into_response())
+}
+
+/// Runs a change (deploy, remove, rollback) and its audit record to the end even if the client
+/// goes away: axum drops a handler's future when its connection closes, which would stop a
+/// deploy between compiling and recording it, after releasing the change lock. In a task of
+/// its own it completes, or fails and cleans up, while holding the lock.
+async fn run_to_completion<T: Send + 'static>(
+    change: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(change).await.map_err(|err| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the change task failed: {err}"),
+        )
+    })
 }
 
 /// Deploy options travel in the query: `route=/x`, and `env=KEY=VALUE` any number of times.
@@ -621,10 +639,10 @@ async fn remove_app(
     Path(name): Path<String>,
     Query(query): Query<RemoveQuery>,
 ) -> Result<Response, ApiError> {
-    let removed = state.node.remove(&name, query.delete_data).await;
-    state
-        .node
-        .record_audit(AuditEvent {
+    let node = state.node.clone();
+    let removed = run_to_completion(async move {
+        let removed = node.remove(&name, query.delete_data).await;
+        node.record_audit(AuditEvent {
             token: caller.token,
             action: if query.delete_data {
                 "remove.delete_data"
@@ -632,12 +650,23 @@ async fn remove_app(
                 "remove"
             },
             app: Some(name),
-            digest: removed.as_ref().ok().map(|r| r.current.digest.clone()),
+            digest: removed
+                .as_ref()
+                .ok()
+                .and_then(|r| r.record.as_ref())
+                .map(|r| r.current.digest.clone()),
             result: result_text(&removed),
             ..AuditEvent::default()
         })
         .await;
-    Ok(axum::Json(app_view(&state, &removed?)).into_response())
+        removed
+    })
+    .await??;
+    Ok(axum::Json(RemoveReply {
+        app: removed.record.as_ref().map(|r| app_view(&state, r)),
+        deleted_buckets: removed.deleted_buckets,
+    })
+    .into_response())
 }
 
 async fn rollback_app(
@@ -645,10 +674,10 @@ async fn rollback_app(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let rolled = state.node.rollback(&name).await;
-    state
-        .node
-        .record_audit(AuditEvent {
+    let node = state.node.clone();
+    let rolled = run_to_completion(async move {
+        let rolled = node.rollback(&name).await;
+        node.record_audit(AuditEvent {
             token: caller.token,
             action: "rollback",
             app: Some(name),
@@ -657,7 +686,10 @@ async fn rollback_app(
             ..AuditEvent::default()
         })
         .await;
-    Ok(axum::Json(app_view(&state, &rolled?)).into_response())
+        rolled
+    })
+    .await??;
+    Ok(axum::Json(app_view(&state, &rolled)).into_response())
 }
 
 /// Waits for start-up loading to finish (at most the time to compile the models).

@@ -101,6 +101,15 @@ pub struct DeployOutcome {
     pub warnings: Vec<String>,
 }
 
+/// What a remove did.
+#[derive(Debug)]
+pub struct Removal {
+    /// The app's record, `None` when it was already removed (a retried `--delete-data`).
+    pub record: Option<AppRecord>,
+    /// Buckets of key-value data deleted, when asked to.
+    pub deleted_buckets: Option<usize>,
+}
+
 pub struct Node {
     pub config: NodeConfig,
     pub engine: NodeEngine,
@@ -677,33 +686,55 @@ impl Node {
     }
 
     /// Stops serving `name` and forgets it (both versions). Its key-value data stays (a
-    /// redeploy finds it again) unless `delete_data` is set.
-    pub async fn remove(&self, name: &str, delete_data: bool) -> Result<AppRecord, DeployError> {
+    /// redeploy finds it again) unless `delete_data` is set. With `delete_data` it is
+    /// idempotent and retryable: the data goes before the record, so a failure leaves the app
+    /// deployed for a retry, and an app already removed only has its data deleted.
+    pub async fn remove(&self, name: &str, delete_data: bool) -> Result<Removal, DeployError> {
         validate_app_name(name).map_err(DeployError::InvalidName)?;
         let _change = self.changes.lock().await;
-        let record = self
-            .repo
-            .remove_app(name)?
-            .ok_or_else(|| DeployError::NotFound(name.to_string()))?;
+        let stored = self.repo.get_app(name)?;
+        if stored.is_none() && !delete_data {
+            return Err(DeployError::NotFound(name.to_string()));
+        }
+        let serving = self.routes.current().get(name).cloned();
         self.routes.replace(self.routes.current().without(name));
+        let deleted_buckets = if delete_data {
+            match self.kv.delete_app_data(name) {
+                Ok(buckets) => {
+                    tracing::info!(app = name, buckets, "deleted key-value data");
+                    Some(buckets)
+                }
+                Err(err) => {
+                    if let Some(serving) = serving {
+                        self.routes.replace(self.routes.current().with(serving));
+                    }
+                    return Err(anyhow::anyhow!(
+                        "deleting key-value data of {name}: {err}; the app is still deployed, \
+                         retry the remove"
+                    )
+                    .into());
+                }
+            }
+        } else {
+            None
+        };
+        let record = self.repo.remove_app(name)?;
         self.set_failed(name, None);
-        if let Err(err) = self.repo.collect_garbage() {
-            tracing::warn!("removing unused files of {name}: {err:#}");
+        if let Some(record) = &record {
+            if let Err(err) = self.repo.collect_garbage() {
+                tracing::warn!("removing unused files of {name}: {err:#}");
+            }
+            if let Ok(topics) = record.current.grants.messaging.parse() {
+                self.brokers.forget(name, &topics.subscribe).await;
+            }
+            self.guest_logs.forget(name);
+            self.usage.forget(name);
+            tracing::info!(app = name, "removed");
         }
-        if let Ok(topics) = record.current.grants.messaging.parse() {
-            self.brokers.forget(name, &topics.subscribe).await;
-        }
-        self.guest_logs.forget(name);
-        self.usage.forget(name);
-        if delete_data {
-            let buckets = self
-                .kv
-                .delete_app_data(name)
-                .map_err(|err| anyhow::anyhow!("deleting key-value data of {name}: {err}"))?;
-            tracing::info!(app = name, buckets, "deleted key-value data");
-        }
-        tracing::info!(app = name, "removed");
-        Ok(record)
+        Ok(Removal {
+            record,
+            deleted_buckets,
+        })
     }
 
     /// Makes the previous version current again; the replaced one becomes the previous, so a
