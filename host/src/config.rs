@@ -205,6 +205,9 @@ pub struct LimitsConfig {
     /// Linear memory all guests together may hold, in MiB; past it new requests get 503.
     /// 0: half of the machine's memory.
     pub node_memory_mib: u64,
+    /// Threads compiling a deployed component; 0: half the cores (at least one), leaving the
+    /// rest to the data plane.
+    pub compile_threads: usize,
 }
 
 impl Default for LimitsConfig {
@@ -224,6 +227,7 @@ impl Default for LimitsConfig {
             max_app_kv_quota_mib: 64 * 1024,
             max_app_kv_buckets: 4096,
             node_memory_mib: 0,
+            compile_threads: 0,
         }
     }
 }

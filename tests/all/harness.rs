@@ -261,6 +261,11 @@ impl TestHost {
             .to_string()
     }
 
+    /// The node's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops the node with SIGTERM and waits for a clean exit.
     pub fn stop(self) {
         self.stop_timed();

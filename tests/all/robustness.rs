@@ -198,3 +198,29 @@ async fn remove_with_delete_data_is_idempotent_and_reaches_data_an_earlier_remov
     host.deploy("counter", &guest("counter"), &["--kv"]);
     assert_eq!(get(&format!("{base}/counter/kv/k")).await.status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploys_compile_on_the_bounded_threads_and_snapshot_within_the_app_memory_limit() {
+    let host = TestHost::start_with_config("[limits]\ncompile_threads = 1\n");
+    host.deploy("heavy", &guest("heavy-init"), &[]);
+    let compile_threads = std::fs::read_dir(format!("/proc/{}/task", host.pid()))
+        .expect("task list")
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|name| name.starts_with("edge-compile-"))
+        })
+        .count();
+    assert_eq!(compile_threads, 1);
+    // The init function builds a 2.4 MiB table: it does not fit an app limited to 2 MiB.
+    let refused = host.edge(&[
+        "deploy",
+        "tight",
+        guest("heavy-init").to_str().expect("utf-8"),
+        "--memory",
+        "2MiB",
+    ]);
+    assert!(!refused.ok, "{}", refused.stdout);
+    assert!(refused.stderr.contains("422"), "{}", refused.stderr);
+    assert!(!host.edge(&["list"]).stdout.contains("tight"));
+}

@@ -101,6 +101,24 @@ pub struct DeployOutcome {
     pub warnings: Vec<String>,
 }
 
+/// Bounds the threads compiling components (wasmtime compiles functions in parallel on
+/// rayon's global pool) so a deploy leaves cores to the data plane: `threads`, or half the
+/// cores (at least one) when 0. Only the first call in a process takes effect.
+fn bound_compile_threads(threads: usize) {
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+        n => n,
+    };
+    if rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("edge-compile-{i}"))
+        .build_global()
+        .is_ok()
+    {
+        tracing::debug!(threads, "compile threads bounded");
+    }
+}
+
 /// What a remove did.
 #[derive(Debug)]
 pub struct Removal {
@@ -141,6 +159,7 @@ pub struct Node {
 impl Node {
     /// Opens the repository and loads every deployed app from its precompiled artifact.
     pub fn open(config: NodeConfig) -> anyhow::Result<Arc<Self>> {
+        bound_compile_threads(config.limits.compile_threads);
         let engine = NodeEngine::new(&config.pool, &config.limits)?;
         std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
             format!("creating data folder {}", config.server.data_dir.display())
@@ -499,7 +518,8 @@ impl Node {
         }
         validate::check_binary_kind(&wasm)?;
         app_config::check_values(&spec.config, &self.config.app_config)?;
-        self.config
+        let limits = self
+            .config
             .limits
             .resolve(&spec.limits)
             .map_err(DeployError::InvalidLimits)?;
@@ -519,7 +539,7 @@ impl Node {
             ));
         }
         let snapshot = if spec.snapshot && snapshot::exports_init(&wasm) {
-            Some(self.pre_initialise(&wasm).await?)
+            Some(self.pre_initialise(&wasm, limits.memory_bytes).await?)
         } else {
             None
         };
@@ -607,11 +627,15 @@ impl Node {
             .collect()
     }
 
-    /// Runs the init function under wizer (on a blocking thread: it compiles) and returns
-    /// the snapshot's record and bytes.
-    async fn pre_initialise(&self, wasm: &[u8]) -> Result<(SnapshotRecord, Vec<u8>), DeployError> {
+    /// Runs the init function under wizer (on a blocking thread: it compiles) within the app's
+    /// memory limit, and returns the snapshot's record and bytes. The snapshot's memory counts
+    /// against that limit again when the deploy's trial instantiation runs it.
+    async fn pre_initialise(
+        &self,
+        wasm: &[u8],
+        memory: usize,
+    ) -> Result<(SnapshotRecord, Vec<u8>), DeployError> {
         let engine = self.engine.engine.clone();
-        let memory = self.config.limits.memory_bytes();
         let wasm = wasm.to_vec();
         let runtime = tokio::runtime::Handle::current();
         let snap = tokio::task::spawn_blocking(move || {
