@@ -33,6 +33,8 @@ pub struct HostState {
     meter: InvocationMeter,
     kv: KvCtx,
     models: Option<Arc<AppModels>>,
+    /// wasi-nn tensors and contexts this instance holds.
+    nn_held: nn::NnHeld,
     config: Variables,
     messaging: MessagingCtx,
     /// When guest code is interrupted; moved on by each request of a reused instance.
@@ -86,6 +88,7 @@ impl HostState {
             ),
             kv: settings.kv,
             models: settings.models.cloned(),
+            nn_held: nn::NnHeld::default(),
             config: settings.config.clone(),
             messaging: settings.messaging,
             deadline: settings.deadline,
@@ -112,6 +115,7 @@ impl HostState {
             table: &mut self.table,
             models: self.models.as_ref(),
             inferences: self.meter.usage().map(|u| &u.inferences),
+            held: &mut self.nn_held,
         }
     }
 

@@ -346,6 +346,11 @@ async fn wasi_nn_misuse_gets_errors_and_never_takes_the_node_down() {
             "InvalidArgument",
             "has no input named \"nope\"",
         ),
+        (
+            "many-contexts",
+            "TooLarge",
+            "already holds 4 execution contexts",
+        ),
     ];
     for (route, code, cause) in cases {
         let reply = get(&format!("{}/nn/{route}", host.data_url)).await;
@@ -360,6 +365,10 @@ async fn wasi_nn_misuse_gets_errors_and_never_takes_the_node_down() {
         );
         assert!(host.wait_for_log(cause), "{route}: no {cause:?} in the log");
     }
+    // Holding more tensor data than an instance may ends that instance alone.
+    let hoard = get(&format!("{}/nn/huge-tensors", host.data_url)).await;
+    assert_eq!(hoard.status, 500, "{}", hoard.body);
+    assert!(host.wait_for_log("max_tensor_bytes_per_instance"));
     // The node is alive and the model still works, for this app and the others.
     let reply = get(&format!("{}/nn/ok", host.data_url)).await;
     assert_eq!((reply.status, reply.body.as_str()), (200, "ok 0[1, 1000]"));

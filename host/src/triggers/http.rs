@@ -283,9 +283,16 @@ async fn run_guest(
         }
         None => futures_util::future::Either::Right(run_request),
     };
-    // Apps granted a model block their thread in inference: keep them off the data plane's.
+    // Apps granted a model block their thread in inference: keep them off the data plane's,
+    // and within the app's share of the inference workers (waiting does not hold a thread).
     let task = match (&app.models, node.models.workers()) {
-        (Some(_), Some(workers)) => workers.spawn(run_request),
+        (Some(models), Some(workers)) => {
+            let share = models.worker_share();
+            workers.spawn(async move {
+                let _turn = share.acquire_owned().await;
+                run_request.await
+            })
+        }
         _ => tokio::spawn(run_request),
     };
 

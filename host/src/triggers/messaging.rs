@@ -242,7 +242,15 @@ async fn invoke(node: &Arc<Node>, app: &Arc<LoadedApp>, delivery: &Delivery) -> 
     };
     // Apps granted a model block their thread in inference: keep them off the async workers.
     let outcome = match (&app.models, node.models.workers()) {
-        (Some(_), Some(workers)) => workers.spawn(bounded).await,
+        (Some(models), Some(workers)) => {
+            let share = models.worker_share();
+            workers
+                .spawn(async move {
+                    let _turn = share.acquire_owned().await;
+                    bounded.await
+                })
+                .await
+        }
         _ => Ok(bounded.await),
     };
     let reason = match outcome {

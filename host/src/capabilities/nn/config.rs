@@ -25,15 +25,35 @@ impl Default for OpenvinoConfig {
 }
 
 /// The threads that run requests of apps granted a model.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct InferenceConfig {
     /// Worker threads for apps granted a model (decoding, inference), apart from the ones
     /// serving every other app. 0: one per CPU core.
     pub workers: usize,
+    /// Tensor bytes one instance may hold at once; past it the instance is stopped (500).
+    pub max_tensor_bytes_per_instance: usize,
+    /// Execution contexts one instance may hold at once; more get an error.
+    pub max_contexts_per_instance: usize,
+}
+
+impl Default for InferenceConfig {
+    fn default() -> Self {
+        Self {
+            workers: 0,
+            max_tensor_bytes_per_instance: 64 * 1024 * 1024,
+            max_contexts_per_instance: 4,
+        }
+    }
 }
 
 impl InferenceConfig {
+    /// Inference workers one app may occupy at once: all but one (at least one), so an app
+    /// with a burst of requests cannot make the other apps using a model wait behind it.
+    pub fn worker_share(&self) -> usize {
+        self.worker_threads().saturating_sub(1).max(1)
+    }
+
     pub fn worker_threads(&self) -> usize {
         match self.workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -181,6 +181,8 @@ struct LoadedModels {
     /// Configured models that could not be loaded, with the reason.
     failed: BTreeMap<String, String>,
     workers: Option<InferenceWorkers>,
+    /// What one app's instances may hold and occupy.
+    inference: InferenceConfig,
 }
 
 impl LoadedModels {
@@ -190,6 +192,7 @@ impl LoadedModels {
             loaded: BTreeMap::new(),
             failed: BTreeMap::new(),
             workers: None,
+            inference: InferenceConfig::default(),
         }
     }
 
@@ -264,6 +267,7 @@ impl LoadedModels {
             loaded,
             failed,
             workers,
+            inference: config.inference.clone(),
         }
     }
 
@@ -297,6 +301,11 @@ impl LoadedModels {
         Ok(Arc::new(AppModels {
             app: app.to_string(),
             graphs,
+            limits: NnLimits {
+                tensor_bytes: self.inference.max_tensor_bytes_per_instance,
+                contexts: self.inference.max_contexts_per_instance,
+            },
+            worker_share: Arc::new(tokio::sync::Semaphore::new(self.inference.worker_share())),
         }))
     }
 
@@ -362,6 +371,31 @@ pub struct AppModels {
     /// The app's name, for the log.
     app: String,
     graphs: HashMap<String, Graph>,
+    limits: NnLimits,
+    /// The inference workers its requests may occupy at once.
+    worker_share: Arc<tokio::sync::Semaphore>,
+}
+
+impl AppModels {
+    /// Taken by each of the app's requests before it runs on the inference workers, so one
+    /// app's burst waits for its own turns instead of occupying every worker.
+    pub fn worker_share(&self) -> Arc<tokio::sync::Semaphore> {
+        self.worker_share.clone()
+    }
+}
+
+/// What one instance may hold in wasi-nn resources (`[inference]`).
+#[derive(Debug, Clone, Copy)]
+pub struct NnLimits {
+    pub tensor_bytes: usize,
+    pub contexts: usize,
+}
+
+/// What one instance holds now in wasi-nn resources.
+#[derive(Debug, Default)]
+pub struct NnHeld {
+    pub tensor_bytes: usize,
+    pub contexts: usize,
 }
 
 /// `GET /v1/models`.

@@ -52,6 +52,8 @@ pub struct NnView<'a> {
     pub models: Option<&'a Arc<AppModels>>,
     /// Counts the app's successful inferences (its usage), when metering is on.
     pub inferences: Option<&'a std::sync::atomic::AtomicU64>,
+    /// What this instance holds, checked against its app's [`super::NnLimits`].
+    pub held: &'a mut super::NnHeld,
 }
 
 struct HasNn;
@@ -76,6 +78,22 @@ impl NnView<'_> {
     }
 
     /// Logs the refusal and hands the guest an error resource.
+    /// Counts `bytes` more tensor data held by this instance; past its limit, a trap naming
+    /// the limit ends the instance.
+    fn hold_tensor(&mut self, bytes: usize) -> wasmtime::Result<()> {
+        let limit = self.models.map_or(usize::MAX, |m| m.limits.tensor_bytes);
+        let held = self.held.tensor_bytes.saturating_add(bytes);
+        if held > limit {
+            wasmtime::bail!(
+                "app {} holds {held} bytes of wasi-nn tensors in one instance, over the node's \
+                 limit of {limit} ([inference] max_tensor_bytes_per_instance)",
+                self.app()
+            );
+        }
+        self.held.tensor_bytes = held;
+        Ok(())
+    }
+
     fn fail<T>(&mut self, code: ErrorCode, message: String) -> NnResult<T> {
         tracing::warn!(app = self.app(), ?code, "wasi:nn call refused: {message}");
         let error = self.table.push(NnError { code, message })?;
@@ -152,9 +170,23 @@ impl graph::HostGraph for NnView<'_> {
         &mut self,
         graph: Resource<Graph>,
     ) -> NnResult<Resource<ExecutionContext>> {
+        if let Some(limit) = self.models.map(|m| m.limits.contexts)
+            && self.held.contexts >= limit
+        {
+            return self.fail(
+                ErrorCode::TooLarge,
+                format!(
+                    "this instance already holds {limit} execution contexts, the node's limit \
+                     ([inference] max_contexts_per_instance); drop one or reuse it"
+                ),
+            );
+        }
         let context = self.table.get(&graph)?.init_execution_context();
         match context {
-            Ok(context) => Ok(Ok(self.table.push(context)?)),
+            Ok(context) => {
+                self.held.contexts += 1;
+                Ok(Ok(self.table.push(context)?))
+            }
             Err(err) => self.backend_failure(err),
         }
     }
@@ -176,6 +208,7 @@ impl inference::HostGraphExecutionContext for NnView<'_> {
         let mut named = Vec::with_capacity(inputs.len());
         for (name, tensor) in inputs {
             let tensor = self.table.delete(tensor)?;
+            self.held.tensor_bytes = self.held.tensor_bytes.saturating_sub(tensor.data.len());
             named.push(NamedTensor { name, tensor });
         }
         let outputs = self.table.get_mut(&context)?.compute_with_io(named);
@@ -186,6 +219,7 @@ impl inference::HostGraphExecutionContext for NnView<'_> {
                 }
                 let mut results = Vec::new();
                 for NamedTensor { name, tensor } in outputs {
+                    self.hold_tensor(tensor.data.len())?;
                     results.push((name, self.table.push(tensor)?));
                 }
                 Ok(Ok(results))
@@ -196,6 +230,7 @@ impl inference::HostGraphExecutionContext for NnView<'_> {
 
     fn drop(&mut self, context: Resource<ExecutionContext>) -> wasmtime::Result<()> {
         self.table.delete(context)?;
+        self.held.contexts = self.held.contexts.saturating_sub(1);
         Ok(())
     }
 }
@@ -209,6 +244,8 @@ impl tensor::HostTensor for NnView<'_> {
         ty: TensorType,
         data: Vec<u8>,
     ) -> wasmtime::Result<Resource<Tensor>> {
+        // The constructor cannot return an error: past the limit the instance is stopped.
+        self.hold_tensor(data.len())?;
         let tensor = Tensor {
             dimensions,
             ty: to_backend_type(ty),
@@ -230,7 +267,8 @@ impl tensor::HostTensor for NnView<'_> {
     }
 
     fn drop(&mut self, tensor: Resource<Tensor>) -> wasmtime::Result<()> {
-        self.table.delete(tensor)?;
+        let tensor = self.table.delete(tensor)?;
+        self.held.tensor_bytes = self.held.tensor_bytes.saturating_sub(tensor.data.len());
         Ok(())
     }
 }
