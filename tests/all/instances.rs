@@ -95,19 +95,24 @@ async fn p3_component_hits_each_limit_with_the_documented_status() {
     assert_eq!(too_big.status, 413, "{}", too_big.body);
 
     // At its concurrency limit of 1: a second request while a spinning one runs gets 503.
-    let spin_url = url("loop");
-    let spinning = tokio::spawn(async move { get(&spin_url).await });
+    // A probe that takes the slot first makes the spinner itself get 503: then start another.
     let deadline = std::time::Instant::now() + crate::harness::PATIENCE;
     let mut refused = false;
     while !refused && std::time::Instant::now() < deadline {
-        let reply = get(&url("hi")).await;
-        refused = reply.status == 503;
-        if spinning.is_finished() {
-            break;
+        let spin_url = url("loop");
+        let spinning = tokio::spawn(async move { get(&spin_url).await });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        while !refused && !spinning.is_finished() {
+            refused = get(&url("hi")).await.status == 503;
+        }
+        let spun = spinning.await.expect("spinner").status;
+        if refused {
+            assert_eq!(spun, 504);
+        } else {
+            assert_eq!(spun, 503, "the spinner ended without holding the slot");
         }
     }
     assert!(refused, "no 503 while the only slot was busy");
-    assert_eq!(spinning.await.expect("spinner").status, 504);
     // The node and the app keep serving.
     assert_eq!(get(&url("hi")).await.status, 200);
 }
