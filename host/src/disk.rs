@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -48,6 +49,8 @@ pub struct DiskGuard {
     dir: PathBuf,
     min_free: u64,
     reserve_bytes: u64,
+    /// Whether the reserve file is known to be in place (so a write does not stat it).
+    reserve_in_place: AtomicBool,
     /// When the reserve was last found missing and could not be put back (retried at most
     /// every few seconds).
     last_restore_try: Mutex<Option<Instant>>,
@@ -62,6 +65,7 @@ impl DiskGuard {
             dir: dir.to_path_buf(),
             min_free: config.min_free_mib.saturating_mul(MIB),
             reserve_bytes: config.reserve_mib.saturating_mul(MIB),
+            reserve_in_place: AtomicBool::new(false),
             last_restore_try: Mutex::new(None),
         }
     }
@@ -89,8 +93,8 @@ impl DiskGuard {
             });
         }
         if self.reserve_bytes > 0
+            && !self.reserve_in_place.load(Ordering::Relaxed)
             && free >= self.min_free + self.reserve_bytes + bytes
-            && !self.reserve_path().exists()
         {
             self.try_restore_reserve();
         }
@@ -116,13 +120,18 @@ impl DiskGuard {
 
     /// Deletes the reserve file; true if there was one.
     fn release_reserve(&self) -> bool {
+        self.reserve_in_place.store(false, Ordering::Relaxed);
         std::fs::remove_file(self.reserve_path()).is_ok()
     }
 
     /// Writes the reserve file unless it exists, the disk has no room for it beside the floor,
     /// or a try failed a moment ago.
     fn try_restore_reserve(&self) {
-        if self.reserve_bytes == 0 || self.reserve_path().exists() {
+        if self.reserve_bytes == 0 {
+            return;
+        }
+        if self.reserve_path().exists() {
+            self.reserve_in_place.store(true, Ordering::Relaxed);
             return;
         }
         {

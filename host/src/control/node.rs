@@ -161,9 +161,7 @@ impl Node {
     pub fn open(config: NodeConfig) -> anyhow::Result<Arc<Self>> {
         bound_compile_threads(config.limits.compile_threads);
         let engine = NodeEngine::new(&config.pool, &config.limits)?;
-        std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
-            format!("creating data folder {}", config.server.data_dir.display())
-        })?;
+        crate::auth::create_private_dir(&config.server.data_dir)?;
         let disk = Arc::new(DiskGuard::new(&config.server.data_dir, &config.storage));
         disk.prepare_for_start();
         let repo = Arc::new(Repository::open(

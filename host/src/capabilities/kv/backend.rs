@@ -161,10 +161,6 @@ impl AppStorage {
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }
-
-    pub fn bucket_count(&self) -> usize {
-        self.buckets.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
 }
 
 impl KvBackend {
