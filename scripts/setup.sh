@@ -9,17 +9,19 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
 
-# Real brokers for the messaging tests and benchmark (started by them on free loopback ports).
-if ! { [ -x /usr/sbin/mosquitto ] && [ -x /usr/sbin/nats-server ] && command -v mosquitto_pub >/dev/null; }; then
-  echo "setup: installing Debian's mosquitto and nats-server (test brokers)"
+# Real brokers and a registry for the messaging and fleet tests and benchmarks (started by them
+# on free loopback ports).
+if ! { [ -x /usr/sbin/mosquitto ] && [ -x /usr/sbin/nats-server ] && command -v mosquitto_pub >/dev/null \
+  && [ -x /usr/bin/docker-registry ]; }; then
+  echo "setup: installing Debian's mosquitto, nats-server and docker-registry (test servers)"
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    mosquitto mosquitto-clients nats-server >/dev/null
+    mosquitto mosquitto-clients nats-server docker-registry >/dev/null
   # The packages start system services on the default ports; the tests start their own.
   if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
-    $SUDO systemctl disable --now mosquitto nats-server >/dev/null 2>&1 || true
+    $SUDO systemctl disable --now mosquitto nats-server docker-registry >/dev/null 2>&1 || true
   fi
 fi
 

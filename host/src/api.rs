@@ -49,6 +49,12 @@ pub struct AppView {
     /// `0.2` or `0.3`: the WASI version of its HTTP handler, when it has one.
     #[serde(default)]
     pub wasi_http: Option<String>,
+    /// `oci://…@sha256:…` when the component was pulled from a registry.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Whether the fleet agent manages the app (desired state in NATS, `edge fleet`).
+    #[serde(default)]
+    pub fleet: bool,
 }
 
 /// Limits one app version asked for at deploy (`--memory`, `--timeout`, `--concurrency`,

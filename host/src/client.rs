@@ -191,10 +191,20 @@ impl AdminClient {
             limits,
             reuse,
         } = *options;
-        let bytes = std::fs::read(file)
-            .with_context(|| format!("cannot read component file {}", file.display()))?;
+        // `oci://…`: the node pulls the component itself; nothing is uploaded.
+        let source = file
+            .to_str()
+            .filter(|text| crate::oci::OciRef::looks_like(text));
+        let bytes = match source {
+            Some(_) => Vec::new(),
+            None => std::fs::read(file)
+                .with_context(|| format!("cannot read component file {}", file.display()))?,
+        };
         let total = bytes.len();
-        let progress = Progress::new(name, total);
+        let progress = match source {
+            Some(reference) => Progress::pulling(name, reference),
+            None => Progress::new(name, total),
+        };
         let waiting = progress.compile_ticker();
         let chunks: Vec<Vec<u8>> = bytes.chunks(UPLOAD_CHUNK).map(<[u8]>::to_vec).collect();
         let mut sent = 0usize;
@@ -204,6 +214,9 @@ impl AdminClient {
             Ok::<_, std::io::Error>(chunk)
         });
         let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(source) = source {
+            query.push(("source", source.to_string()));
+        }
         if let Some(route) = route {
             query.push(("route", route.to_string()));
         }
@@ -408,14 +421,26 @@ struct Progress {
 
 impl Progress {
     fn new(name: &str, total: usize) -> Self {
-        let live = std::io::stderr().is_terminal();
         eprintln!("uploading {name} ({})", human_size(total as u64));
         Self {
             total,
-            live,
+            live: std::io::stderr().is_terminal(),
             started: Instant::now(),
             uploaded: std::sync::Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Nothing to upload: the node pulls `reference` itself, then compiles.
+    fn pulling(name: &str, reference: &str) -> Self {
+        eprintln!("the node pulls {name} from {reference}, then validates and compiles it...");
+        let progress = Self {
+            total: 0,
+            live: std::io::stderr().is_terminal(),
+            started: Instant::now(),
+            uploaded: std::sync::Arc::new(tokio::sync::Notify::new()),
+        };
+        progress.uploaded.notify_one();
+        progress
     }
 
     /// On a terminal, counts the seconds the node spends validating, compiling and

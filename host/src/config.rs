@@ -20,7 +20,9 @@ use crate::capabilities::nn::config::{
 };
 use crate::capabilities::outbound_http::OutboundHttpConfig;
 use crate::disk::StorageConfig;
+use crate::fleet::config::FleetConfig;
 use crate::guest_logs::GuestLogsConfig;
+use crate::oci::RegistryConfig;
 use crate::usage::MeteringConfig;
 
 /// Default address of the data plane (the HTTP traffic routed to apps).
@@ -71,6 +73,10 @@ pub struct NodeConfig {
     pub metering: MeteringConfig,
     /// Free space kept on the data disk.
     pub storage: StorageConfig,
+    /// OCI registries components are pulled from (`edge deploy NAME oci://…`, the fleet).
+    pub registry: RegistryConfig,
+    /// Desired state from NATS JetStream for a fleet of nodes (off unless `url` is set).
+    pub fleet: FleetConfig,
 }
 
 impl Default for NodeConfig {
@@ -90,6 +96,8 @@ impl Default for NodeConfig {
             guest_logs: GuestLogsConfig::default(),
             metering: MeteringConfig::default(),
             storage: StorageConfig::default(),
+            registry: RegistryConfig::default(),
+            fleet: FleetConfig::default(),
         }
     }
 }
@@ -484,6 +492,10 @@ impl NodeConfig {
         }
         if self.pool.max_instances == 0 {
             return invalid("pool.max_instances must be at least 1");
+        }
+        self.fleet.check().map_err(ConfigError::Invalid)?;
+        if self.registry.pull_timeout_ms == 0 {
+            return invalid("registry.pull_timeout_ms must be at least 1");
         }
         let messaging = &self.messaging;
         if messaging.max_in_flight_per_app == 0

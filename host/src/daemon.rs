@@ -96,6 +96,8 @@ async fn serve(
         node.clone(),
         stopped(stop_rx.clone()),
     ));
+    // Desired state from NATS, when [fleet] is set; it stops with the process.
+    let fleet = crate::fleet::agent::spawn(node.clone());
     let metering = tokio::spawn(flush_usage_periodically(
         node.clone(),
         stopped(stop_rx.clone()),
@@ -114,6 +116,9 @@ async fn serve(
     ));
 
     shutdown.await;
+    if let Some(fleet) = fleet {
+        fleet.abort();
+    }
     tracing::info!("shutting down: finishing requests in flight");
     let _ = stop_tx.send(true);
     let _ = data_plane.await;

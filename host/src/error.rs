@@ -44,6 +44,8 @@ pub enum DeployError {
     NotFound(String),
     #[error("app {0} has no previous version to roll back to")]
     NoPreviousVersion(String),
+    #[error(transparent)]
+    Pull(#[from] crate::oci::OciError),
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
 }
@@ -70,6 +72,7 @@ impl DeployError {
                 StatusCode::CONFLICT
             }
             DeployError::NotFound(_) => StatusCode::NOT_FOUND,
+            DeployError::Pull(err) => err.status(),
             DeployError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -18,9 +18,11 @@
 //! - [`apps`]: the live routing table of loaded app versions;
 //! - [`cli`], [`client`] and [`api`]: the command line, the admin API client and the wire
 //!   types they share with the admin API;
+//! - [`oci`] and [`fleet`]: components in OCI registries, and many nodes driven by desired
+//!   state in NATS JetStream;
 //! - [`usage`] and [`guest_logs`]: what each invocation consumed and what it printed;
 //! - [`daemon`], [`config`], [`auth`], [`names`], [`error`], [`metrics`], [`group_commit`],
-//!   [`disk`], [`connections`]:
+//!   [`disk`], [`connections`], [`secret`]:
 //!   the supporting pieces.
 
 pub mod api;
@@ -36,12 +38,15 @@ pub mod daemon;
 pub mod disk;
 pub mod engine;
 pub mod error;
+pub mod fleet;
 pub mod group_commit;
 pub mod guest_logs;
 pub mod host_state;
 pub mod metrics;
 pub mod names;
+pub mod oci;
 pub mod prices;
+pub mod secret;
 pub mod tls;
 pub mod triggers;
 pub mod usage;

@@ -5,10 +5,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Folders whose subfolders (or files) are units of their own: `capabilities::kv`.
-const AREAS: [&str; 3] = ["capabilities", "triggers", "control"];
+const AREAS: [&str; 4] = ["capabilities", "triggers", "control", "fleet"];
 
 /// What a capability may import besides itself: plain helpers that import no capability.
-const CAPABILITY_MAY_USE: [&str; 5] = ["disk", "error", "group_commit", "metrics", "names"];
+const CAPABILITY_MAY_USE: [&str; 6] = [
+    "disk",
+    "error",
+    "group_commit",
+    "metrics",
+    "names",
+    "secret",
+];
 
 /// The unit a module path belongs to: `capabilities::kv::backend` -> `capabilities::kv`.
 fn unit_of(segments: &[&str]) -> Option<String> {

@@ -1,6 +1,7 @@
-//! Real brokers for the messaging tests: Debian's `mosquitto` and `nats-server` (JetStream),
+//! Real brokers for the messaging and fleet tests: Debian's `mosquitto` and `nats-server`
+//! (JetStream), and its `docker-registry` (CNCF distribution) for the registry tests,
 //! installed by `scripts/setup.sh`, each started on a free loopback port with a data folder
-//! of its own (so a restart keeps queued messages), stopped on drop. Plus small test clients
+//! of its own (so a restart keeps what it stored), stopped on drop. Plus small test clients
 //! that publish with confirmation and collect what arrives.
 
 use std::net::TcpStream;
@@ -28,7 +29,7 @@ fn program(name: &str, debian_path: &str) -> PathBuf {
     assert!(
         path.exists(),
         "{name} is not installed at {debian_path}; run scripts/setup.sh (it installs Debian's \
-         mosquitto and nats-server)"
+         mosquitto, nats-server and docker-registry)"
     );
     path
 }
@@ -168,6 +169,51 @@ impl Broker {
 
     pub fn start_again(&mut self) {
         self.server.start();
+    }
+}
+
+/// An OCI registry (Debian's docker-registry, CNCF distribution 2.8) on a free loopback port,
+/// storing blobs in its own folder.
+pub struct Registry {
+    server: Server,
+}
+
+impl Registry {
+    pub fn start() -> Self {
+        let program = program("docker-registry", "/usr/bin/docker-registry");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    \
+                 rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .expect("writing the registry config");
+        let mut server = Server {
+            command: Box::new(move || {
+                let mut command = Command::new(&program);
+                command.arg("serve").arg(&config);
+                command
+            }),
+            child: None,
+            port,
+            _dir: dir,
+        };
+        server.start();
+        Self { server }
+    }
+
+    /// `127.0.0.1:PORT`, as written in `oci://` references.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.server.port)
+    }
+
+    pub fn stop(&mut self) {
+        self.server.stop();
     }
 }
 

@@ -8,6 +8,7 @@ mod brokers;
 mod clients;
 mod deploy;
 mod durability;
+mod fleet;
 mod guest_limits;
 mod harness;
 mod instances;

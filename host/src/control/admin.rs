@@ -24,7 +24,7 @@ use crate::capabilities::config::ConfigValues;
 use crate::capabilities::kv::KvError;
 use crate::control::audit::AuditEvent;
 use crate::control::node::{DeploySpec, Node};
-use crate::control::repository::{AppRecord, VersionRecord};
+use crate::control::repository::{AppRecord, SourceRecord, VersionRecord};
 use crate::control::tokens::{TokenError, TokenStore};
 use crate::error::DeployError;
 
@@ -382,6 +382,7 @@ impl From<&AppRecord> for AppView {
             snapshot,
             limits: _,
             reuse,
+            source,
         } = &record.current;
         Self {
             name: record.name.clone(),
@@ -409,6 +410,8 @@ impl From<&AppRecord> for AppView {
             limits: None,
             reuse: *reuse,
             wasi_http: None,
+            source: source.as_ref().map(|s| s.reference.clone()),
+            fleet: source.as_ref().is_some_and(|s| s.fleet_spec.is_some()),
         }
     }
 }
@@ -488,14 +491,26 @@ async fn deploy_app(
     let read_limit = usize::try_from(limit)
         .unwrap_or(usize::MAX)
         .saturating_add(1);
-    let bytes = axum::body::to_bytes(body, read_limit)
+    let mut bytes = axum::body::to_bytes(body, read_limit)
         .await
-        .map_err(|_| DeployError::TooLarge { limit })?;
+        .map_err(|_| DeployError::TooLarge { limit })?
+        .to_vec();
+    if let Some(source) = &mut spec.source {
+        if !bytes.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "a deploy from a registry (source=oci://…) has no body; send one or the other",
+            ));
+        }
+        let pulled = state.node.pull(&source.reference).await?;
+        source.reference = pulled.pinned.to_string();
+        bytes = pulled.bytes;
+    }
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
     let node = state.node.clone();
     let app = name.clone();
     let outcome = run_to_completion(async move {
-        let outcome = node.deploy(&app, bytes.to_vec(), spec).await;
+        let outcome = node.deploy(&app, bytes, spec).await;
         node.record_audit(AuditEvent {
             token: caller.token,
             action: "deploy",
@@ -538,6 +553,13 @@ fn parse_deploy_query(query: &str) -> Result<DeploySpec, ApiError> {
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         match key.as_ref() {
             "route" => spec.route = Some(value.into_owned()),
+            // Pulled by the handler; the record keeps the reference pinned to its digest.
+            "source" => {
+                spec.source = Some(SourceRecord {
+                    reference: value.into_owned(),
+                    fleet_spec: None,
+                })
+            }
             "kv" => spec.grants.kv = parse_flag(&key, &value)?,
             "model" => {
                 if !spec.grants.models.iter().any(|m| *m == value) {
@@ -574,7 +596,7 @@ fn parse_deploy_query(query: &str) -> Result<DeploySpec, ApiError> {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     format!(
-                        "unknown deploy option {other:?}: expected route, env, kv, model, \
+                        "unknown deploy option {other:?}: expected source, route, env, kv, model, \
                          allow_outbound, subscribe, publish, snapshot, memory_mib, timeout_ms, \
                          concurrency, max_body_bytes, reuse, reuse_concurrency or reuse_idle_ms"
                     ),

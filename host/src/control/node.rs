@@ -25,7 +25,9 @@ use crate::capabilities::nn::{Models, NnMetrics, NnSettings};
 use crate::capabilities::outbound_http::{OutboundCounters, OutboundPolicy};
 use crate::config::{AppLimits, NodeConfig};
 use crate::control::audit::{AuditEvent, AuditLog};
-use crate::control::repository::{AppRecord, Grants, Repository, SnapshotRecord, VersionRecord};
+use crate::control::repository::{
+    AppRecord, Grants, Repository, SnapshotRecord, SourceRecord, VersionRecord,
+};
 use crate::control::validate;
 use crate::disk::DiskGuard;
 use crate::engine::compile::CompileCache;
@@ -35,6 +37,7 @@ use crate::group_commit::GroupCommit;
 use crate::guest_logs::GuestLogs;
 use crate::metrics::{Metrics, OutboundLabel};
 use crate::names::{normalize_route, validate_app_name};
+use crate::oci::{OciRef, Pulled, Registries};
 use crate::usage::{MemoryBudget, Usage};
 use wasmtime_wasi_http::handler::ProxyPre as HandlerPre;
 
@@ -53,6 +56,8 @@ pub struct DeploySpec {
     pub limits: AppLimits,
     /// Instance reuse (`--reuse`); off by default.
     pub reuse: Reuse,
+    /// Set when the bytes were pulled from a registry.
+    pub source: Option<SourceRecord>,
 }
 
 impl Default for DeploySpec {
@@ -65,6 +70,7 @@ impl Default for DeploySpec {
             snapshot: true,
             limits: AppLimits::default(),
             reuse: Reuse::default(),
+            source: None,
         }
     }
 }
@@ -147,6 +153,8 @@ pub struct Node {
     pub usage: Usage,
     /// What all guests' linear memory may take together.
     pub memory_budget: Arc<MemoryBudget>,
+    /// OCI registries components are pulled from, with the node's cache of pulls.
+    pub registries: Registries,
     /// Apps that could not be loaded at start-up, with the reason (shown by `/healthz`);
     /// an app leaves it when it is deployed, rolled back or removed.
     failed: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
@@ -191,7 +199,9 @@ impl Node {
             },
             nn_metrics,
         );
+        let registries = Registries::open(config.registry.clone(), &config.server.data_dir)?;
         let node = Arc::new(Self {
+            registries,
             kv,
             models,
             brokers,
@@ -488,6 +498,16 @@ impl Node {
             .is_some_and(|app| app.limits.concurrency == limit)
     }
 
+    /// Fetches the component `reference` names (`oci://…`) within the node's size limit,
+    /// verified and cached; deploy it with [`Node::deploy`].
+    pub async fn pull(&self, reference: &str) -> Result<Pulled, DeployError> {
+        let reference = OciRef::parse(reference)?;
+        Ok(self
+            .registries
+            .pull(&reference, self.config.limits.max_component_bytes)
+            .await?)
+    }
+
     /// Validates, compiles, persists and swaps in a new version of `name`.
     pub async fn deploy(
         self: &Arc<Self>,
@@ -551,6 +571,7 @@ impl Node {
             snapshot: snapshot.as_ref().map(|(record, _)| record.clone()),
             limits: spec.limits,
             reuse: spec.reuse,
+            source: spec.source,
             deployed_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())

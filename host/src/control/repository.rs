@@ -52,6 +52,20 @@ pub struct VersionRecord {
     /// Instance reuse asked for at deploy (off by default).
     #[serde(default, skip_serializing_if = "Reuse::is_default")]
     pub reuse: Reuse,
+    /// Where the component came from when it was pulled from a registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceRecord>,
+}
+
+/// A version pulled from an OCI registry: by whom, and from where.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    /// `oci://REGISTRY/REPO@sha256:…`, pinned to the manifest digest that was pulled.
+    pub reference: String,
+    /// Set when the fleet agent deployed it: the digest of the desired-state entry, so the
+    /// agent knows this version is what the fleet asked for (and may remove it later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_spec: Option<String>,
 }
 
 /// A deploy-time snapshot of a version.
@@ -331,6 +345,7 @@ mod tests {
             snapshot: None,
             limits: AppLimits::default(),
             reuse: Reuse::default(),
+            source: None,
         }
     }
 

@@ -40,27 +40,46 @@ pub async fn connect(
     state: Arc<LinkState>,
 ) -> anyhow::Result<async_nats::Client> {
     let events = state.clone();
-    let mut options = async_nats::ConnectOptions::new()
-        .name(&config.client_id)
-        .retry_on_initial_connect()
-        .connection_timeout(Duration::from_secs(5))
-        .reconnect_delay_callback(|attempts| {
-            Duration::from_millis((100u64 << attempts.min(7)).min(10_000))
-        })
-        .event_callback(move |event| {
-            let state = events.clone();
-            async move {
-                match event {
-                    async_nats::Event::Connected => state.set_connected(),
-                    async_nats::Event::Disconnected => state.set_disconnected("disconnected"),
-                    async_nats::Event::ClientError(err) => state.set_disconnected(err),
-                    async_nats::Event::ServerError(err) => {
-                        state.note_error(format!("nats server error: {err}"))
-                    }
-                    other => tracing::debug!("nats: {other}"),
+    let options = with_credentials(
+        async_nats::ConnectOptions::new(),
+        config,
+        "[messaging.nats]",
+    )
+    .await?
+    .name(&config.client_id)
+    .retry_on_initial_connect()
+    .connection_timeout(Duration::from_secs(5))
+    .reconnect_delay_callback(|attempts| {
+        Duration::from_millis((100u64 << attempts.min(7)).min(10_000))
+    })
+    .event_callback(move |event| {
+        let state = events.clone();
+        async move {
+            match event {
+                async_nats::Event::Connected => state.set_connected(),
+                async_nats::Event::Disconnected => state.set_disconnected("disconnected"),
+                async_nats::Event::ClientError(err) => state.set_disconnected(err),
+                async_nats::Event::ServerError(err) => {
+                    state.note_error(format!("nats server error: {err}"))
                 }
+                other => tracing::debug!("nats: {other}"),
             }
-        });
+        }
+    });
+    let client = options
+        .connect(config.url.as_str())
+        .await
+        .context("setting up the nats connection")?;
+    Ok(client)
+}
+
+/// Adds the credentials and TLS settings of `config` to `options`; `section` names the config
+/// section in errors (`[messaging.nats]`, `[fleet]`).
+pub async fn with_credentials(
+    mut options: async_nats::ConnectOptions,
+    config: &NatsConfig,
+    section: &str,
+) -> anyhow::Result<async_nats::ConnectOptions> {
     if let (Some(user), Some(password)) = (&config.username, &config.password) {
         options = options.user_and_password(user.clone(), password.expose().to_string());
     }
@@ -68,12 +87,10 @@ pub async fn connect(
         options = options.token(token.expose().to_string());
     }
     if let Some(path) = &config.credentials_file {
-        options = options.credentials_file(path).await.with_context(|| {
-            format!(
-                "reading [messaging.nats] credentials_file {}",
-                path.display()
-            )
-        })?;
+        options = options
+            .credentials_file(path)
+            .await
+            .with_context(|| format!("reading {section} credentials_file {}", path.display()))?;
     }
     if let Some(path) = &config.ca_file {
         options = options
@@ -83,11 +100,7 @@ pub async fn connect(
     if config.url.starts_with("tls://") {
         options = options.require_tls(true);
     }
-    let client = options
-        .connect(config.url.as_str())
-        .await
-        .context("setting up the nats connection")?;
-    Ok(client)
+    Ok(options)
 }
 
 fn header_map(headers: &[(String, String)]) -> async_nats::HeaderMap {

@@ -1,4 +1,7 @@
-//! The `edge` command line: argument parsing and the output of each subcommand.
+//! The `edge` command line: argument parsing and the output of each subcommand; the
+//! registry and fleet commands are in [`fleet`].
+
+mod fleet;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -45,6 +48,11 @@ enum Command {
     Usage(UsageArgs),
     /// Show an app's stdout and stderr lines, with request ids.
     Logs(LogsArgs),
+    /// Publish a component to an OCI registry (oci://REGISTRY/REPO:TAG).
+    Push(fleet::PushArgs),
+    /// Desired state for many nodes, in NATS JetStream: apply, status, rollback.
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
 }
 
 #[derive(Debug, Args)]
@@ -257,7 +265,8 @@ impl NodeArgs {
 struct DeployArgs {
     /// App name: lowercase letters, digits, '-' or '_'.
     name: String,
-    /// The component file (.wasm).
+    /// The component: a file (.wasm), or a registry reference the node pulls,
+    /// oci://REGISTRY/REPO:TAG or oci://REGISTRY/REPO@sha256:DIGEST.
     file: PathBuf,
     /// Route prefix the app answers under (default /NAME).
     #[arg(long)]
@@ -451,6 +460,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    // Registry clients (reqwest 0.13) take TLS from the process's default provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Command::Serve(args) => {
             init_logging(args.log_format);
@@ -469,6 +480,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(args) => runtime.block_on(audit(args)),
         Command::Usage(args) => runtime.block_on(usage(args)),
         Command::Logs(args) => runtime.block_on(logs(args)),
+        Command::Push(args) => runtime.block_on(fleet::push(args)),
+        Command::Fleet(command) => runtime.block_on(fleet::run(command)),
         Command::Remove(args) => runtime.block_on(async {
             validate_app_name(&args.name).map_err(anyhow::Error::msg)?;
             let reply = args

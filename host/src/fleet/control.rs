@@ -1,0 +1,223 @@
+//! The operator's side of a fleet (`edge fleet apply`, `status`, `rollback`): it talks to NATS
+//! and the registry directly, never to nodes.
+//!
+//! An apply resolves and checks every reference before it writes anything, so an unknown
+//! reference or a non-wasm artifact changes nothing. Each group's or node's document is then
+//! written in one put, with the revision read before it (a concurrent apply of the same key
+//! fails instead of being lost); nodes never see half a document.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, kv, stream};
+use futures_util::StreamExt as _;
+
+use super::desired::{FleetFile, Target};
+use super::status::NodeStatus;
+use super::{FleetConfig, check_name, group_key, node_key};
+use crate::capabilities::messaging::nats_with_credentials;
+use crate::oci::{OciRef, Registries};
+
+/// Versions of each desired-state key kept: how far `edge fleet rollback` can go back.
+const DESIRED_HISTORY: i64 = 16;
+
+/// The two buckets, reached from the operator's machine.
+pub struct FleetLink {
+    pub desired: kv::Store,
+    pub status: kv::Store,
+}
+
+impl FleetLink {
+    /// Connects once (no background retries: the operator is waiting). With `create`, makes
+    /// the buckets when this NATS server has none yet.
+    pub async fn connect(config: &FleetConfig, create: bool) -> anyhow::Result<Self> {
+        let nats = config.nats();
+        let client = nats_with_credentials(async_nats::ConnectOptions::new(), &nats, "--nats")
+            .await?
+            .name("edge-fleet-cli")
+            .connection_timeout(Duration::from_secs(5))
+            .request_timeout(Some(Duration::from_secs(10)))
+            .connect(nats.url.as_str())
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot reach NATS at {}; nothing was changed. Check --nats and that the \
+                     server runs with JetStream (-js)",
+                    nats.url
+                )
+            })?;
+        let js = jetstream::new(client);
+        let desired = bucket(&js, &config.bucket, DESIRED_HISTORY, create).await?;
+        let status = bucket(&js, &config.status_bucket, 1, create).await?;
+        Ok(Self { desired, status })
+    }
+
+    /// Writes the file's groups and nodes; returns `(key, revision, apps)` per entry.
+    pub async fn apply(
+        &self,
+        mut file: FleetFile,
+        registries: &Registries,
+    ) -> anyhow::Result<Vec<(String, u64, usize)>> {
+        pin_references(&mut file, registries).await?;
+        let mut written = Vec::new();
+        for (key, target) in file.entries() {
+            let value = serde_json::to_vec(target).context("encoding the desired state")?;
+            let result = match self.desired.entry(key.clone()).await {
+                Ok(Some(entry)) if entry.operation == kv::Operation::Put => self
+                    .desired
+                    .update(&key, value.into(), entry.revision)
+                    .await
+                    .map_err(anyhow::Error::new),
+                Ok(_) => self
+                    .desired
+                    .put(&key, value.into())
+                    .await
+                    .map_err(anyhow::Error::new),
+                Err(err) => Err(anyhow::Error::new(err)),
+            };
+            match result {
+                Ok(revision) => written.push((key, revision, target.apps.len())),
+                Err(err) => {
+                    let done: Vec<&str> = written.iter().map(|(k, _, _)| k.as_str()).collect();
+                    anyhow::bail!(
+                        "writing {key} failed: {err:#}. Written before it: {}. Each key is \
+                         replaced whole, so nodes see the old or the new document; run the \
+                         same apply again to finish",
+                        if done.is_empty() {
+                            "none".to_string()
+                        } else {
+                            done.join(", ")
+                        }
+                    );
+                }
+            }
+        }
+        Ok(written)
+    }
+
+    /// Puts back the previous distinct document of a group (`node == false`) or node;
+    /// returns the revision it came from and the new one.
+    pub async fn rollback(&self, name: &str, node: bool) -> anyhow::Result<(u64, u64)> {
+        check_name(if node { "node" } else { "group" }, name).map_err(anyhow::Error::msg)?;
+        let key = if node {
+            node_key(name)
+        } else {
+            group_key(name)
+        };
+        let mut history = self
+            .desired
+            .history(&key)
+            .await
+            .with_context(|| format!("reading the history of {key}"))?;
+        let mut versions = Vec::new();
+        while let Some(entry) = history.next().await {
+            let entry = entry.with_context(|| format!("reading the history of {key}"))?;
+            versions.push(entry);
+        }
+        let current = versions
+            .last()
+            .filter(|e| e.operation == kv::Operation::Put)
+            .with_context(|| format!("{key} has no desired state to roll back"))?;
+        let previous = versions
+            .iter()
+            .rev()
+            .filter(|e| e.operation == kv::Operation::Put)
+            .find(|e| e.value != current.value)
+            .with_context(|| {
+                format!("{key} has no earlier, different desired state in its history")
+            })?;
+        let revision = self
+            .desired
+            .update(&key, previous.value.clone(), current.revision)
+            .await
+            .with_context(|| format!("writing {key}"))?;
+        Ok((previous.revision, revision))
+    }
+
+    /// Every node's last report, by node name.
+    pub async fn statuses(&self) -> anyhow::Result<Vec<NodeStatus>> {
+        let mut keys = self.status.keys().await.context("listing node reports")?;
+        let mut names = Vec::new();
+        while let Some(key) = keys.next().await {
+            names.push(key.context("listing node reports")?);
+        }
+        names.sort();
+        let mut statuses = Vec::new();
+        for key in names {
+            if let Some(value) = self
+                .status
+                .get(&key)
+                .await
+                .context("reading a node report")?
+            {
+                match serde_json::from_slice::<NodeStatus>(&value) {
+                    Ok(status) => statuses.push(status),
+                    Err(err) => tracing::warn!("the report under {key} does not decode: {err}"),
+                }
+            }
+        }
+        Ok(statuses)
+    }
+
+    /// The desired document under a key, if any.
+    pub async fn desired(&self, key: &str) -> anyhow::Result<Option<Target>> {
+        let Some(value) = self.desired.get(key).await? else {
+            return Ok(None);
+        };
+        Ok(Some(serde_json::from_slice(&value)?))
+    }
+}
+
+async fn bucket(
+    js: &jetstream::Context,
+    name: &str,
+    history: i64,
+    create: bool,
+) -> anyhow::Result<kv::Store> {
+    match js.get_key_value(name).await {
+        Ok(store) => Ok(store),
+        Err(_) if create => {
+            // The stream a key-value bucket is, made directly: async-nats' create_key_value
+            // first reads account limits in a shape nats-server 2.9 does not answer with.
+            js.create_stream(stream::Config {
+                name: format!("KV_{name}"),
+                subjects: vec![format!("$KV.{name}.>")],
+                max_messages_per_subject: history,
+                storage: stream::StorageType::File,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: stream::DiscardPolicy::New,
+                num_replicas: 1,
+                ..stream::Config::default()
+            })
+            .await
+            .with_context(|| format!("creating the bucket {name}; is JetStream enabled (-js)?"))?;
+            js.get_key_value(name)
+                .await
+                .with_context(|| format!("opening the bucket {name} just created"))
+        }
+        Err(err) => Err(anyhow::Error::new(err).context(format!(
+            "this NATS server has no fleet bucket {name}; run `edge fleet apply` first"
+        ))),
+    }
+}
+
+/// Replaces every source by the reference pinned to its manifest digest and records the
+/// component digest, checking each is a wasm component. Nothing is written when one fails.
+async fn pin_references(file: &mut FleetFile, registries: &Registries) -> anyhow::Result<()> {
+    let targets = file.groups.iter_mut().chain(file.nodes.iter_mut());
+    for (target_name, target) in targets {
+        for (app, desired) in &mut target.apps {
+            let reference = OciRef::parse(&desired.source)
+                .with_context(|| format!("{target_name}/{app}: nothing was applied"))?;
+            let (pinned, component) = registries
+                .resolve(&reference)
+                .await
+                .with_context(|| format!("{target_name}/{app}: nothing was applied"))?;
+            desired.source = pinned.to_string();
+            desired.component = component;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,527 @@
+//! Fleets on loopback with real servers: Debian's docker-registry for components, nats-server
+//! with JetStream for desired state, and three `edge` nodes with their own data folders.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::brokers::{Broker, Registry};
+use crate::harness::{CliResult, EDGE, PATIENCE, TestHost, get, guest, variant_of};
+
+/// Runs an `edge` command that talks to a registry or NATS, not to a node.
+fn edge(args: &[&str]) -> CliResult {
+    let output = Command::new(EDGE)
+        .args(args)
+        .env_remove("EDGE_FLEET_NATS")
+        .env_remove("EDGE_REGISTRY_USERNAME")
+        .env_remove("EDGE_REGISTRY_PASSWORD")
+        .output()
+        .expect("running edge");
+    CliResult::from(output)
+}
+
+/// Pushes `wasm` to `reference`; returns the reference pinned to its digest.
+fn push(wasm: &Path, reference: &str) -> String {
+    let result = edge(&["push", wasm.to_str().expect("utf-8 path"), reference]);
+    assert!(result.ok, "push failed: {}", result.stderr);
+    let pinned = result
+        .stdout
+        .lines()
+        .last()
+        .expect("pinned reference")
+        .trim();
+    assert!(pinned.contains("@sha256:"), "{}", result.stdout);
+    pinned.to_string()
+}
+
+/// Waits (async) until `check` holds, up to [`PATIENCE`].
+async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}: not within {PATIENCE:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A fleet node: its config and data folder outlive restarts.
+struct FleetNode {
+    id: String,
+    dir: tempfile::TempDir,
+    host: Option<TestHost>,
+}
+
+impl FleetNode {
+    fn start(id: &str, nats_url: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join("node.toml"),
+            format!(
+                "[fleet]\nurl = \"{nats_url}\"\nnode_id = \"{id}\"\ngroups = [\"shop\"]\n\
+                 heartbeat_s = 1\nretry_s = 1\n"
+            ),
+        )
+        .expect("writing node.toml");
+        let mut node = Self {
+            id: id.to_string(),
+            dir,
+            host: None,
+        };
+        node.start_again();
+        node
+    }
+
+    fn start_again(&mut self) {
+        let config = self.dir.path().join("node.toml");
+        self.host = Some(TestHost::start_in(
+            &self.dir.path().join("data"),
+            &["--config", config.to_str().expect("utf-8 path")],
+        ));
+    }
+
+    fn stop(&mut self) {
+        if let Some(host) = self.host.take() {
+            host.stop();
+        }
+    }
+
+    fn host(&self) -> &TestHost {
+        self.host.as_ref().expect("node running")
+    }
+
+    /// The body `GET /hello` answers with, if any.
+    async fn hello(&self) -> Option<String> {
+        let reply = get(&format!("{}/hello", self.host().data_url)).await;
+        (reply.status == 200).then_some(reply.body)
+    }
+}
+
+/// A desired-state file deploying `pinned` (tag or digest) as `hello` to group `shop`.
+fn fleet_file(dir: &Path, name: &str, source: &str, version: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[groups.shop.apps.hello]\nsource = \"{source}\"\nroute = \"/hello\"\n\
+             env = {{ HELLO_VERSION = \"{version}\" }}\n"
+        ),
+    )
+    .expect("writing the fleet file");
+    path
+}
+
+fn apply(nats: &str, file: &Path) -> CliResult {
+    edge(&[
+        "fleet",
+        "apply",
+        file.to_str().expect("utf-8 path"),
+        "--nats",
+        nats,
+    ])
+}
+
+fn status_json(nats: &str) -> serde_json::Value {
+    let result = edge(&["fleet", "status", "--json", "--nats", nats]);
+    assert!(result.ok, "fleet status failed: {}", result.stderr);
+    serde_json::from_str(&result.stdout).expect("status JSON")
+}
+
+#[tokio::test]
+async fn pushed_components_deploy_by_tag_and_by_digest_from_the_cache_without_the_registry() {
+    let mut registry = Registry::start();
+    let work = tempfile::tempdir().expect("temp dir");
+    let hello = guest("hello");
+    let tag = format!("oci://{}/edge/hello:v1", registry.host());
+    let pinned = push(&hello, &tag);
+    let data = work.path().join("node");
+    let node = TestHost::start_in(&data, &[]);
+
+    let deployed = node.edge(&["deploy", "hello", &tag, "--env", "HELLO_VERSION=7"]);
+    assert!(deployed.ok, "{}", deployed.stderr);
+    assert_eq!(
+        get(&format!("{}/hello", node.data_url)).await.body,
+        "hello from edge 7: /hello\n"
+    );
+    let list = node.edge(&["list", "--json"]);
+    let apps: serde_json::Value = serde_json::from_str(&list.stdout).expect("list JSON");
+    assert_eq!(
+        apps[0]["source"],
+        pinned.as_str(),
+        "the record pins the digest"
+    );
+
+    // A second variant by digest, then the registry goes away: both still deploy from the
+    // node's cache when named by digest, and a tag says why it cannot.
+    let variant = variant_of(&hello, "b", work.path());
+    let pinned_b = push(&variant, &format!("oci://{}/edge/hello:b", registry.host()));
+    registry.stop();
+    let by_digest = node.edge(&["deploy", "hello", &pinned, "--env", "HELLO_VERSION=8"]);
+    assert!(by_digest.ok, "cached digest deploy: {}", by_digest.stderr);
+    assert_eq!(
+        get(&format!("{}/hello", node.data_url)).await.body,
+        "hello from edge 8: /hello\n"
+    );
+    let uncached = node.edge(&["deploy", "other", &pinned_b]);
+    assert!(!uncached.ok, "never pulled, registry down");
+    assert!(
+        uncached.stderr.contains("cannot reach the registry"),
+        "{}",
+        uncached.stderr
+    );
+    let by_tag = node.edge(&["deploy", "other", &tag]);
+    assert!(!by_tag.ok);
+    assert!(by_tag.stderr.contains("by digest"), "{}", by_tag.stderr);
+
+    // Restarted with no registry, the node serves what it pulled.
+    node.stop();
+    let again = TestHost::start_in(&data, &[]);
+    assert_eq!(
+        get(&format!("{}/hello", again.data_url)).await.body,
+        "hello from edge 8: /hello\n"
+    );
+}
+
+#[tokio::test]
+async fn bad_registry_references_and_artifacts_are_refused_and_leave_the_app_serving() {
+    let registry = Registry::start();
+    let hello = guest("hello");
+    let base = format!("oci://{}/edge", registry.host());
+    let pinned = push(&hello, &format!("{base}/hello:v1"));
+    let node = TestHost::start();
+    node.deploy("hello", Path::new(&pinned), &[]);
+
+    let digest_of_nothing = format!("{base}/hello@sha256:{}", "0".repeat(64));
+    let cases = [
+        (format!("{base}/hello:nope"), "does not exist"),
+        (format!("{base}/missing:v1"), "does not exist"),
+        (digest_of_nothing, "does not exist"),
+        (
+            "oci://hello:v1".to_string(),
+            "oci://REGISTRY/REPOSITORY:TAG",
+        ),
+        (format!("{base}/hello@sha256:1234"), "64 hex digits"),
+    ];
+    for (reference, says) in &cases {
+        let result = node.edge(&["deploy", "hello", reference]);
+        assert!(!result.ok, "{reference} deployed");
+        assert!(
+            result.stderr.contains(says),
+            "{reference}: expected {says:?} in {}",
+            result.stderr
+        );
+    }
+
+    // A non-wasm artifact: a container-image layer under the OCI image config.
+    let not_wasm = format!("{}/edge/image:v1", registry.host());
+    push_container_layer(&not_wasm).await;
+    let result = node.edge(&["deploy", "hello", &format!("oci://{not_wasm}")]);
+    assert!(!result.ok);
+    assert!(
+        result.stderr.contains("not a wasm component"),
+        "{}",
+        result.stderr
+    );
+
+    // A registry that answers garbage, and one that sends other bytes than its digests say.
+    let liar = FakeRegistry::start();
+    for (repo, says) in [
+        ("garbage", "not an OCI response"),
+        ("tampered", "digest mismatch"),
+    ] {
+        let result = node.edge(&["deploy", "hello", &format!("oci://{}/{repo}:v1", liar.host)]);
+        assert!(!result.ok, "{repo} deployed");
+        assert!(result.stderr.contains(says), "{repo}: {}", result.stderr);
+    }
+
+    let list = node.edge(&["list", "--json"]);
+    let apps: serde_json::Value = serde_json::from_str(&list.stdout).expect("list JSON");
+    assert_eq!(
+        apps.as_array().map(Vec::len),
+        Some(1),
+        "nothing else deployed"
+    );
+    assert_eq!(apps[0]["source"], pinned.as_str(), "hello untouched");
+    assert_eq!(get(&format!("{}/hello", node.data_url)).await.status, 200);
+}
+
+/// Pushes a one-layer container image (tar media type) through the registry client.
+async fn push_container_layer(reference: &str) {
+    use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = oci_client::Client::new(ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..ClientConfig::default()
+    });
+    let layer = ImageLayer::new(
+        b"not a component".to_vec(),
+        "application/vnd.oci.image.layer.v1.tar".into(),
+        None,
+    );
+    let config = Config::oci_v1(br#"{"architecture":"amd64","os":"linux"}"#.to_vec(), None);
+    client
+        .push(
+            &reference.parse().expect("reference"),
+            &[layer],
+            config,
+            &oci_client::secrets::RegistryAuth::Anonymous,
+            None,
+        )
+        .await
+        .expect("pushing a container layer");
+}
+
+/// A registry on loopback that lies: `garbage` answers HTML to everything, `tampered` has a
+/// valid wasm manifest whose layer bytes do not match the layer digest.
+/// It runs on a runtime of its own: the test's thread blocks while the CLI runs.
+struct FakeRegistry {
+    host: String,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for FakeRegistry {
+    fn drop(&mut self) {
+        // Dropped inside the test's runtime, where blocking on a shutdown is not allowed.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl FakeRegistry {
+    fn start() -> Self {
+        use axum::http::header::CONTENT_TYPE;
+        use axum::response::IntoResponse;
+        use sha2::Digest as _;
+        let sha = |bytes: &[u8]| format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
+        let config = br#"{"architecture":"wasm","os":"wasip2","layerDigests":[],"created":"2026-01-01T00:00:00Z"}"#.to_vec();
+        let promised = b"\0asm the promised bytes".to_vec();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.wasm.config.v0+json", "digest": sha(&config), "size": config.len()},
+            "layers": [{"mediaType": "application/wasm", "digest": sha(&promised), "size": promised.len()}],
+        })
+        .to_string();
+        let manifest_digest = sha(manifest.as_bytes());
+        let config_digest = sha(&config);
+        let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            let (manifest, manifest_digest, config, config_digest) = (
+                manifest.clone(),
+                manifest_digest.clone(),
+                config.clone(),
+                config_digest.clone(),
+            );
+            async move {
+                let path = uri.path();
+                if path == "/v2/" {
+                    return "{}".into_response();
+                }
+                if !path.starts_with("/v2/tampered/") {
+                    return ([(CONTENT_TYPE, "text/html")], "<html>welcome</html>").into_response();
+                }
+                if path.contains("/manifests/") {
+                    return (
+                        [
+                            (
+                                CONTENT_TYPE,
+                                "application/vnd.oci.image.manifest.v1+json".to_string(),
+                            ),
+                            (
+                                axum::http::HeaderName::from_static("docker-content-digest"),
+                                manifest_digest,
+                            ),
+                        ],
+                        manifest,
+                    )
+                        .into_response();
+                }
+                if path.ends_with(&config_digest) {
+                    return config.into_response();
+                }
+                // The layer: same length as promised, other bytes.
+                b"\0asm the other bytes!!!!".to_vec().into_response()
+            }
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the fake registry");
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("binding the fake registry");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let host = listener.local_addr().expect("address").to_string();
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            host,
+            runtime: Some(runtime),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_group_deploy_reaches_three_nodes_a_stopped_one_catches_up_and_a_rollback_reaches_all() {
+    let registry = Registry::start();
+    let nats = Broker::nats();
+    let work = tempfile::tempdir().expect("temp dir");
+    let hello = guest("hello");
+    let v1 = format!("oci://{}/edge/hello:v1", registry.host());
+    let v2 = format!("oci://{}/edge/hello:v2", registry.host());
+    push(&hello, &v1);
+    push(&variant_of(&hello, "v2", work.path()), &v2);
+    let mut nodes: Vec<FleetNode> = ["gw-1", "gw-2", "gw-3"]
+        .into_iter()
+        .map(|id| FleetNode::start(id, &nats.url()))
+        .collect();
+
+    let applied = apply(&nats.url(), &fleet_file(work.path(), "one", &v1, "1"));
+    assert!(applied.ok, "apply: {}", applied.stderr);
+    for node in &nodes {
+        until(&format!("{} serves v1", node.id), || async {
+            node.hello().await.as_deref() == Some("hello from edge 1: /hello\n")
+        })
+        .await;
+    }
+    until("three nodes report converged", || async {
+        let statuses = status_json(&nats.url());
+        statuses.as_array().is_some_and(|all| {
+            all.len() == 3 && all.iter().all(|s| s["apps"]["hello"]["state"] == "running")
+        })
+    })
+    .await;
+
+    // gw-3 is off while the group moves to v2; it catches up when it starts.
+    nodes[2].stop();
+    let applied = apply(&nats.url(), &fleet_file(work.path(), "two", &v2, "2"));
+    assert!(applied.ok, "apply: {}", applied.stderr);
+    for node in &nodes[..2] {
+        until(&format!("{} serves v2", node.id), || async {
+            node.hello().await.as_deref() == Some("hello from edge 2: /hello\n")
+        })
+        .await;
+    }
+    nodes[2].start_again();
+    until("gw-3 catches up after restart", || async {
+        nodes[2].hello().await.as_deref() == Some("hello from edge 2: /hello\n")
+    })
+    .await;
+
+    let rolled = edge(&[
+        "fleet",
+        "rollback",
+        "--group",
+        "shop",
+        "--nats",
+        &nats.url(),
+    ]);
+    assert!(rolled.ok, "rollback: {}", rolled.stderr);
+    for node in &nodes {
+        until(&format!("{} back on v1", node.id), || async {
+            node.hello().await.as_deref() == Some("hello from edge 1: /hello\n")
+        })
+        .await;
+    }
+    let table = edge(&["fleet", "status", "--nats", &nats.url()]);
+    assert!(table.ok, "{}", table.stderr);
+    for id in ["gw-1", "gw-2", "gw-3"] {
+        assert!(table.stdout.contains(id), "{}", table.stdout);
+    }
+}
+
+#[tokio::test]
+async fn a_node_cut_from_nats_keeps_serving_and_converges_and_failures_are_reported_not_hot_looped()
+{
+    let registry = Registry::start();
+    let mut nats = Broker::nats();
+    let work = tempfile::tempdir().expect("temp dir");
+    let hello = guest("hello");
+    let v1 = format!("oci://{}/edge/hello:v1", registry.host());
+    let v2 = format!("oci://{}/edge/hello:v2", registry.host());
+    push(&hello, &v1);
+    push(&variant_of(&hello, "v2", work.path()), &v2);
+    let node = FleetNode::start("gw-1", &nats.url());
+    assert!(apply(&nats.url(), &fleet_file(work.path(), "one", &v1, "1")).ok);
+    until("gw-1 serves v1", || async {
+        node.hello().await.as_deref() == Some("hello from edge 1: /hello\n")
+    })
+    .await;
+
+    // An unknown reference writes nothing: the node stays on v1.
+    let unknown = format!("oci://{}/edge/hello:nope", registry.host());
+    let refused = apply(&nats.url(), &fleet_file(work.path(), "bad", &unknown, "9"));
+    assert!(!refused.ok);
+    assert!(
+        refused.stderr.contains("does not exist") && refused.stderr.contains("nothing was applied"),
+        "{}",
+        refused.stderr
+    );
+
+    // NATS goes down: the node keeps serving, and an apply says it cannot reach NATS.
+    nats.stop();
+    let during = apply(&nats.url(), &fleet_file(work.path(), "two", &v2, "2"));
+    assert!(!during.ok);
+    assert!(
+        during.stderr.contains("cannot reach NATS")
+            && during.stderr.contains("nothing was changed"),
+        "{}",
+        during.stderr
+    );
+    for _ in 0..10 {
+        assert_eq!(
+            node.hello().await.as_deref(),
+            Some("hello from edge 1: /hello\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    nats.start_again();
+    assert!(apply(&nats.url(), &fleet_file(work.path(), "two", &v2, "2")).ok);
+    until("gw-1 converges to v2 after the outage", || async {
+        node.hello().await.as_deref() == Some("hello from edge 2: /hello\n")
+    })
+    .await;
+
+    // A desired app the node cannot run (a component with no HTTP handler) is reported as
+    // failed, retried with backoff, and the other app keeps running.
+    let not_http = format!("oci://{}/edge/counter:v1", registry.host());
+    push(&guest("sensor-alert"), &not_http);
+    let file = work.path().join("mixed.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[groups.shop.apps.hello]\nsource = \"{v2}\"\nroute = \"/hello\"\n\
+             env = {{ HELLO_VERSION = \"2\" }}\n\n[groups.shop.apps.alert]\nsource = \"{not_http}\"\n"
+        ),
+    )
+    .expect("writing the fleet file");
+    assert!(apply(&nats.url(), &file).ok);
+    until("the failure is reported", || async {
+        let statuses = status_json(&nats.url());
+        statuses[0]["apps"]["alert"]["state"] == "failed"
+            && statuses[0]["apps"]["hello"]["state"] == "running"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let statuses = status_json(&nats.url());
+    let alert = &statuses[0]["apps"]["alert"];
+    let attempts = alert["attempts"].as_u64().expect("attempts");
+    assert!(
+        (1..=4).contains(&attempts),
+        "retried with backoff, not in a loop: {attempts} attempts in ~5 s"
+    );
+    assert!(
+        alert["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{alert}"
+    );
+    assert_eq!(
+        node.hello().await.as_deref(),
+        Some("hello from edge 2: /hello\n")
+    );
+}
