@@ -53,7 +53,9 @@ urls=()
 for i in $(seq 1 "$nodes"); do
   dir=$work/node-$i
   mkdir -p "$dir"
-  printf '[fleet]\nurl = "%s"\nnode_id = "gw-%s"\ngroups = ["bench"]\nheartbeat_s = 5\nretry_s = 1\n' \
+  # No OpenVINO for the bench nodes: gateways without a model skip it, and N copies of the
+  # model would only measure this machine's memory.
+  printf '[fleet]\nurl = "%s"\nnode_id = "gw-%s"\ngroups = ["bench"]\nheartbeat_s = 5\nretry_s = 1\n[openvino]\nfolder = "no-openvino"\n' \
     "$nats" "$i" >"$dir.toml"
   EDGE_LOG=warn "$edge" serve --config "$dir.toml" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
     --data-dir "$dir" >"$dir.out" 2>"$dir.err" &

@@ -99,14 +99,19 @@ impl FleetNode {
     }
 }
 
-/// A desired-state file deploying `pinned` (tag or digest) as `hello` to group `shop`.
+/// A desired-state file deploying `source` (tag or digest) as `hello` to group `shop`.
 fn fleet_file(dir: &Path, name: &str, source: &str, version: &str) -> PathBuf {
+    fleet_file_with(dir, name, source, version, "")
+}
+
+/// [`fleet_file`] with more TOML after the hello entry.
+fn fleet_file_with(dir: &Path, name: &str, source: &str, version: &str, more: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(
         &path,
         format!(
             "[groups.shop.apps.hello]\nsource = \"{source}\"\nroute = \"/hello\"\n\
-             env = {{ HELLO_VERSION = \"{version}\" }}\n"
+             env = {{ HELLO_VERSION = \"{version}\" }}\n{more}"
         ),
     )
     .expect("writing the fleet file");
@@ -490,17 +495,15 @@ async fn a_node_cut_from_nats_keeps_serving_and_converges_and_failures_are_repor
 
     // A desired app the node cannot run (a component with no HTTP handler) is reported as
     // failed, retried with backoff, and the other app keeps running.
-    let not_http = format!("oci://{}/edge/counter:v1", registry.host());
+    let not_http = format!("oci://{}/edge/alert:v1", registry.host());
     push(&guest("sensor-alert"), &not_http);
-    let file = work.path().join("mixed.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[groups.shop.apps.hello]\nsource = \"{v2}\"\nroute = \"/hello\"\n\
-             env = {{ HELLO_VERSION = \"2\" }}\n\n[groups.shop.apps.alert]\nsource = \"{not_http}\"\n"
-        ),
-    )
-    .expect("writing the fleet file");
+    let file = fleet_file_with(
+        work.path(),
+        "mixed",
+        &v2,
+        "2",
+        &format!("[groups.shop.apps.alert]\nsource = \"{not_http}\"\n"),
+    );
     assert!(apply(&nats.url(), &file).ok);
     until("the failure is reported", || async {
         let statuses = status_json(&nats.url());

@@ -71,10 +71,16 @@ pub fn spawn(node: Arc<Node>) -> Option<tokio::task::JoinHandle<()>> {
 impl FleetAgent {
     async fn run(mut self) {
         tracing::info!(node = %self.node_id, groups = ?self.config.groups, "fleet agent started");
-        let mut wait = Duration::from_millis(500);
+        let first_wait = Duration::from_millis(500);
+        let mut wait = first_wait;
         loop {
+            let started = tokio::time::Instant::now();
             if let Err(err) = self.session().await {
                 tracing::warn!("fleet: {err:#}; keeping the current apps and trying again");
+            }
+            // A session that ran a while was healthy: start the backoff again.
+            if started.elapsed() > Duration::from_secs(60) {
+                wait = first_wait;
             }
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(10));
@@ -185,7 +191,7 @@ impl FleetAgent {
         }
     }
 
-    /// Takes one change from the watch.
+    /// Takes one change from the watch: older than what a re-read gave, it is skipped.
     fn absorb(&mut self, entry: &kv::Entry) {
         if self
             .revisions
@@ -194,6 +200,11 @@ impl FleetAgent {
         {
             return;
         }
+        self.take(entry);
+    }
+
+    /// Takes an entry as the key's current document.
+    fn take(&mut self, entry: &kv::Entry) {
         self.revisions.insert(entry.key.clone(), entry.revision);
         match entry.operation {
             kv::Operation::Put => match serde_json::from_slice::<Target>(&entry.value) {
@@ -215,9 +226,12 @@ impl FleetAgent {
     async fn refresh(&mut self, desired: &kv::Store) {
         for key in self.keys() {
             match desired.entry(key.clone()).await {
-                Ok(Some(entry)) => self.absorb(&entry),
+                // What a read returns is current, even at a lower revision (a bucket made
+                // again from nothing starts counting anew).
+                Ok(Some(entry)) => self.take(&entry),
                 Ok(None) => {
                     self.docs.remove(&key);
+                    self.revisions.remove(&key);
                 }
                 Err(err) => {
                     tracing::debug!("fleet: cannot read {key}: {err}");

@@ -133,3 +133,64 @@ pub fn group_key(group: &str) -> String {
 pub fn node_key(node: &str) -> String {
     format!("node.{node}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fleet_section_with_a_bad_url_or_name_is_refused_and_no_url_means_no_fleet() {
+        assert!(!FleetConfig::default().enabled());
+        assert_eq!(FleetConfig::default().check(), Ok(()));
+        let good = FleetConfig {
+            url: "nats://127.0.0.1:4222".into(),
+            node_id: "gw-1".into(),
+            groups: vec!["shop_floor".into()],
+            ..FleetConfig::default()
+        };
+        assert_eq!(good.check(), Ok(()));
+        assert_eq!(good.nats().client_id, "edge-fleet-gw-1");
+        for (bad, says) in [
+            (
+                FleetConfig {
+                    url: "http://x".into(),
+                    ..good.clone()
+                },
+                "nats://",
+            ),
+            (
+                FleetConfig {
+                    node_id: "gw.1".into(),
+                    ..good.clone()
+                },
+                "node_id",
+            ),
+            (
+                FleetConfig {
+                    groups: vec!["a b".into()],
+                    ..good.clone()
+                },
+                "groups",
+            ),
+        ] {
+            let err = bad.check().expect_err(says);
+            assert!(err.contains(says), "{err}");
+        }
+        assert_eq!(group_key("shop"), "group.shop");
+        assert_eq!(node_key("gw-1"), "node.gw-1");
+    }
+
+    #[test]
+    fn credentials_never_appear_in_debug_output() {
+        let config: FleetConfig = toml::from_str(
+            "url = \"nats://127.0.0.1:4222\"\nusername = \"gw\"\npassword = \"hunter2\"\n\
+             token = \"s3cret-token\"",
+        )
+        .expect("parses");
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("s3cret-token"),
+            "{debug}"
+        );
+    }
+}

@@ -112,3 +112,54 @@ pub fn render(statuses: &[NodeStatus], now: u64) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(states: &[AppState], heartbeat_at: u64) -> NodeStatus {
+        let apps = states
+            .iter()
+            .enumerate()
+            .map(|(i, state)| {
+                let app = AppStatus {
+                    source: format!("oci://127.0.0.1:5000/edge/app{i}@sha256:{}", "a".repeat(64)),
+                    component: format!("sha256:{}", "b".repeat(64)),
+                    state: *state,
+                    serving: None,
+                    error: (*state == AppState::Failed).then(|| "no HTTP handler".to_string()),
+                    attempts: u32::from(*state == AppState::Failed),
+                    retry_at: None,
+                };
+                (format!("app{i}"), app)
+            })
+            .collect();
+        NodeStatus {
+            node: "gw-1".into(),
+            groups: vec!["shop".into()],
+            version: "0.1.0".into(),
+            heartbeat_at,
+            heartbeat_s: 15,
+            desired_revisions: BTreeMap::new(),
+            apps,
+        }
+    }
+
+    #[test]
+    fn a_node_is_stale_after_three_missed_heartbeats_and_failed_apps_show_their_error() {
+        let running = report(&[AppState::Running], 1000);
+        assert!(running.converged());
+        assert!(!running.stale(1045));
+        assert!(running.stale(1046));
+        let table = render(&[running], 1010);
+        assert!(table.contains("converged"), "{table}");
+        assert!(table.contains("app0@bbbbbbbbbbbb"), "{table}");
+
+        let failed = report(&[AppState::Running, AppState::Failed], 1000);
+        assert!(!failed.converged());
+        let table = render(&[failed], 1001);
+        assert!(table.contains("failed"), "{table}");
+        assert!(table.contains("app1: no HTTP handler"), "{table}");
+        assert!(render(&[report(&[], 0)], 1000).contains("stale"));
+    }
+}

@@ -106,3 +106,22 @@ impl OciError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_passwords_never_appear_in_debug_output() {
+        let config: RegistryConfig = toml::from_str(
+            "[[credentials]]\nregistry = \"registry.lan:5000\"\nusername = \"gw\"\n\
+             password = \"hunter2\"",
+        )
+        .expect("parses");
+        let debug = format!("{config:?}");
+        assert!(
+            debug.contains("registry.lan:5000") && !debug.contains("hunter2"),
+            "{debug}"
+        );
+    }
+}
