@@ -60,5 +60,5 @@ deployed=$(date +%s.%N)
 answer=$(curl -fsS "$data/hello")
 [[ $answer == "hello from edge 1: /hello" ]] ||
   { cat "$log"; echo "cross-aarch64: unexpected answer: $answer" >&2; exit 1; }
-printf 'cross-aarch64: ok: an aarch64 edge under qemu-user deployed hello in %.1f s and answered '%s'\n' \
+printf 'cross-aarch64: ok: an aarch64 edge under qemu-user deployed hello in %.1f s and answered "%s"\n' \
   "$(echo "$deployed - $started" | bc)" "$answer"

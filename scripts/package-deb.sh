@@ -37,6 +37,7 @@ fi
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' host/Cargo.toml | head -1)
 stage=$(mktemp -d)
+chmod 0755 "$stage" # the package's ./ : dpkg must never see a 0700 root
 trap 'rm -rf "$stage"' EXIT
 install -D -m 0755 "$binary" "$stage/usr/bin/edge"
 # Without the line tables the release profile keeps: a quarter of the size on the gateway.
@@ -44,7 +45,7 @@ case $arch in
   amd64) strip "$stage/usr/bin/edge" ;;
   arm64) aarch64-linux-gnu-strip "$stage/usr/bin/edge" ;;
 esac
-install -D -m 0644 packaging/systemd/edge.service "$stage/lib/systemd/system/edge.service"
+install -D -m 0644 packaging/systemd/edge.service "$stage/usr/lib/systemd/system/edge.service"
 # The packaged config is the documented default with the state folder systemd provides.
 install -d "$stage/etc/edge"
 sed 's|^data_dir = ".edge-data"|data_dir = "/var/lib/edge"|' edge-config/node.toml \
