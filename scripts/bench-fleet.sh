@@ -76,21 +76,33 @@ apply_version() {
     "$source" "$version" >"$work/fleet.toml"
   "$edge" fleet apply "$work/fleet.toml" --nats "$nats" >/dev/null
 }
+# Waits until every node answers version $1; sets first (seconds from $2 to the first node
+# serving it) and took (to the last).
 wait_all() {
-  local version=$1 deadline=$(( $(date +%s) + 300 ))
-  for url in "${urls[@]}"; do
-    until [[ $(curl -s "$url/hello") == "hello from edge $version: /hello" ]]; do
-      (( $(date +%s) < deadline )) || { echo "bench-fleet: $url never served $version" >&2; exit 1; }
-      sleep 0.02
+  local version=$1 t0=$2 deadline=$(( $(date +%s) + 600 )) url
+  local pending=("${urls[@]}") left
+  first=""
+  while ((${#pending[@]} > 0)); do
+    left=()
+    for url in "${pending[@]}"; do
+      if [[ $(curl -s "$url/hello") == "hello from edge $version: /hello" ]]; then
+        [[ -n $first ]] || first=$(echo "$(now) - $t0" | bc)
+      else
+        left+=("$url")
+      fi
     done
+    pending=("${left[@]}")
+    (( $(date +%s) < deadline )) || { echo "bench-fleet: ${#pending[@]} nodes never served $version" >&2; exit 1; }
+    ((${#pending[@]} == 0)) || sleep 0.02
   done
+  took=$(echo "$(now) - $t0" | bc)
 }
 
 # Reference: one node, the admin API, the same kind of change (a new digest, pulled by tag).
 "$edge" push "$(variant ref)" "$repo:ref" >/dev/null
 start_node "$work/reference"
 t0=$(now)
-"$edge" deploy hello "$repo:ref" --node "$admin" --data-dir "$work/reference" --env HELLO_VERSION=ref >/dev/null
+"$edge" deploy hello "$repo:ref" --node "$admin" --data-dir "$work/reference" --env HELLO_VERSION=ref >/dev/null 2>&1
 until [[ $(curl -s "$data/hello") == "hello from edge ref: /hello" ]]; do sleep 0.02; done
 reference=$(echo "$(now) - $t0" | bc)
 stop_node
@@ -102,8 +114,16 @@ for round in $(seq 1 "$rounds"); do
   t0=$(now)
   apply_version "$round" "$repo:r$round"
   applied=$(now)
-  wait_all "$round"
-  took=$(echo "$(now) - $t0" | bc)
-  printf 'round %s: apply %.2f s, all %s nodes serving %.2f s after apply started (%.1fx the 1-node admin deploy)\n' \
-    "$round" "$(echo "$applied - $t0" | bc)" "$nodes" "$took" "$(echo "$took / $reference" | bc -l)"
+  wait_all "$round" "$t0"
+  printf 'round %s (new digest: pull + compile on every node): apply %.2f s, first node serving %.2f s, all %s nodes %.2f s after apply started (%.1fx the 1-node admin deploy)\n' \
+    "$round" "$(echo "$applied - $t0" | bc)" "$first" "$nodes" "$took" "$(echo "$took / $reference" | bc -l)"
 done
+# A rollback to the previous state: every node has the component and its compiled artifact,
+# so this is the fan-out and the swap alone.
+if ((rounds >= 2)); then
+  t0=$(now)
+  "$edge" fleet rollback --group bench --nats "$nats" >/dev/null
+  wait_all "$((rounds - 1))" "$t0"
+  printf 'rollback (cached, nothing compiled): first node serving %.2f s, all %s nodes %.2f s after it started (%.1fx the 1-node admin deploy)\n' \
+    "$first" "$nodes" "$took" "$(echo "$took / $reference" | bc -l)"
+fi
