@@ -159,7 +159,7 @@ pub async fn push(args: PushArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read component file {}", args.file.display()))?;
     let size = wasm.len();
     let registries = args.registry.registries(&[reference.registry()]);
-    let pinned = registries.push(&reference, wasm, None).await?;
+    let pinned = registries.push(&reference, wasm).await?;
     println!("pushed {} ({size} bytes)", reference);
     println!("{pinned}");
     Ok(())

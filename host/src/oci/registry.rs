@@ -214,19 +214,11 @@ impl Registries {
 
     /// Publishes `wasm` (a component) under `reference`; returns the reference pinned to the
     /// pushed manifest's digest.
-    pub async fn push(
-        &self,
-        reference: &OciRef,
-        wasm: Vec<u8>,
-        auth: Option<(String, String)>,
-    ) -> anyhow::Result<OciRef> {
+    pub async fn push(&self, reference: &OciRef, wasm: Vec<u8>) -> anyhow::Result<OciRef> {
         let (config, layer) = WasmConfig::from_raw_component(wasm, None).map_err(|err| {
             anyhow::anyhow!("the file is not a wasm component, so it cannot be pushed: {err:#}")
         })?;
-        let auth = auth.map_or_else(
-            || self.auth(reference.registry()),
-            |(user, password)| RegistryAuth::Basic(user, password),
-        );
+        let auth = self.auth(reference.registry());
         let client = self.client(reference.registry());
         client
             .push(reference.as_client_ref(), &auth, layer, config, None)
