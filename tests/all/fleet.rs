@@ -34,6 +34,16 @@ fn push(wasm: &Path, reference: &str) -> String {
     pinned.to_string()
 }
 
+/// Pushes hello as `edge/hello:v1` and a variant (another digest) as `:v2`; returns both tags.
+fn push_two_versions(registry: &Registry, dir: &Path) -> (String, String) {
+    let hello = guest("hello");
+    let v1 = format!("oci://{}/edge/hello:v1", registry.host());
+    let v2 = format!("oci://{}/edge/hello:v2", registry.host());
+    push(&hello, &v1);
+    push(&variant_of(&hello, "v2", dir), &v2);
+    (v1, v2)
+}
+
 /// Waits (async) until `check` holds, up to [`PATIENCE`].
 async fn until<F, Fut>(what: &str, mut check: F)
 where
@@ -377,11 +387,7 @@ async fn a_group_deploy_reaches_three_nodes_a_stopped_one_catches_up_and_a_rollb
     let registry = Registry::start();
     let nats = Broker::nats();
     let work = tempfile::tempdir().expect("temp dir");
-    let hello = guest("hello");
-    let v1 = format!("oci://{}/edge/hello:v1", registry.host());
-    let v2 = format!("oci://{}/edge/hello:v2", registry.host());
-    push(&hello, &v1);
-    push(&variant_of(&hello, "v2", work.path()), &v2);
+    let (v1, v2) = push_two_versions(&registry, work.path());
     let mut nodes: Vec<FleetNode> = ["gw-1", "gw-2", "gw-3"]
         .into_iter()
         .map(|id| FleetNode::start(id, &nats.url()))
@@ -447,11 +453,7 @@ async fn a_node_cut_from_nats_keeps_serving_and_converges_and_failures_are_repor
     let registry = Registry::start();
     let mut nats = Broker::nats();
     let work = tempfile::tempdir().expect("temp dir");
-    let hello = guest("hello");
-    let v1 = format!("oci://{}/edge/hello:v1", registry.host());
-    let v2 = format!("oci://{}/edge/hello:v2", registry.host());
-    push(&hello, &v1);
-    push(&variant_of(&hello, "v2", work.path()), &v2);
+    let (v1, v2) = push_two_versions(&registry, work.path());
     let node = FleetNode::start("gw-1", &nats.url());
     assert!(apply(&nats.url(), &fleet_file(work.path(), "one", &v1, "1")).ok);
     until("gw-1 serves v1", || async {
