@@ -4,7 +4,9 @@
 #      component, deployed twice, one with --no-snapshot), after a node restart;
 #   2. node restart with 20 deployed apps (20 distinct components): time from process start
 #      to the first 200 answer from each app;
-#   3. guests/hello throughput and p99 against `wasmtime serve` (scripts/bench-hello.sh).
+#   3. idle memory: the node's resident set after a restart with those 20 apps, without a
+#      model and with the default model, and where the resident memory is;
+#   4. guests/hello throughput and p99 against `wasmtime serve` (scripts/bench-hello.sh).
 #
 #   scripts/bench-cold-start.sh [STEADY_REQUESTS=50]
 set -euo pipefail
@@ -59,5 +61,34 @@ for run in 1 2 3; do
 done
 
 echo
-echo "== 3. hello: edge vs wasmtime serve =="
+echo "== 3. idle memory after a restart with the 20 apps =="
+printf '[models]\n' >"$work/no-model.toml"
+for setting in "no model" "default model"; do
+  args=()
+  [[ $setting == "no model" ]] && args=(--config "$work/no-model.toml")
+  start_node "$work/twenty" "${args[@]}"
+  for route in "${routes[@]}"; do
+    for _ in $(seq 1 200); do
+      [[ $(curl -s -o /dev/null -w '%{http_code}' "$data$route" || true) == 200 ]] && break
+      sleep 0.05
+    done
+  done
+  # /healthz answers 200 once every configured model is compiled.
+  for _ in $(seq 1 600); do
+    [[ $(curl -s -o /dev/null -w '%{http_code}' "$admin/healthz" || true) == 200 ]] && break
+    sleep 0.1
+  done
+  sleep 2
+  awk -v what="$setting" '/^VmRSS/ {r=$2} /^RssAnon/ {a=$2} /^RssFile/ {f=$2}
+    END { printf "%s: %.1f MiB resident (%.1f anonymous, %.1f file-backed)\n", what, r/1024, a/1024, f/1024 }' \
+    "/proc/$node_pid/status"
+  awk '/^[0-9a-f]+-[0-9a-f]+ / { name = ($6 == "" ? "[anonymous]" : $6); sub(/.*\//, "", name) }
+    /^Rss:/ { rss[name] += $2 }
+    END { for (n in rss) if (rss[n] >= 1024) printf "    %6.1f MiB  %s\n", rss[n]/1024, n }' \
+    "/proc/$node_pid/smaps" | sort -rn | head -8
+  stop_node
+done
+
+echo
+echo "== 4. hello: edge vs wasmtime serve =="
 scripts/bench-hello.sh 6 16 3 | tail -5

@@ -31,6 +31,9 @@ if ! command -v wrk >/dev/null; then
   fi
 fi
 scripts/setup.sh >/dev/null
+# Error values capture a backtrace per error when RUST_BACKTRACE is set; the node turns that
+# off for itself (RUST_LIB_BACKTRACE=0), so give the reference the same footing.
+export RUST_LIB_BACKTRACE=0
 
 hello=guests/target/wasm32-wasip2/release/hello.wasm
 work=$(mktemp -d)

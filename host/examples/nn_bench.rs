@@ -17,12 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openvino::{
-    Core, DeviceType, ElementType, InferRequest, PropertyKey, RwPropertyKey, Shape, Tensor,
-};
+use openvino::{Core, DeviceType, InferRequest, PropertyKey, RwPropertyKey};
 
 const INPUT: &str = "input";
-const DIMENSIONS: [i64; 4] = [1, 3, 224, 224];
 
 const ROUNDS: u32 = 3;
 const WARM_UP: Duration = Duration::from_millis(500);
@@ -271,8 +268,8 @@ impl Native {
         })
     }
 
-    /// One inference as the node runs one for a guest: copy the tensor in, infer, copy the
-    /// logits out, with an inference request from a pool.
+    /// One inference as the node runs one for a guest: copy the tensor into the request's input
+    /// buffer, infer, copy the logits out, with an inference request from a pool.
     fn infer_once(&self, tensor: &[u8]) -> Result<Vec<u8>, String> {
         let pooled = self.idle.lock().map_err(|_| "poisoned")?.pop();
         let mut request = match pooled {
@@ -284,8 +281,8 @@ impl Native {
                 .create_infer_request()
                 .map_err(|e| e.to_string())?,
         };
-        let shape = Shape::new(&DIMENSIONS).map_err(|e| e.to_string())?;
-        let mut input = Tensor::new(ElementType::F32, &shape).map_err(|e| e.to_string())?;
+        // Straight into the request's own input buffer, as the node does.
+        let mut input = request.get_tensor(INPUT).map_err(|e| e.to_string())?;
         let data = input.get_raw_data_mut().map_err(|e| e.to_string())?;
         if data.len() != tensor.len() {
             return Err(format!(
@@ -295,9 +292,6 @@ impl Native {
             ));
         }
         data.copy_from_slice(tensor);
-        request
-            .set_tensor(INPUT, &input)
-            .map_err(|e| e.to_string())?;
         request.infer().map_err(|e| e.to_string())?;
         let logits = request
             .get_output_tensor_by_index(0)

@@ -445,12 +445,31 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
 
 /// Entry point of the binary: parses arguments, runs, prints one error line on failure.
 pub fn main() -> ExitCode {
+    quiet_error_backtraces();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Error values (anyhow's and wasmtime's) capture a stack backtrace whenever RUST_BACKTRACE is
+/// set, unless RUST_LIB_BACKTRACE says otherwise; routine errors inside a request (a guest's
+/// stream closing) would then each pay for an unwind, several % of a small request's CPU.
+/// Panics keep their backtraces under RUST_BACKTRACE; error backtraces need
+/// RUST_LIB_BACKTRACE=1.
+fn quiet_error_backtraces() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: called first in `main`, before any other thread exists.
+        #[expect(
+            unsafe_code,
+            reason = "setting an environment variable before threads start"
+        )]
+        unsafe {
+            std::env::set_var("RUST_LIB_BACKTRACE", "0");
         }
     }
 }

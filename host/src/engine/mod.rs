@@ -126,7 +126,13 @@ fn pooling_config(pool: &PoolConfig, limits: &LimitsConfig) -> PoolingAllocation
         .max_memory_size(limits.largest_memory_bytes())
         .max_unused_warm_slots(pool.max_unused_warm_slots)
         .linear_memory_keep_resident(pool.keep_resident_kib as usize * 1024)
-        .table_keep_resident(pool.keep_resident_kib as usize * 1024);
+        .table_keep_resident(pool.keep_resident_kib as usize * 1024)
+        // Where the kernel has PAGEMAP_SCAN (Linux 6.7+), an ending instance's memory is
+        // reset by finding the pages it dirtied anywhere in the memory and restoring those
+        // (up to keep_resident) with memset, instead of an madvise of everything past the
+        // first keep_resident bytes: no TLB shootdown and no copy-on-write fault on the next
+        // request. Older kernels keep the plain keep-resident behaviour.
+        .pagemap_scan(wasmtime::Enabled::Auto);
     config
 }
 

@@ -113,8 +113,8 @@ impl CompiledGraph {
         }
     }
 
-    /// Checks a guest tensor against the input it names and converts it for OpenVINO.
-    fn input_tensor(&self, input: &NamedTensor) -> Result<OvTensor, BackendError> {
+    /// Checks a guest tensor against the input it names: type, dimensions and byte size.
+    fn check_input(&self, input: &NamedTensor) -> Result<(), BackendError> {
         let port = self
             .inputs
             .iter()
@@ -153,14 +153,32 @@ impl CompiledGraph {
                 tensor.data.len()
             )));
         }
-        let dims: Vec<i64> = port.dimensions.iter().map(|&d| i64::from(d)).collect();
+        Ok(())
+    }
+
+    /// Puts a checked guest tensor into `request`'s input of its name: copied straight into
+    /// the buffer the request already owns (no tensor allocated and zeroed per inference);
+    /// a new tensor only when that buffer has another size (a dynamic input).
+    fn set_input(
+        &self,
+        request: &mut InferRequest,
+        input: &NamedTensor,
+    ) -> Result<(), BackendError> {
+        let mut own = request.get_tensor(&input.name).map_err(ov)?;
+        let buffer = own.get_raw_data_mut().map_err(ov)?;
+        if buffer.len() == input.tensor.data.len() {
+            buffer.copy_from_slice(&input.tensor.data);
+            return Ok(());
+        }
+        let tensor = &input.tensor;
+        let dims: Vec<i64> = tensor.dimensions.iter().map(|&d| i64::from(d)).collect();
         let shape = Shape::new(&dims).map_err(ov)?;
-        let mut ov_tensor = OvTensor::new(ty, &shape).map_err(ov)?;
-        ov_tensor
+        let mut fresh = OvTensor::new(element_type(tensor.ty), &shape).map_err(ov)?;
+        fresh
             .get_raw_data_mut()
             .map_err(ov)?
             .copy_from_slice(&tensor.data);
-        Ok(ov_tensor)
+        request.set_tensor(&input.name, &fresh).map_err(ov)
     }
 
     /// The inputs as `"name" Type [dims]`, for messages.
@@ -216,16 +234,15 @@ impl Execution {
                 inputs.len()
             )));
         }
-        let tensors = inputs
-            .iter()
-            .map(|input| Ok((input.name.as_str(), graph.input_tensor(input)?)))
-            .collect::<Result<Vec<_>, BackendError>>()?;
+        for input in &inputs {
+            graph.check_input(input)?;
+        }
         // Pooled requests are shared by every app granted the model: each input must be set
         // by this call, so no tensor of an earlier request (maybe another app's) is reused.
         if let Some(port) = graph
             .inputs
             .iter()
-            .find(|port| !tensors.iter().any(|(name, _)| *name == port.name))
+            .find(|port| !inputs.iter().any(|input| input.name == port.name))
         {
             return Err(invalid_input(format!(
                 "compute of model {} is missing input {:?}; its inputs: {}",
@@ -234,8 +251,8 @@ impl Execution {
                 graph.describe_inputs()
             )));
         }
-        for (name, tensor) in &tensors {
-            request.set_tensor(name, tensor).map_err(ov)?;
+        for input in &inputs {
+            graph.set_input(request, input)?;
         }
         let started = Instant::now();
         request.infer().map_err(ov)?;
