@@ -49,6 +49,9 @@ pub struct AppView {
     /// `0.2` or `0.3`: the WASI version of its HTTP handler, when it has one.
     #[serde(default)]
     pub wasi_http: Option<String>,
+    /// `optimized`, or `baseline` while the optimizing compile of a big component runs.
+    #[serde(default)]
+    pub tier: Option<String>,
     /// `oci://…@sha256:…` when the component was pulled from a registry.
     #[serde(default)]
     pub source: Option<String>,

@@ -23,6 +23,8 @@ pub struct LoadedApp {
     pub name: String,
     pub version: VersionRecord,
     pub pre: InstancePre<HostState>,
+    /// Whose code it runs: the baseline compiler's until the optimized code replaces it.
+    pub tier: crate::engine::compile::Tier,
     /// Where its `wasi:http/incoming-handler` is, when it exports one (HTTP-triggered).
     pub http: Option<ProxyIndices>,
     /// Where its `wasi:messaging/incoming-handler` is, when it exports one.
@@ -63,7 +65,6 @@ impl LoadedApp {
     /// memory count as the app's usage (not for the node's own deploy-time check).
     pub fn new_store(
         &self,
-        engine: &wasmtime::Engine,
         kv: &Arc<crate::capabilities::kv::KvBackend>,
         deadline: std::time::Instant,
         request_id: Arc<str>,
@@ -88,7 +89,8 @@ impl LoadedApp {
             usage: self.usage.clone().filter(|_| metered),
             trigger,
         };
-        HostState::new_store(engine, settings)
+        // The engine its code was compiled by (the node's, or the baseline tier's).
+        HostState::new_store(self.pre.component().engine(), settings)
     }
 
     /// Whether it answers HTTP requests.

@@ -216,6 +216,13 @@ pub struct LimitsConfig {
     /// Threads compiling a deployed component; 0: half the cores (at least one), leaving the
     /// rest to the data plane.
     pub compile_threads: usize,
+    /// Serve big components first from the baseline compiler (Winch: a few times faster to
+    /// compile, slower code) while the optimizing compile runs in the background; its code
+    /// replaces the baseline's without dropping a request.
+    pub baseline_tier: bool,
+    /// Components from this size (KiB) take the baseline tier; smaller ones compile with the
+    /// optimizing compiler at once (they take well under a second).
+    pub baseline_tier_min_kib: u64,
 }
 
 impl Default for LimitsConfig {
@@ -236,6 +243,8 @@ impl Default for LimitsConfig {
             max_app_kv_buckets: 4096,
             node_memory_mib: 0,
             compile_threads: 0,
+            baseline_tier: true,
+            baseline_tier_min_kib: 1024,
         }
     }
 }

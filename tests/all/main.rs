@@ -21,3 +21,4 @@ mod platform;
 mod restart;
 mod robustness;
 mod snapshot;
+mod tiers;

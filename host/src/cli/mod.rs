@@ -863,7 +863,13 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         ),
         None => String::new(),
     };
-    let compiled = if reply.compile_ms > 0.0 {
+    let compiled = if reply.app.tier.as_deref() == Some("baseline") {
+        format!(
+            "compiled in {:.0} ms by the baseline compiler; optimized code follows in the \
+             background",
+            reply.compile_ms
+        )
+    } else if reply.compile_ms > 0.0 {
         format!("compiled in {:.0} ms", reply.compile_ms)
     } else {
         "already compiled".to_string()

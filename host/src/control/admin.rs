@@ -410,6 +410,7 @@ impl From<&AppRecord> for AppView {
             limits: None,
             reuse: *reuse,
             wasi_http: None,
+            tier: None,
             source: source.as_ref().map(|s| s.reference.clone()),
             fleet: source.as_ref().is_some_and(|s| s.fleet_spec.is_some()),
         }
@@ -419,14 +420,14 @@ impl From<&AppRecord> for AppView {
 /// An app as listed, with the limits it runs under (the node's defaults where it set none).
 fn app_view(state: &AdminState, record: &AppRecord) -> AppView {
     let mut view = AppView::from(record);
-    view.wasi_http = state
-        .node
-        .routes
-        .current()
+    let routes = state.node.routes.current();
+    let serving = routes
         .get(&record.name)
-        .filter(|app| app.version == record.current)
+        .filter(|app| app.version == record.current);
+    view.wasi_http = serving
         .and_then(|app| app.wasi_http_version())
         .map(str::to_string);
+    view.tier = serving.map(|app| app.tier.as_str().to_string());
     let asked = &record.current.limits;
     if let Ok(limits) = state.node.config.limits.resolve(asked) {
         let mut overridden = Vec::new();
@@ -523,9 +524,12 @@ async fn deploy_app(
         outcome
     })
     .await??;
+    let mut app = app_view(&state, &outcome.record);
+    // What served first, even if the optimized code has replaced it since.
+    app.tier = Some(outcome.tier.as_str().to_string());
     let reply = DeployReply {
         url: format!("{}{}", state.data_plane_url, outcome.record.current.route),
-        app: app_view(&state, &outcome.record),
+        app,
         compile_ms: outcome.compile_time.as_secs_f64() * 1e3,
         warnings: outcome.warnings,
     };

@@ -30,7 +30,7 @@ use crate::control::repository::{
 };
 use crate::control::validate;
 use crate::disk::DiskGuard;
-use crate::engine::compile::CompileCache;
+use crate::engine::compile::{CompileCache, Tier};
 use crate::engine::{NodeEngine, snapshot};
 use crate::error::DeployError;
 use crate::group_commit::GroupCommit;
@@ -105,6 +105,8 @@ pub struct DeployOutcome {
     pub compile_time: Duration,
     /// What the deployer should know although the deploy succeeded (a broker unreachable).
     pub warnings: Vec<String>,
+    /// Whose code served first (baseline: optimized code follows in the background).
+    pub tier: Tier,
 }
 
 /// Bounds the threads compiling components (wasmtime compiles functions in parallel on
@@ -162,6 +164,8 @@ pub struct Node {
     restored: AtomicBool,
     /// Serialises changes (deploy, remove, rollback); requests never take it.
     changes: Mutex<()>,
+    /// Digests whose optimized code is being compiled in the background.
+    optimizing: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Node {
@@ -200,6 +204,10 @@ impl Node {
             nn_metrics,
         );
         let registries = Registries::open(config.registry.clone(), &config.server.data_dir)?;
+        let baseline_from = config
+            .limits
+            .baseline_tier
+            .then_some(config.limits.baseline_tier_min_kib.saturating_mul(1024));
         let node = Arc::new(Self {
             registries,
             kv,
@@ -212,12 +220,13 @@ impl Node {
             failed: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             restored: AtomicBool::new(false),
             config,
-            compiler: CompileCache::new(engine.clone(), repo.clone()),
+            compiler: CompileCache::new(engine.clone(), repo.clone(), baseline_from),
             engine,
             repo,
             routes: LiveRoutes::default(),
             metrics,
             changes: Mutex::new(()),
+            optimizing: std::sync::Mutex::default(),
         });
         if let Err(err) = node.restore_apps() {
             // The caller will exit: not while OpenVINO is compiling on the loader thread.
@@ -403,7 +412,7 @@ impl Node {
         component: &Component,
         concurrency: Option<Arc<Semaphore>>,
     ) -> Result<LoadedApp, DeployError> {
-        let engine = &self.engine.engine;
+        let engine = component.engine();
         let limits = self
             .config
             .limits
@@ -477,6 +486,7 @@ impl Node {
             messaging,
             subscriptions: topics.subscribe,
             version,
+            tier: self.compiler.tier_of(component),
             pre,
             http,
             message_handler,
@@ -606,8 +616,12 @@ impl Node {
         };
         self.repo.put_app(&record)?;
         let warnings = self.broker_warnings(&loaded);
+        let tier = loaded.tier;
         let table = self.routes.current().with(Arc::new(loaded));
         self.routes.replace(table);
+        if tier == Tier::Baseline {
+            self.optimize_in_background(name, record.current.served_digest());
+        }
         self.set_failed(name, None);
         tracing::info!(
             app = name,
@@ -620,7 +634,79 @@ impl Node {
             record,
             compile_time,
             warnings,
+            tier,
         })
+    }
+
+    /// Compiles the optimized code of the app `name` (now serving baseline code of `digest`)
+    /// on a blocking thread, then swaps it in: the same version loaded from the new artifact
+    /// replaces the baseline one in the routing table, so requests in flight finish on the
+    /// baseline code and new ones get the optimized. Nothing is swapped if the app changed
+    /// meanwhile; a redeploy of the same bytes while this runs shares it.
+    fn optimize_in_background(self: &Arc<Self>, name: &str, digest: &str) {
+        {
+            let mut optimizing = self.optimizing.lock().unwrap_or_else(|e| e.into_inner());
+            if !optimizing.insert(digest.to_string()) {
+                return;
+            }
+        }
+        let node = self.clone();
+        let name = name.to_string();
+        let digest = digest.to_string();
+        tokio::spawn(async move {
+            let compiling = node.clone();
+            let of = digest.clone();
+            let compiled = tokio::task::spawn_blocking(move || {
+                let wasm = compiling.repo.read_component(&of)?;
+                compiling.compiler.optimize(&of, &wasm)
+            })
+            .await;
+            node.optimizing
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&digest);
+            let compile_time = match compiled {
+                Ok(Ok(time)) => time,
+                Ok(Err(err)) => {
+                    tracing::warn!(app = %name, "optimized compile failed; the app keeps serving baseline code: {err}");
+                    return;
+                }
+                Err(join) => {
+                    tracing::warn!(app = %name, "optimized compile task failed: {join}");
+                    return;
+                }
+            };
+            let _change = node.changes.lock().await;
+            let Some(current) = node.routes.current().get(&name).cloned() else {
+                return;
+            };
+            if current.tier != Tier::Baseline || current.version.served_digest() != digest {
+                return;
+            }
+            let loading = node.clone();
+            let version = current.version.clone();
+            let concurrency = Some(current.concurrency.clone());
+            let app = name.clone();
+            let loaded = tokio::task::spawn_blocking(move || {
+                loading.load_version(&app, &version, concurrency)
+            })
+            .await;
+            match loaded {
+                Ok(Ok(optimized)) => {
+                    let table = node.routes.current().with(Arc::new(optimized));
+                    node.routes.replace(table);
+                    tracing::info!(
+                        app = %name,
+                        compile_ms = compile_time.as_secs_f64() * 1e3,
+                        "optimized code now serves (was baseline)"
+                    );
+                }
+                Ok(Err(err)) => {
+                    tracing::warn!(app = %name, "the app keeps serving baseline code: {err}");
+                }
+                Err(join) => tracing::warn!(app = %name, "loading optimized code failed: {join}"),
+            }
+        });
     }
 
     /// Brokers this version uses that are unreachable now: the deploy stands (subscriptions
@@ -679,7 +765,8 @@ impl Node {
         concurrency: Option<Arc<Semaphore>>,
     ) -> Result<(LoadedApp, Duration), DeployError> {
         let served = snapshot_wasm.as_deref().unwrap_or(&wasm);
-        let (component, compile_time) = self.compiler.component(version.served_digest(), served)?;
+        let (component, compile_time, _tier) =
+            self.compiler.component(version.served_digest(), served)?;
         let prepared = self.prepare(name, version.clone(), &component, concurrency);
         if prepared.is_err() {
             // Nothing refers to this artifact; drop it (best effort) so junk does not pile up.
@@ -707,14 +794,7 @@ impl Node {
     /// Called on a blocking thread of the runtime.
     fn try_instantiate(&self, app: &LoadedApp) -> Result<(), DeployError> {
         let deadline = Instant::now() + app.limits.timeout;
-        let mut store = app.new_store(
-            &self.engine.engine,
-            &self.kv,
-            deadline,
-            Arc::from("deploy-check"),
-            None,
-            false,
-        );
+        let mut store = app.new_store(&self.kv, deadline, Arc::from("deploy-check"), None, false);
         let runtime = tokio::runtime::Handle::current();
         runtime
             .block_on(app.pre.instantiate_async(&mut store))

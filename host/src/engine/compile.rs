@@ -1,7 +1,8 @@
 //! The compile cache: components compiled ahead of time to artifacts on disk, mapped on every
 //! later load, recompiled from the stored original when an artifact is missing or was made by
 //! an incompatible engine, and pre-instantiated against the node's linker so a request only
-//! creates a store.
+//! creates a store. Big components first get the baseline tier's code ([`Tier::Baseline`],
+//! never stored) while the node compiles the optimized artifact in the background.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,40 +15,113 @@ use crate::control::validate;
 use crate::error::DeployError;
 use crate::host_state::HostState;
 
+/// Which compiler's code an app version runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// Winch's, while the optimized artifact is compiled in the background.
+    Baseline,
+    /// Cranelift's, from the stored artifact.
+    Optimized,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Baseline => "baseline",
+            Tier::Optimized => "optimized",
+        }
+    }
+}
+
 pub struct CompileCache {
     engine: NodeEngine,
     repo: Arc<Repository>,
+    /// Components from this many bytes take the baseline tier first (`None`: never).
+    baseline_from: Option<u64>,
+    /// Threads for baseline compiles: every core, for the second or two that ends with the
+    /// app serving (optimizing compiles stay on the node's bounded compile threads).
+    baseline_threads: Option<rayon::ThreadPool>,
 }
 
 impl CompileCache {
-    pub fn new(engine: NodeEngine, repo: Arc<Repository>) -> Self {
-        Self { engine, repo }
+    pub fn new(engine: NodeEngine, repo: Arc<Repository>, baseline_from: Option<u64>) -> Self {
+        let baseline_threads = baseline_from.and(engine.baseline.as_ref()).and_then(|_| {
+            rayon::ThreadPoolBuilder::new()
+                .thread_name(|i| format!("edge-baseline-{i}"))
+                .build()
+                .inspect_err(|err| tracing::warn!("baseline compile threads: {err}"))
+                .ok()
+        });
+        Self {
+            engine,
+            repo,
+            baseline_from,
+            baseline_threads,
+        }
     }
 
-    /// The component for `wasm` (whose digest is `digest`): from its artifact when one was
-    /// compiled before, else compiled now (the returned duration) and stored.
+    /// The component for `wasm` (whose digest is `digest`): from its optimized artifact when
+    /// one was compiled before; else, for a big component, compiled now by the baseline tier
+    /// (the caller then runs [`Self::optimize`] in the background); else compiled now and
+    /// stored. The duration is the compile's.
     pub fn component(
         &self,
         digest: &str,
         wasm: &[u8],
-    ) -> Result<(Component, Duration), DeployError> {
+    ) -> Result<(Component, Duration, Tier), DeployError> {
         let tag = self.engine.compatibility_tag();
         let artifact = self.repo.artifact_path(digest, &tag);
         if artifact.exists() {
             match self.engine.load_artifact(&artifact) {
-                Ok(component) => return Ok((component, Duration::ZERO)),
+                Ok(component) => return Ok((component, Duration::ZERO, Tier::Optimized)),
                 Err(err) => tracing::warn!("replacing an unusable artifact: {err:#}"),
             }
         }
+        let baseline = self.engine.baseline.as_ref().filter(|_| {
+            self.baseline_from
+                .is_some_and(|from| wasm.len() as u64 >= from)
+        });
+        if let Some(baseline) = baseline {
+            let started = Instant::now();
+            let compile = || Component::new(&baseline.engine, wasm);
+            let compiled = match &self.baseline_threads {
+                Some(threads) => threads.install(compile),
+                None => compile(),
+            };
+            match compiled {
+                Ok(component) => return Ok((component, started.elapsed(), Tier::Baseline)),
+                // The optimizing compiler says what is wrong, if anything is.
+                Err(err) => tracing::info!("the baseline compiler declined ({err:#})"),
+            }
+        }
+        let compile_time = self.optimize(digest, wasm)?;
+        let path = self.repo.artifact_path(digest, &tag);
+        Ok((
+            self.engine.load_artifact(&path)?,
+            compile_time,
+            Tier::Optimized,
+        ))
+    }
+
+    /// Compiles `wasm` with the optimizing compiler and stores the artifact.
+    pub fn optimize(&self, digest: &str, wasm: &[u8]) -> Result<Duration, DeployError> {
         let started = Instant::now();
         let compiled = self.engine.precompile(wasm).map_err(|err| {
             DeployError::InvalidComponent(format!(
                 "the component does not validate or compile: {err:#}"
             ))
         })?;
-        let path = self.repo.store_artifact(digest, &tag, &compiled)?;
-        let compile_time = started.elapsed();
-        Ok((self.engine.load_artifact(&path)?, compile_time))
+        self.repo
+            .store_artifact(digest, &self.engine.compatibility_tag(), &compiled)?;
+        Ok(started.elapsed())
+    }
+
+    /// The tier of a component this cache returned.
+    pub fn tier_of(&self, component: &Component) -> Tier {
+        match self.engine.is_baseline(component.engine()) {
+            true => Tier::Baseline,
+            false => Tier::Optimized,
+        }
     }
 
     /// A stored component: its artifact mapped, or recompiled from the stored original when
@@ -65,7 +139,11 @@ impl CompileCache {
                      an engine upgrade"
                 );
                 let wasm = self.repo.read_component(digest)?;
-                Ok(self.component(digest, &wasm)?.0)
+                self.optimize(digest, &wasm)?;
+                let artifact = self
+                    .repo
+                    .artifact_path(digest, &self.engine.compatibility_tag());
+                Ok(self.engine.load_artifact(&artifact)?)
             }
         }
     }
@@ -77,10 +155,10 @@ impl CompileCache {
         &self,
         component: &Component,
     ) -> Result<InstancePre<HostState>, DeployError> {
-        let engine = &self.engine.engine;
+        let engine = component.engine();
         let instance_pre = self
             .engine
-            .linker
+            .linker_for(engine)
             .instantiate_pre(component)
             .map_err(|err| validate::explain_missing_import(engine, component, &err.into()))?;
         // Build the copy-on-write memory images now rather than on the first request (for a

@@ -32,6 +32,17 @@ pub struct NodeEngine {
     pub engine: Engine,
     pub linker: Arc<Linker<HostState>>,
     pub allocator: Allocator,
+    /// The baseline compiler's engine, when `[limits] baseline_tier` is on and available.
+    pub baseline: Option<Arc<BaselineTier>>,
+}
+
+/// A second engine whose compiler is Winch, the baseline compiler: it compiles several times
+/// faster than Cranelift and its code runs slower, so a big component serves from it while
+/// Cranelift compiles in the background. On-demand allocation (it serves only in between), the
+/// same epoch interruption, and its own linker with the same interfaces.
+pub struct BaselineTier {
+    pub engine: Engine,
+    pub linker: Linker<HostState>,
 }
 
 impl NodeEngine {
@@ -55,11 +66,28 @@ impl NodeEngine {
         };
         let linker = Arc::new(crate::host_state::linker(&engine)?);
         start_epoch_ticker(&engine);
+        let baseline = limits.baseline_tier.then(baseline_tier).flatten();
         Ok(Self {
             engine,
             linker,
             allocator,
+            baseline,
         })
+    }
+
+    /// The linker for components of `engine` (the node's, or the baseline tier's).
+    pub fn linker_for(&self, engine: &Engine) -> &Linker<HostState> {
+        match &self.baseline {
+            Some(baseline) if Engine::same(engine, &baseline.engine) => &baseline.linker,
+            _ => &self.linker,
+        }
+    }
+
+    /// Whether `engine` is the baseline tier's.
+    pub fn is_baseline(&self, engine: &Engine) -> bool {
+        self.baseline
+            .as_ref()
+            .is_some_and(|baseline| Engine::same(engine, &baseline.engine))
     }
 
     /// Compiles a component to a precompiled artifact (the expensive, ahead-of-time step).
@@ -96,6 +124,30 @@ impl NodeEngine {
         unsafe { Component::deserialize_file(&self.engine, path) }
             .map_err(anyhow::Error::from)
             .with_context(|| format!("loading precompiled artifact {}", path.display()))
+    }
+}
+
+/// The baseline tier, or `None` (logged) where Winch cannot build an engine here.
+fn baseline_tier() -> Option<Arc<BaselineTier>> {
+    let mut config = base_config(None);
+    config.strategy(wasmtime::Strategy::Winch);
+    let built = (|| -> anyhow::Result<_> {
+        let engine = Engine::new(&config)?;
+        let linker = crate::host_state::linker(&engine)?;
+        Ok((engine, linker))
+    })();
+    match built {
+        Ok((engine, linker)) => {
+            start_epoch_ticker(&engine);
+            Some(Arc::new(BaselineTier { engine, linker }))
+        }
+        Err(err) => {
+            tracing::warn!(
+                "the baseline compiler is unavailable ({err:#}); every deploy waits for the \
+                 optimizing compile"
+            );
+            None
+        }
     }
 }
 

@@ -31,12 +31,5 @@ pub fn new_store(
     request_id: Arc<str>,
     trigger: Option<Trigger>,
 ) -> Store<HostState> {
-    app.new_store(
-        &node.engine.engine,
-        &node.kv,
-        deadline,
-        request_id,
-        trigger,
-        true,
-    )
+    app.new_store(&node.kv, deadline, request_id, trigger, true)
 }
