@@ -23,7 +23,7 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 deploy_to_200() {
   local start
   start=$(now)
-  "$edge" deploy "$1" "$2" --node "$admin" --data-dir "$dir" >/dev/null
+  "$edge" deploy "$1" "$2" --node "$admin" --data-dir "$dir" >/dev/null 2>&1
   for _ in $(seq 1 3000); do
     [[ $(curl -s -o /dev/null -w '%{http_code}' "$data/$1/" || true) == 200 ]] && break
     sleep 0.01

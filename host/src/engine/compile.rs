@@ -38,25 +38,14 @@ pub struct CompileCache {
     repo: Arc<Repository>,
     /// Components from this many bytes take the baseline tier first (`None`: never).
     baseline_from: Option<u64>,
-    /// Threads for baseline compiles: every core, for the second or two that ends with the
-    /// app serving (optimizing compiles stay on the node's bounded compile threads).
-    baseline_threads: Option<rayon::ThreadPool>,
 }
 
 impl CompileCache {
     pub fn new(engine: NodeEngine, repo: Arc<Repository>, baseline_from: Option<u64>) -> Self {
-        let baseline_threads = baseline_from.and(engine.baseline.as_ref()).and_then(|_| {
-            rayon::ThreadPoolBuilder::new()
-                .thread_name(|i| format!("edge-baseline-{i}"))
-                .build()
-                .inspect_err(|err| tracing::warn!("baseline compile threads: {err}"))
-                .ok()
-        });
         Self {
             engine,
             repo,
             baseline_from,
-            baseline_threads,
         }
     }
 
@@ -77,14 +66,14 @@ impl CompileCache {
                 Err(err) => tracing::warn!("replacing an unusable artifact: {err:#}"),
             }
         }
-        let baseline = self.engine.baseline.as_ref().filter(|_| {
-            self.baseline_from
-                .is_some_and(|from| wasm.len() as u64 >= from)
-        });
+        let big = self
+            .baseline_from
+            .is_some_and(|from| wasm.len() as u64 >= from);
+        let baseline = big.then(|| self.engine.baseline.get_or_build()).flatten();
         if let Some(baseline) = baseline {
             let started = Instant::now();
             let compile = || Component::new(&baseline.engine, wasm);
-            let compiled = match &self.baseline_threads {
+            let compiled = match &baseline.threads {
                 Some(threads) => threads.install(compile),
                 None => compile(),
             };

@@ -5,7 +5,7 @@
 pub mod compile;
 pub mod snapshot;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -33,7 +33,29 @@ pub struct NodeEngine {
     pub linker: Arc<Linker<HostState>>,
     pub allocator: Allocator,
     /// The baseline compiler's engine, when `[limits] baseline_tier` is on and available.
-    pub baseline: Option<Arc<BaselineTier>>,
+    pub baseline: Arc<LazyBaseline>,
+}
+
+/// The baseline tier, built at its first use: a node that never deploys a big component does
+/// not pay for its engine, linker and threads at start-up or in memory.
+pub struct LazyBaseline {
+    enabled: bool,
+    tier: OnceLock<Option<Arc<BaselineTier>>>,
+}
+
+impl LazyBaseline {
+    /// The tier, built now if this is its first use; `None` when off or unavailable.
+    pub fn get_or_build(&self) -> Option<&Arc<BaselineTier>> {
+        if !self.enabled {
+            return None;
+        }
+        self.tier.get_or_init(baseline_tier).as_ref()
+    }
+
+    /// The tier if it was built.
+    pub fn built(&self) -> Option<&Arc<BaselineTier>> {
+        self.tier.get().and_then(Option::as_ref)
+    }
 }
 
 /// A second engine whose compiler is Winch, the baseline compiler: it compiles several times
@@ -43,6 +65,9 @@ pub struct NodeEngine {
 pub struct BaselineTier {
     pub engine: Engine,
     pub linker: Linker<HostState>,
+    /// Threads for baseline compiles: every core, for the second or two that ends with the
+    /// app serving (optimizing compiles stay on the node's bounded compile threads).
+    pub threads: Option<rayon::ThreadPool>,
 }
 
 impl NodeEngine {
@@ -66,7 +91,10 @@ impl NodeEngine {
         };
         let linker = Arc::new(crate::host_state::linker(&engine)?);
         start_epoch_ticker(&engine);
-        let baseline = limits.baseline_tier.then(baseline_tier).flatten();
+        let baseline = Arc::new(LazyBaseline {
+            enabled: limits.baseline_tier,
+            tier: OnceLock::new(),
+        });
         Ok(Self {
             engine,
             linker,
@@ -77,7 +105,7 @@ impl NodeEngine {
 
     /// The linker for components of `engine` (the node's, or the baseline tier's).
     pub fn linker_for(&self, engine: &Engine) -> &Linker<HostState> {
-        match &self.baseline {
+        match self.baseline.built() {
             Some(baseline) if Engine::same(engine, &baseline.engine) => &baseline.linker,
             _ => &self.linker,
         }
@@ -86,7 +114,7 @@ impl NodeEngine {
     /// Whether `engine` is the baseline tier's.
     pub fn is_baseline(&self, engine: &Engine) -> bool {
         self.baseline
-            .as_ref()
+            .built()
             .is_some_and(|baseline| Engine::same(engine, &baseline.engine))
     }
 
@@ -139,7 +167,16 @@ fn baseline_tier() -> Option<Arc<BaselineTier>> {
     match built {
         Ok((engine, linker)) => {
             start_epoch_ticker(&engine);
-            Some(Arc::new(BaselineTier { engine, linker }))
+            let threads = rayon::ThreadPoolBuilder::new()
+                .thread_name(|i| format!("edge-baseline-{i}"))
+                .build()
+                .inspect_err(|err| tracing::warn!("baseline compile threads: {err}"))
+                .ok();
+            Some(Arc::new(BaselineTier {
+                engine,
+                linker,
+                threads,
+            }))
         }
         Err(err) => {
             tracing::warn!(

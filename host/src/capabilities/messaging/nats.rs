@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use async_nats::jetstream::{self, consumer, context::PublishErrorKind};
+use async_nats::jetstream::context::{GetStreamByNameErrorKind, PublishErrorKind};
+use async_nats::jetstream::{self, consumer};
 use futures_util::StreamExt as _;
 use sha2::Digest as _;
 use tokio::sync::mpsc;
@@ -134,6 +135,7 @@ pub fn start_publisher(
     tokio::spawn(async move {
         let js = jetstream::new(client.clone());
         let mut backoff = Backoff::new();
+        let mut jetstream_seen = false;
         loop {
             let (id, message) = match outbox.oldest().await {
                 Ok(next) => next,
@@ -144,7 +146,7 @@ pub fn start_publisher(
                 }
             };
             state.wait_connected().await;
-            match send(&client, &js, &message).await {
+            match send(&client, &js, &message, &mut jetstream_seen).await {
                 Ok(()) => {
                     backoff.reset();
                     outbox.remove(id);
@@ -158,10 +160,17 @@ pub fn start_publisher(
     })
 }
 
+/// Publishes one outbox message: to the stream capturing its subject, waiting for the ack,
+/// or as a plain flushed publish when no stream captures it. A publish nobody answers means
+/// either no stream or a JetStream not ready yet (a server that just restarted loads its
+/// streams first): the plain publish is only taken when JetStream itself says no stream
+/// matches, or when this server never showed JetStream; otherwise the message waits for a
+/// retry, so a restart of the server loses no stored message.
 async fn send(
     client: &async_nats::Client,
     js: &jetstream::Context,
     message: &OutMessage,
+    jetstream_seen: &mut bool,
 ) -> anyhow::Result<()> {
     let headers = header_map(&message.headers);
     let payload = bytes::Bytes::from(message.payload.clone());
@@ -171,9 +180,25 @@ async fn send(
             .await
     };
     match tokio::time::timeout(Duration::from_secs(10), acked).await {
-        Ok(Ok(_ack)) => Ok(()),
-        // No stream captures the subject: a plain publish, flushed to the server.
+        Ok(Ok(_ack)) => {
+            *jetstream_seen = true;
+            Ok(())
+        }
         Ok(Err(err)) if err.kind() == PublishErrorKind::StreamNotFound => {
+            match js.stream_by_subject(message.topic.clone()).await {
+                Ok(stream) => {
+                    *jetstream_seen = true;
+                    anyhow::bail!("stream {stream} captures the subject but is not ready yet")
+                }
+                Err(err) if err.kind() == GetStreamByNameErrorKind::NotFound => {
+                    *jetstream_seen = true;
+                }
+                Err(err) if *jetstream_seen => {
+                    anyhow::bail!("JetStream does not answer yet ({err}); it did before")
+                }
+                // No JetStream on this server: plain NATS.
+                Err(_) => {}
+            }
             client
                 .publish_with_headers(message.topic.clone(), headers, payload)
                 .await?;
