@@ -55,7 +55,8 @@ for _ in $(seq 1 300); do grep -q "admin API" "$work/edge.out" 2>/dev/null && br
 admin=$(sed -n 's/^edge: admin API listening on //p' "$work/edge.out")
 data=$(sed -n 's/^edge: data plane listening on //p' "$work/edge.out")
 
-# deploy NAME FILE [flags]: deploys and prints how long deploy-to-serving took
+# deploy NAME FILE [flags]: deploys, prints how long deploy-to-serving took, and returns once
+# the app runs optimized code
 deploy() {
   local name=$1 file=$2
   shift 2
@@ -63,7 +64,16 @@ deploy() {
   started=$(date +%s.%N)
   target/release/edge deploy "$name" "$file" --node "$admin" --data-dir "$work/edge" "$@" >/dev/null 2>&1
   wait_for_200 "$data/$name/bench"
-  awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }'
+  local took
+  took=$(awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }')
+  # Big components serve first from baseline code while the optimizing compile runs on a
+  # core: measure once the optimized code serves.
+  for _ in $(seq 1 1200); do
+    [[ $(target/release/edge list --json --node "$admin" --data-dir "$work/edge" |
+      python3 -c "import json, sys; print(next((a.get('tier') or '') for a in json.load(sys.stdin) if a['name'] == '$name'))") != baseline ]] && break
+    sleep 0.1
+  done
+  echo "$took"
 }
 
 # wasmtime_serve FILE REUSE CONCURRENT: starts `wasmtime serve`, sets wasmtime_url

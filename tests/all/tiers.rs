@@ -86,6 +86,16 @@ async fn baseline_code_serves_first_and_the_optimized_swap_under_load_fails_no_r
         "{}",
         second.stdout
     );
+    // Another app with the same bytes, deployed while (or after) v2's optimized code
+    // compiles, gets that code too.
+    let twin = tokio::task::spawn_blocking({
+        let host = host.clone();
+        let v2 = variant_of(&v1, "v2", temp.path());
+        move || host.deploy("twin", &v2, &[])
+    })
+    .await
+    .expect("deploy task");
+    assert!(twin.ok, "{}", twin.stderr);
     let optimized = tokio::task::spawn_blocking({
         let host = host.clone();
         move || eventually(|| tier_of(&host, "hello").as_deref() == Some("optimized"))
@@ -93,6 +103,17 @@ async fn baseline_code_serves_first_and_the_optimized_swap_under_load_fails_no_r
     .await
     .expect("wait task");
     assert!(optimized, "v2 never got its optimized code: {}", host.log());
+    let twin_optimized = tokio::task::spawn_blocking({
+        let host = host.clone();
+        move || eventually(|| tier_of(&host, "twin").as_deref() == Some("optimized"))
+    })
+    .await
+    .expect("wait task");
+    assert!(
+        twin_optimized,
+        "twin never got the shared optimized code: {}",
+        host.log()
+    );
     // Requests go on after the swap too.
     let at_swap = answered.load(Ordering::SeqCst);
     assert!(eventually(

@@ -642,7 +642,7 @@ impl Node {
     /// on a blocking thread, then swaps it in: the same version loaded from the new artifact
     /// replaces the baseline one in the routing table, so requests in flight finish on the
     /// baseline code and new ones get the optimized. Nothing is swapped if the app changed
-    /// meanwhile; a redeploy of the same bytes while this runs shares it.
+    /// meanwhile; every app deployed with the same bytes while this runs shares it.
     fn optimize_in_background(self: &Arc<Self>, name: &str, digest: &str) {
         {
             let mut optimizing = self.optimizing.lock().unwrap_or_else(|e| e.into_inner());
@@ -677,34 +677,41 @@ impl Node {
                 }
             };
             let _change = node.changes.lock().await;
-            let Some(current) = node.routes.current().get(&name).cloned() else {
-                return;
-            };
-            if current.tier != Tier::Baseline || current.version.served_digest() != digest {
-                return;
-            }
-            let loading = node.clone();
-            let version = current.version.clone();
-            let concurrency = Some(current.concurrency.clone());
-            let app = name.clone();
-            let loaded = tokio::task::spawn_blocking(move || {
-                loading.load_version(&app, &version, concurrency)
-            })
-            .await;
-            match loaded {
-                Ok(Ok(optimized)) => {
-                    let table = node.routes.current().with(Arc::new(optimized));
-                    node.routes.replace(table);
-                    tracing::info!(
-                        app = %name,
-                        compile_ms = compile_time.as_secs_f64() * 1e3,
-                        "optimized code now serves (was baseline)"
-                    );
+            // Every app still serving baseline code of these bytes: the one deployed, and any
+            // deployed with the same bytes while this compile ran (they share it).
+            let waiting: Vec<Arc<LoadedApp>> = node
+                .routes
+                .current()
+                .apps()
+                .filter(|app| app.tier == Tier::Baseline && app.version.served_digest() == digest)
+                .cloned()
+                .collect();
+            for current in waiting {
+                let app = current.name.clone();
+                let loading = node.clone();
+                let version = current.version.clone();
+                let concurrency = Some(current.concurrency.clone());
+                let loaded = tokio::task::spawn_blocking(move || {
+                    loading.load_version(&current.name, &version, concurrency)
+                })
+                .await;
+                match loaded {
+                    Ok(Ok(optimized)) => {
+                        let table = node.routes.current().with(Arc::new(optimized));
+                        node.routes.replace(table);
+                        tracing::info!(
+                            app = %app,
+                            compile_ms = compile_time.as_secs_f64() * 1e3,
+                            "optimized code now serves (was baseline)"
+                        );
+                    }
+                    Ok(Err(err)) => {
+                        tracing::warn!(app = %app, "the app keeps serving baseline code: {err}");
+                    }
+                    Err(join) => {
+                        tracing::warn!(app = %app, "loading optimized code failed: {join}");
+                    }
                 }
-                Ok(Err(err)) => {
-                    tracing::warn!(app = %name, "the app keeps serving baseline code: {err}");
-                }
-                Err(join) => tracing::warn!(app = %name, "loading optimized code failed: {join}"),
             }
         });
     }
