@@ -262,6 +262,12 @@ impl LimitsConfig {
         mib_to_bytes(self.memory_mib)
     }
 
+    /// Components from this size take the baseline tier first; `None` when it is off.
+    pub fn baseline_tier_min_bytes(&self) -> Option<u64> {
+        self.baseline_tier
+            .then_some(self.baseline_tier_min_kib.saturating_mul(1024))
+    }
+
     /// What all guests' linear memory may take together: `node_memory_mib`, or half of the
     /// machine's memory (4 GiB where it cannot be read).
     pub fn node_memory_bytes(&self) -> u64 {

@@ -204,10 +204,7 @@ impl Node {
             nn_metrics,
         );
         let registries = Registries::open(config.registry.clone(), &config.server.data_dir)?;
-        let baseline_from = config
-            .limits
-            .baseline_tier
-            .then_some(config.limits.baseline_tier_min_kib.saturating_mul(1024));
+        let baseline_from = config.limits.baseline_tier_min_bytes();
         let node = Arc::new(Self {
             registries,
             kv,
@@ -658,7 +655,10 @@ impl Node {
             let of = digest.clone();
             let compiled = tokio::task::spawn_blocking(move || {
                 let wasm = compiling.repo.read_component(&of)?;
-                compiling.compiler.optimize(&of, &wasm)
+                compiling
+                    .compiler
+                    .optimize(&of, &wasm)
+                    .map(|(_, time)| time)
             })
             .await;
             node.optimizing

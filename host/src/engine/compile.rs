@@ -83,8 +83,7 @@ impl CompileCache {
                 Err(err) => tracing::info!("the baseline compiler declined ({err:#})"),
             }
         }
-        let compile_time = self.optimize(digest, wasm)?;
-        let path = self.repo.artifact_path(digest, &tag);
+        let (path, compile_time) = self.optimize(digest, wasm)?;
         Ok((
             self.engine.load_artifact(&path)?,
             compile_time,
@@ -92,17 +91,23 @@ impl CompileCache {
         ))
     }
 
-    /// Compiles `wasm` with the optimizing compiler and stores the artifact.
-    pub fn optimize(&self, digest: &str, wasm: &[u8]) -> Result<Duration, DeployError> {
+    /// Compiles `wasm` with the optimizing compiler and stores the artifact; returns its path
+    /// and the compile's duration.
+    pub fn optimize(
+        &self,
+        digest: &str,
+        wasm: &[u8],
+    ) -> Result<(std::path::PathBuf, Duration), DeployError> {
         let started = Instant::now();
         let compiled = self.engine.precompile(wasm).map_err(|err| {
             DeployError::InvalidComponent(format!(
                 "the component does not validate or compile: {err:#}"
             ))
         })?;
-        self.repo
+        let path = self
+            .repo
             .store_artifact(digest, &self.engine.compatibility_tag(), &compiled)?;
-        Ok(started.elapsed())
+        Ok((path, started.elapsed()))
     }
 
     /// The tier of a component this cache returned.
@@ -128,11 +133,8 @@ impl CompileCache {
                      an engine upgrade"
                 );
                 let wasm = self.repo.read_component(digest)?;
-                self.optimize(digest, &wasm)?;
-                let artifact = self
-                    .repo
-                    .artifact_path(digest, &self.engine.compatibility_tag());
-                Ok(self.engine.load_artifact(&artifact)?)
+                let (path, _) = self.optimize(digest, &wasm)?;
+                Ok(self.engine.load_artifact(&path)?)
             }
         }
     }
