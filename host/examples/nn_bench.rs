@@ -10,7 +10,10 @@
 //!
 //! The input tensor is the one the component makes from IMAGE (`POST …/preprocess`), so both
 //! sides infer on identical bytes. Rows: native; the component given that tensor (no decoding);
-//! the component given the image (decoding and preprocessing in wasm). Each at concurrency 1
+//! the component given the image (decoding and preprocessing in wasm); and the native image
+//! pipeline, the reference for the last: the guest's own decode, crop, resize and normalise
+//! code (`guests/classify/src/image_input.rs`, the same `image` crate version) compiled into
+//! this process, then the same inference, in process and behind HTTP. Each at concurrency 1
 //! (latency percentiles, images/s) and 2 (images/s).
 
 use std::path::{Path, PathBuf};
@@ -18,6 +21,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openvino::{Core, DeviceType, InferRequest, PropertyKey, RwPropertyKey};
+
+/// The classify guest's preprocessing, compiled natively: the reference pipeline runs the very
+/// code the component runs in wasm.
+#[path = "../../guests/classify/src/image_input.rs"]
+mod image_input;
 
 const INPUT: &str = "input";
 
@@ -80,6 +88,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         response.bytes().await
     })?;
     let tensor = Arc::new(tensor.to_vec());
+    let native_tensor = image_input::to_tensor(&image)?;
+    if native_tensor != *tensor {
+        return Err("the native preprocessing made a different tensor from the component's".into());
+    }
+    let image = Arc::new(image);
 
     let library = edge_host::capabilities::nn::openvino::find_library(Path::new(openvino_folder))?;
     openvino_sys::library::load_from(library).map_err(|e| format!("loading OpenVINO: {e}"))?;
@@ -89,18 +102,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         native.precision_in_force
     );
     let native_url = runtime.block_on(serve_native(native.clone()))?;
+    let native_image_url = format!("{native_url}image");
 
     let tensor_url = format!("{url}/tensor");
     // Warm both sides up before measuring.
-    native.run(1, Duration::from_millis(500), &tensor)?;
+    native.run(1, WARM_UP, &tensor, Native::infer_once)?;
     runtime.block_on(post_for(&http, url, &image, 1, WARM_UP))?;
 
     // Rounds alternate between the sides, so drift on a shared machine hits all rows alike.
-    let mut rows: [[Run; 2]; 5] = Default::default();
+    let mut rows: [[Run; 2]; 7] = Default::default();
     for _ in 0..ROUNDS {
         for (c, concurrency) in [1, 2].into_iter().enumerate() {
             let cell = duration / ROUNDS;
-            rows[0][c].extend(native.run(concurrency, cell, &tensor)?);
+            rows[0][c].extend(native.run(concurrency, cell, &tensor, Native::infer_once)?);
+            rows[5][c].extend(native.run(concurrency, cell, &image, Native::classify_image)?);
+            let (native_image_http, _) = runtime.block_on(post_for(
+                &http,
+                &native_image_url,
+                &image,
+                concurrency,
+                cell,
+            ))?;
+            rows[6][c].extend(native_image_http);
             let (native_http, _) =
                 runtime.block_on(post_for(&http, &native_url, &tensor, concurrency, cell))?;
             rows[4][c].extend(native_http);
@@ -119,12 +142,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "component over HTTP, tensor body",
         "component over HTTP, image body",
         "native OpenVINO over HTTP, tensor",
+        "native pipeline, image",
+        "native pipeline over HTTP, image",
     ];
     println!(
         "{:<34} {:>8} {:>8} {:>11} {:>11}",
         "", "p50 ms", "p99 ms", "img/s c=1", "img/s c=2"
     );
-    for row in [0, 1, 4, 2, 3] {
+    for row in [0, 1, 4, 2, 5, 6, 3] {
         let [one, two] = &rows[row];
         // The guest's own timing has latencies only; its requests are the HTTP row's.
         let rate = |run: &Run| {
@@ -144,7 +169,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     // (component row, native row it is compared with)
-    for (row, reference) in [(1, 0), (2, 4)] {
+    for (row, reference) in [(1, 0), (2, 4), (3, 6)] {
         let ([one, two], [ref_one, ref_two]) = (&rows[row], &rows[reference]);
         let mut line = format!(
             "{} vs {}: p50 {:.3}x ({:+.1}%), p99 {:.3}x",
@@ -303,12 +328,19 @@ impl Native {
         Ok(logits)
     }
 
-    /// Runs inferences back to back on `threads` threads for `duration`.
+    /// The native image pipeline: the guest's preprocessing, then [`Native::infer_once`].
+    fn classify_image(&self, image: &[u8]) -> Result<Vec<u8>, String> {
+        self.infer_once(&image_input::to_tensor(image)?)
+    }
+
+    /// Runs `step` (an inference, or the image pipeline) on `input` back to back on `threads`
+    /// threads for `duration`.
     fn run(
         &self,
         threads: usize,
         duration: Duration,
-        tensor: &Arc<Vec<u8>>,
+        input: &Arc<Vec<u8>>,
+        step: fn(&Self, &[u8]) -> Result<Vec<u8>, String>,
     ) -> Result<Run, Box<dyn std::error::Error>> {
         let started = Instant::now();
         let latencies = std::thread::scope(|scope| {
@@ -318,7 +350,7 @@ impl Native {
                         let mut latencies = Vec::new();
                         while started.elapsed() < duration {
                             let begun = Instant::now();
-                            std::hint::black_box(self.infer_once(tensor)?);
+                            std::hint::black_box(step(self, input)?);
                             latencies.push(begun.elapsed());
                         }
                         Ok(latencies)
@@ -339,26 +371,33 @@ impl Native {
 }
 
 /// Native inference behind HTTP, for the same transport as the component: `POST /` with the
-/// tensor answers the logits. Inference runs on the blocking pool, as it would in a native
-/// service built on tokio.
+/// tensor answers the logits, `POST /image` with an image runs the native pipeline. The work
+/// runs on the blocking pool, as it would in a native service built on tokio.
 async fn serve_native(native: Arc<Native>) -> std::io::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/", listener.local_addr()?);
-    let app = axum::Router::new().route(
-        "/",
-        axum::routing::post(move |body: bytes::Bytes| {
-            let native = native.clone();
-            async move {
-                match tokio::task::spawn_blocking(move || native.infer_once(&body)).await {
-                    Ok(Ok(logits)) => (axum::http::StatusCode::OK, logits),
-                    Ok(Err(err)) => (axum::http::StatusCode::BAD_REQUEST, err.into_bytes()),
-                    Err(_) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, Vec::new()),
-                }
-            }
-        }),
-    );
+    let app = axum::Router::new()
+        .route("/", native_route(native.clone(), Native::infer_once))
+        .route("/image", native_route(native, Native::classify_image));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
     Ok(url)
+}
+
+/// A POST route running `step` on the body on the blocking pool.
+fn native_route(
+    native: Arc<Native>,
+    step: fn(&Native, &[u8]) -> Result<Vec<u8>, String>,
+) -> axum::routing::MethodRouter {
+    axum::routing::post(move |body: bytes::Bytes| {
+        let native = native.clone();
+        async move {
+            match tokio::task::spawn_blocking(move || step(&native, &body)).await {
+                Ok(Ok(answer)) => (axum::http::StatusCode::OK, answer),
+                Ok(Err(err)) => (axum::http::StatusCode::BAD_REQUEST, err.into_bytes()),
+                Err(_) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, Vec::new()),
+            }
+        }
+    })
 }
