@@ -159,6 +159,13 @@ impl NodeEngine {
 fn baseline_tier() -> Option<Arc<BaselineTier>> {
     let mut config = base_config(None);
     config.strategy(wasmtime::Strategy::Winch);
+    // Winch compiles the guest's functions; Cranelift still compiles the entry trampolines,
+    // one per function a table or export lets escape: thousands for an interpreter (40 % of
+    // the Python hello's serial compile time). They are tiny, so Cranelift's fastest settings
+    // cost them nothing that matters and cut the baseline compile by about a quarter of its
+    // CPU (measured with `wasmtime compile -C compiler=winch`, docs/benchmarks.md).
+    config.cranelift_opt_level(wasmtime::OptLevel::None);
+    config.cranelift_regalloc_algorithm(wasmtime::RegallocAlgorithm::SinglePass);
     let built = (|| -> anyhow::Result<_> {
         let engine = Engine::new(&config)?;
         let linker = crate::host_state::linker(&engine)?;
