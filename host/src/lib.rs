@@ -22,7 +22,7 @@
 //!   state in NATS JetStream;
 //! - [`usage`] and [`guest_logs`]: what each invocation consumed and what it printed;
 //! - [`daemon`], [`config`], [`auth`], [`names`], [`error`], [`metrics`], [`group_commit`],
-//!   [`disk`], [`connections`], [`secret`]:
+//!   [`disk`], [`connections`], [`secret`], [`heap`]:
 //!   the supporting pieces.
 
 pub mod api;
@@ -41,6 +41,7 @@ pub mod error;
 pub mod fleet;
 pub mod group_commit;
 pub mod guest_logs;
+pub mod heap;
 pub mod host_state;
 pub mod metrics;
 pub mod names;

@@ -77,6 +77,7 @@ impl CompileCache {
                 Some(threads) => threads.install(compile),
                 None => compile(),
             };
+            crate::heap::release_freed_memory();
             match compiled {
                 Ok(component) => return Ok((component, started.elapsed(), Tier::Baseline)),
                 // The optimizing compiler says what is wrong, if anything is.
@@ -99,7 +100,9 @@ impl CompileCache {
         wasm: &[u8],
     ) -> Result<(std::path::PathBuf, Duration), DeployError> {
         let started = Instant::now();
-        let compiled = self.engine.precompile(wasm).map_err(|err| {
+        let compiled = self.engine.precompile(wasm);
+        crate::heap::release_freed_memory();
+        let compiled = compiled.map_err(|err| {
             DeployError::InvalidComponent(format!(
                 "the component does not validate or compile: {err:#}"
             ))
