@@ -48,8 +48,9 @@ wait_for_200() {
   exit 1
 }
 
+# EDGE_CONFIG=FILE runs the node with that config (e.g. a larger [pool] keep_resident_kib).
 EDGE_LOG=warn target/release/edge serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-  --data-dir "$work/edge" >"$work/edge.out" 2>"$work/edge.err" &
+  --data-dir "$work/edge" ${EDGE_CONFIG:+--config "$EDGE_CONFIG"} >"$work/edge.out" 2>"$work/edge.err" &
 pids+=($!)
 for _ in $(seq 1 300); do grep -q "admin API" "$work/edge.out" 2>/dev/null && break; sleep 0.1; done
 admin=$(sed -n 's/^edge: admin API listening on //p' "$work/edge.out")
