@@ -12,6 +12,7 @@ rounds=${1:-2}
 scripts/setup.sh >/dev/null
 source scripts/lib/language-hellos.sh
 source scripts/lib/bench-node.sh
+source scripts/lib/optimized.sh
 
 printf '[models]\n' >"$work/tiered.toml"
 printf '[limits]\nbaseline_tier = false\n\n[models]\n' >"$work/untiered.toml"
@@ -31,11 +32,6 @@ deploy_to_200() {
   since "$start"
 }
 
-tier_of() {
-  "$edge" list --json --node "$admin" --data-dir "$dir" |
-    python3 -c "import json, sys; print(next(a.get('tier') for a in json.load(sys.stdin) if a['name'] == '$1'))"
-}
-
 printf '%-6s %-11s %-24s %16s %16s %12s\n' round component node "deploy to 200 s" "optimized at s" "redeploy s"
 for round in $(seq 1 "$rounds"); do
   for component in python js; do
@@ -48,10 +44,7 @@ for round in $(seq 1 "$rounds"); do
       first=$(deploy_to_200 "$component" "$wasm")
       optimized=$first
       if [[ $setting == tiered ]]; then
-        for _ in $(seq 1 1200); do
-          [[ $(tier_of "$component") == optimized ]] && break
-          sleep 0.1
-        done
+        wait_until_optimized "$admin" "$dir" "$component"
         optimized=$(since "$start")
       fi
       again=$(deploy_to_200 "$component" "$wasm")

@@ -24,6 +24,7 @@ scripts/setup.sh >/dev/null
 
 # --- the components ---
 source scripts/lib/language-hellos.sh
+source scripts/lib/optimized.sh
 
 # --- servers ---
 work=$(mktemp -d)
@@ -69,11 +70,7 @@ deploy() {
   took=$(awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }')
   # Big components serve first from baseline code while the optimizing compile runs on a
   # core: measure once the optimized code serves.
-  for _ in $(seq 1 1200); do
-    [[ $(target/release/edge list --json --node "$admin" --data-dir "$work/edge" |
-      python3 -c "import json, sys; print(next((a.get('tier') or '') for a in json.load(sys.stdin) if a['name'] == '$name'))") != baseline ]] && break
-    sleep 0.1
-  done
+  wait_until_optimized "$admin" "$work/edge" "$name"
   echo "$took"
 }
 
