@@ -426,10 +426,82 @@ pub struct PoolConfig {
     pub max_tables_per_instance: u32,
     /// Memory slots kept warm (their pages resident) after an instance ends, for reuse.
     pub max_unused_warm_slots: u32,
-    /// KiB at the start of each linear memory (and table) reset with memset and kept
-    /// resident when an instance ends, instead of being returned to the kernel: saves page
-    /// faults and an madvise per request for small guests, costs resident memory per slot.
-    pub keep_resident_kib: u32,
+    /// How much of each linear memory (and table) stays resident when an instance ends,
+    /// reset in place for the next instance instead of returned to the kernel and faulted in
+    /// again: saves page faults and TLB shootdowns per request, costs resident memory per
+    /// warm slot.
+    pub keep_resident_kib: KeepResident,
+}
+
+/// `[pool] keep_resident_kib`: a number of KiB, or `"auto"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepResident {
+    /// [`KeepResident::AUTO_WITH_PAGEMAP_SCAN_KIB`] where the kernel reports which pages an
+    /// instance wrote (`PAGEMAP_SCAN`, Linux 6.7+), so only those are reset;
+    /// [`KeepResident::AUTO_WITHOUT_PAGEMAP_SCAN_KIB`] elsewhere, where every kept byte is
+    /// reset at every instance's end whether the guest touched it or not.
+    Auto,
+    /// Exactly this many KiB.
+    Kib(u32),
+}
+
+impl KeepResident {
+    /// Covers the pages an interpreter's fresh instance dirties (the Python hello of
+    /// componentize-py: between 1 and 2 MiB, measured by page faults per request).
+    pub const AUTO_WITH_PAGEMAP_SCAN_KIB: u32 = 2048;
+    /// A blind reset of more costs small guests more than the faults it saves.
+    pub const AUTO_WITHOUT_PAGEMAP_SCAN_KIB: u32 = 256;
+
+    /// The KiB to keep, given whether the kernel has `PAGEMAP_SCAN`.
+    pub fn kib(self, pagemap_scan: bool) -> u32 {
+        match self {
+            KeepResident::Kib(kib) => kib,
+            KeepResident::Auto if pagemap_scan => Self::AUTO_WITH_PAGEMAP_SCAN_KIB,
+            KeepResident::Auto => Self::AUTO_WITHOUT_PAGEMAP_SCAN_KIB,
+        }
+    }
+}
+
+impl Serialize for KeepResident {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            KeepResident::Auto => serializer.serialize_str("auto"),
+            KeepResident::Kib(kib) => serializer.serialize_u32(*kib),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for KeepResident {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = KeepResident;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number of KiB or \"auto\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, kib: i64) -> Result<KeepResident, E> {
+                u32::try_from(kib).map(KeepResident::Kib).map_err(|_| {
+                    E::custom(format!(
+                        "{kib} KiB is out of range: 0 to {} or \"auto\"",
+                        u32::MAX
+                    ))
+                })
+            }
+            fn visit_u64<E: serde::de::Error>(self, kib: u64) -> Result<KeepResident, E> {
+                self.visit_i64(i64::try_from(kib).unwrap_or(i64::MAX))
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<KeepResident, E> {
+                if text == "auto" {
+                    Ok(KeepResident::Auto)
+                } else {
+                    Err(E::custom(format!(
+                        "\"{text}\" is not a size: give a number of KiB or \"auto\""
+                    )))
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl Default for PoolConfig {
@@ -440,7 +512,7 @@ impl Default for PoolConfig {
             max_memories_per_instance: 4,
             max_tables_per_instance: 16,
             max_unused_warm_slots: 100,
-            keep_resident_kib: 256,
+            keep_resident_kib: KeepResident::Auto,
         }
     }
 }
@@ -573,6 +645,22 @@ mod tests {
         let err = NodeConfig::parse("[models.x]\npath = \"m\"\nprecision = \"f64\"\n").unwrap_err();
         for needle in ["f64", "precision", "f32", "bf16", "f16", "auto"] {
             assert!(err.contains(needle), "{needle} missing from: {err}");
+        }
+    }
+
+    #[test]
+    fn keep_resident_takes_kib_or_auto_and_names_both_when_wrong() {
+        let kib = NodeConfig::parse("[pool]\nkeep_resident_kib = 512\n").unwrap();
+        assert_eq!(kib.pool.keep_resident_kib, KeepResident::Kib(512));
+        assert_eq!(kib.pool.keep_resident_kib.kib(true), 512);
+        let auto = NodeConfig::parse("[pool]\nkeep_resident_kib = \"auto\"\n").unwrap();
+        assert_eq!(auto.pool.keep_resident_kib, KeepResident::Auto);
+        assert_eq!(auto.pool.keep_resident_kib.kib(true), 2048);
+        assert_eq!(auto.pool.keep_resident_kib.kib(false), 256);
+        for wrong in ["\"lots\"", "-1"] {
+            let err =
+                NodeConfig::parse(&format!("[pool]\nkeep_resident_kib = {wrong}\n")).unwrap_err();
+            assert!(err.contains("auto") && err.contains("KiB"), "{err}");
         }
     }
 

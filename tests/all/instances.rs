@@ -195,6 +195,28 @@ async fn reused_instance_keeps_memory_across_requests_until_it_traps() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_instances_never_see_an_earlier_requests_scattered_writes() {
+    // Each request checks, then writes, every other page of an area from the memory image
+    // and of a zeroed one: far more separate dirty regions than one page-map scan batch
+    // holds, so the reset that keeps a slot's pages resident resumes across batches
+    // (vendor/wasmtime). Whatever the reset keeps, the next instance must see the initial
+    // contents.
+    let host = TestHost::start();
+    host.deploy("scatter", &guest("misbehave"), &[]);
+    let url = format!("{}/scatter/scatter", host.data_url);
+    // One after the other, so the next instance usually lands in the slot just reset.
+    for _ in 0..20 {
+        let reply = get(&url).await;
+        assert_eq!((reply.status, reply.body.as_str()), (200, "pristine"));
+    }
+    // Many at once, so slots are reset and handed on while other instances run.
+    let replies = futures_util::future::join_all((0..48).map(|_| get(&url))).await;
+    for reply in replies {
+        assert_eq!((reply.status, reply.body.as_str()), (200, "pristine"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reuse_settings_are_checked_and_listed() {
     let host = TestHost::start();
     let refused = host.edge(&[

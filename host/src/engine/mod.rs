@@ -211,6 +211,13 @@ fn base_config(pooling: Option<PoolingAllocationConfig>) -> Config {
 
 fn pooling_config(pool: &PoolConfig, limits: &LimitsConfig) -> PoolingAllocationConfig {
     let instances = pool.max_instances;
+    let pagemap_scan = PoolingAllocationConfig::is_pagemap_scan_available();
+    let keep_resident = pool.keep_resident_kib.kib(pagemap_scan) as usize * 1024;
+    tracing::debug!(
+        pagemap_scan,
+        keep_resident_kib = keep_resident / 1024,
+        "instance pool: memory kept resident per slot"
+    );
     let mut config = PoolingAllocationConfig::default();
     config
         .total_component_instances(instances)
@@ -221,13 +228,14 @@ fn pooling_config(pool: &PoolConfig, limits: &LimitsConfig) -> PoolingAllocation
         .max_tables_per_component(pool.max_tables_per_instance)
         .max_memory_size(limits.largest_memory_bytes())
         .max_unused_warm_slots(pool.max_unused_warm_slots)
-        .linear_memory_keep_resident(pool.keep_resident_kib as usize * 1024)
-        .table_keep_resident(pool.keep_resident_kib as usize * 1024)
+        .linear_memory_keep_resident(keep_resident)
+        .table_keep_resident(keep_resident)
         // Where the kernel has PAGEMAP_SCAN (Linux 6.7+), an ending instance's memory is
         // reset by finding the pages it dirtied anywhere in the memory and restoring those
-        // (up to keep_resident) with memset, instead of an madvise of everything past the
+        // (up to keep_resident) in place, instead of an madvise of everything past the
         // first keep_resident bytes: no TLB shootdown and no copy-on-write fault on the next
-        // request. Older kernels keep the plain keep-resident behaviour.
+        // request. (vendor/wasmtime lets that scan see more than 32 dirty regions, which an
+        // interpreter's heap has.) Older kernels keep the plain keep-resident behaviour.
         .pagemap_scan(wasmtime::Enabled::Auto);
     config
 }
