@@ -51,12 +51,14 @@ pub struct LoadedApp {
     pub logs: Arc<AppLog>,
     /// Its usage counters (shared by its versions); `None` when metering is off.
     pub usage: Option<Arc<AppUsage>>,
-    /// For a WASI 0.3 HTTP handler, or a 0.2 one with instance reuse: the handler
-    /// pre-instance, served through [`crate::triggers::instances`].
+    /// For a WASI 0.3 HTTP handler: the handler pre-instance, served through
+    /// [`crate::triggers::instances`].
     pub handler_pre: Option<wasmtime_wasi_http::handler::ProxyPre<HostState>>,
     /// Its instances, set up by the HTTP trigger at the first request (see `handler_pre`);
     /// type-erased so this table does not depend on the triggers.
     pub instances: OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
+    /// For a WASI 0.2 HTTP handler deployed with `--reuse`: its idle instances.
+    pub warm: Option<Arc<crate::triggers::warm::WarmInstances>>,
 }
 
 impl LoadedApp {

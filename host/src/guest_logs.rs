@@ -243,11 +243,11 @@ impl AppLog {
         let _ = tokio::time::timeout(wait, newest.wait_for(|seq| *seq > after)).await;
     }
 
-    /// The stdout or stderr of one invocation.
-    pub fn output(self: &Arc<Self>, request_id: Arc<str>, stream: &'static str) -> GuestOutput {
+    /// The stdout or stderr of one instance, its lines tagged with the request it serves.
+    pub fn output(self: &Arc<Self>, request: RequestTag, stream: &'static str) -> GuestOutput {
         GuestOutput {
             log: self.clone(),
-            request_id,
+            request,
             stream,
         }
     }
@@ -265,11 +265,37 @@ fn cut(text: &str, max: usize) -> String {
     format!("{}…", &text[..end])
 }
 
+/// The id of the request an instance is serving, as its log lines name it: set once for a
+/// fresh instance, moved on by each request of a reused one (a guest may keep its stdout
+/// stream open across requests).
+#[derive(Clone)]
+pub struct RequestTag(Arc<std::sync::Mutex<Arc<str>>>);
+
+impl RequestTag {
+    pub fn new(request_id: Arc<str>) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(request_id)))
+    }
+
+    pub fn set(&self, request_id: Arc<str>) {
+        *self.lock() = request_id;
+    }
+
+    pub fn get(&self) -> Arc<str> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Arc<str>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// What a store's stdout or stderr is: each instance's streams buffer a partial line and
 /// hand complete lines to the app's log.
 pub struct GuestOutput {
     log: Arc<AppLog>,
-    request_id: Arc<str>,
+    request: RequestTag,
     stream: &'static str,
 }
 
@@ -283,7 +309,7 @@ impl StdoutStream for GuestOutput {
     fn p2_stream(&self) -> Box<dyn OutputStream> {
         Box::new(LineWriter {
             log: self.log.clone(),
-            request_id: self.request_id.clone(),
+            request: self.request.clone(),
             stream: self.stream,
             partial: Vec::new(),
         })
@@ -292,7 +318,7 @@ impl StdoutStream for GuestOutput {
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
         Box::new(AsyncLineWriter(LineWriter {
             log: self.log.clone(),
-            request_id: self.request_id.clone(),
+            request: self.request.clone(),
             stream: self.stream,
             partial: Vec::new(),
         }))
@@ -304,7 +330,7 @@ const WRITE_BUDGET: usize = 64 * 1024;
 
 struct LineWriter {
     log: Arc<AppLog>,
-    request_id: Arc<str>,
+    request: RequestTag,
     stream: &'static str,
     partial: Vec<u8>,
 }
@@ -327,7 +353,7 @@ impl LineWriter {
     fn emit(&mut self) {
         let text = String::from_utf8_lossy(&self.partial);
         let text = text.strip_suffix('\r').unwrap_or(&text);
-        self.log.push(&self.request_id, self.stream, text);
+        self.log.push(&self.request.get(), self.stream, text);
         self.partial.clear();
     }
 }
@@ -446,7 +472,7 @@ mod tests {
         let log = log(GuestLogsConfig::default());
         let mut writer = LineWriter {
             log: log.clone(),
-            request_id: Arc::from("r1"),
+            request: RequestTag::new(Arc::from("r1")),
             stream: "stdout",
             partial: Vec::new(),
         };
@@ -459,6 +485,28 @@ mod tests {
         assert_eq!(texts, ["one", "two", "three"]);
         assert!(page.lines.iter().all(|l| l.request_id == "r1"));
         assert_eq!(log.page(2, 0, 10).lines.len(), 1);
+    }
+
+    #[test]
+    fn a_kept_stream_tags_lines_with_the_request_being_served_now() {
+        let log = log(GuestLogsConfig::default());
+        let tag = RequestTag::new(Arc::from("first"));
+        let mut writer = LineWriter {
+            log: log.clone(),
+            request: tag.clone(),
+            stream: "stdout",
+            partial: Vec::new(),
+        };
+        writer.accept(b"one\n");
+        tag.set(Arc::from("second"));
+        writer.accept(b"two\n");
+        let page = log.page(0, 0, 10);
+        let tagged: Vec<_> = page
+            .lines
+            .iter()
+            .map(|l| (l.request_id.as_str(), l.text.as_str()))
+            .collect();
+        assert_eq!(tagged, [("first", "one"), ("second", "two")]);
     }
 
     #[test]

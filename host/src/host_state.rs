@@ -20,7 +20,7 @@ use crate::capabilities::kv::{self, KvCtx, KvView};
 use crate::capabilities::messaging::{self, Message, MessagingCtx, MessagingView};
 use crate::capabilities::nn::{self, AppModels, NnView};
 use crate::capabilities::outbound_http::OutboundHooks;
-use crate::guest_logs::AppLog;
+use crate::guest_logs::{AppLog, RequestTag};
 use crate::usage::{AppUsage, InvocationMeter, MemoryBudget, Trigger};
 
 /// The data of one invocation's store.
@@ -39,6 +39,8 @@ pub struct HostState {
     messaging: MessagingCtx,
     /// When guest code is interrupted; moved on by each request of a reused instance.
     deadline: Instant,
+    /// The request its log lines name; moved on by each request of a reused instance.
+    request: RequestTag,
 }
 
 /// What a store needs from the app it runs: its environment, grants and limits.
@@ -71,10 +73,11 @@ pub struct StoreSettings<'a> {
 impl HostState {
     /// Creates the store for one invocation, with memory limit and epoch deadline set.
     pub fn new_store(engine: &Engine, settings: StoreSettings<'_>) -> Store<HostState> {
+        let request = RequestTag::new(settings.request_id);
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(settings.env)
-            .stdout(settings.logs.output(settings.request_id.clone(), "stdout"))
-            .stderr(settings.logs.output(settings.request_id, "stderr"));
+            .stdout(settings.logs.output(request.clone(), "stdout"))
+            .stderr(settings.logs.output(request.clone(), "stderr"));
         let state = HostState {
             table: ResourceTable::new(),
             wasi: wasi.build(),
@@ -92,6 +95,7 @@ impl HostState {
             config: settings.config.clone(),
             messaging: settings.messaging,
             deadline: settings.deadline,
+            request,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.meter);
@@ -103,6 +107,25 @@ impl HostState {
     /// Moves the time guest code is interrupted at (a new request on a reused instance).
     pub fn set_deadline(&mut self, deadline: Instant) {
         self.deadline = deadline;
+    }
+
+    /// Starts the next request on a reused instance: its deadline, the id its log lines
+    /// carry, and a new usage window.
+    pub fn begin_request(&mut self, deadline: Instant, request_id: Arc<str>) {
+        self.deadline = deadline;
+        self.request.set(request_id);
+        self.meter.resume();
+    }
+
+    /// Names `request_id` in the instance's log lines from now on.
+    pub fn tag_request(&mut self, request_id: Arc<str>) {
+        self.request.set(request_id);
+    }
+
+    /// Ends a request on an instance that will be kept: closes its usage window, so the
+    /// time the instance waits idle is not counted.
+    pub fn end_request(&mut self) {
+        self.meter.pause();
     }
 
     /// The `wasi:http` view, as a plain function for wasmtime-wasi-http's handler.

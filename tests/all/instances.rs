@@ -150,6 +150,28 @@ async fn p3_app_survives_restart_and_rollback() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p3_component_reads_config_and_keeps_kv_state_through_02_imports() {
+    let host = TestHost::start();
+    let fixture = guest("p3-capabilities");
+    // Its kv import needs the grant, as a 0.2 component's does.
+    let refused = host.edge(&["deploy", "caps", fixture.to_str().expect("path")]);
+    assert!(
+        !refused.ok && refused.stderr.contains("--kv"),
+        "{}",
+        refused.stderr
+    );
+    host.deploy("caps", &fixture, &["--kv", "--config", "greeting=hello p3"]);
+    assert_eq!(listed(&host, "caps")["wasi_http"], "0.3");
+    let at = |path: &str| format!("{}/caps/{path}", host.data_url);
+    let reply = get(&at("config?key=greeting")).await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "hello p3"));
+    assert_eq!(get(&at("config?key=absent")).await.body, "none");
+    // Fresh instances each time: the count lives in the node's key-value store.
+    assert_eq!(get(&at("incr")).await.body, "1");
+    assert_eq!(get(&at("incr")).await.body, "2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reused_instance_keeps_memory_across_requests_until_it_traps() {
     let host = TestHost::start();
     host.deploy("reused", &guest("misbehave"), &["--reuse", "100"]);
@@ -192,6 +214,94 @@ async fn reused_instance_keeps_memory_across_requests_until_it_traps() {
         500
     );
     assert_eq!(counted("reused").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reused_instances_meter_and_tag_each_request_and_retire_when_idle() {
+    let host = TestHost::start();
+    let idle = std::time::Duration::from_millis(300);
+    host.deploy(
+        "warm",
+        &guest("misbehave"),
+        &["--reuse", "100", "--reuse-idle", "300ms"],
+    );
+    let started = std::time::Instant::now();
+    // Each request's log lines carry that request's own id, although the instance (and the
+    // guest's stdout stream) is the same.
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let response = client()
+            .get(format!("{}/warm/print?lines=1", host.data_url))
+            .send()
+            .await
+            .expect("request");
+        let id = response.headers()["edge-request-id"]
+            .to_str()
+            .expect("request id")
+            .to_string();
+        assert_eq!(response.text().await.expect("body"), "printed");
+        ids.push(id);
+    }
+    const SPINS: u64 = 4;
+    const SPIN_MS: u64 = 60;
+    for _ in 0..SPINS {
+        let reply = get(&format!("{}/warm/work?ms={SPIN_MS}", host.data_url)).await;
+        assert_eq!((reply.status, reply.body.as_str()), (200, "ok"));
+    }
+    assert_eq!(
+        count(&get(&format!("{}/warm/count", host.data_url)).await),
+        7
+    );
+    let logs = host.edge(&["logs", "warm", "--json"]);
+    assert!(logs.ok, "{}", logs.stderr);
+    let tagged: Vec<(String, String)> = logs
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+        .map(|l| {
+            (
+                l["request_id"].as_str().unwrap_or_default().into(),
+                l["text"].as_str().unwrap_or_default().into(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = ids
+        .iter()
+        .flat_map(|id| {
+            [
+                (id.clone(), "chatty line 0".to_string()),
+                (id.clone(), "chatty stderr line".to_string()),
+            ]
+        })
+        .collect();
+    assert_eq!(tagged, expected);
+
+    // Idle past --reuse-idle, the instance is retired: the next request starts afresh.
+    tokio::time::sleep(idle * 4).await;
+    assert_eq!(
+        count(&get(&format!("{}/warm/count", host.data_url)).await),
+        1
+    );
+
+    // Usage per request: every request counted, CPU measured, and the time the instance
+    // waited idle not billed as wall time.
+    let usage = host.edge(&["usage", "warm", "--json"]);
+    assert!(usage.ok, "{}", usage.stderr);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&usage.stdout).expect("usage JSON");
+    let number = |key: &str| {
+        rows[0][key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} in {rows:?}"))
+    };
+    assert_eq!(number("invocations_http"), 8.0, "{rows:?}");
+    let spin = (SPINS * SPIN_MS) as f64 / 1e3;
+    let wall = number("wall_seconds");
+    let outside_idle = (started.elapsed() - idle * 4).as_secs_f64();
+    assert!(
+        wall >= spin && wall <= outside_idle,
+        "wall {wall}: at least the {spin} s of spinning, at most the {outside_idle} s not idle"
+    );
+    assert!(number("cpu_seconds") >= spin / 5.0, "{rows:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -437,24 +437,22 @@ impl Node {
         let pre = self.compiler.pre_instantiate(component)?;
         let wrong_world = |err: wasmtime::Error| DeployError::WrongWorld(format!("{err:#}"));
         check_reuse(&version.reuse, handlers.http_p3)?;
-        // 0.2 handlers without reuse take the direct path (a fresh instance per request);
-        // 0.3 handlers and reused instances go through wasmtime-wasi-http's handler.
-        let through_handler = handlers.http && (handlers.http_p3 || version.reuse.enabled());
+        // 0.2 handlers take the direct path (a fresh instance per request, or a warm one
+        // with reuse); 0.3 handlers go through wasmtime-wasi-http's handler.
+        let through_handler = handlers.http && handlers.http_p3;
         let http = match handlers.http && !through_handler {
             true => Some(ProxyIndices::new(&pre).map_err(wrong_world)?),
             false => None,
         };
-        let handler_pre = match (through_handler, handlers.http_p3) {
-            (false, _) => None,
-            (true, true) => Some(HandlerPre::P3(
+        let handler_pre = match through_handler {
+            false => None,
+            true => Some(HandlerPre::P3(
                 wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone())
                     .map_err(wrong_world)?,
             )),
-            (true, false) => Some(HandlerPre::P2(
-                wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre.clone())
-                    .map_err(wrong_world)?,
-            )),
         };
+        let warm = (http.is_some() && version.reuse.enabled())
+            .then(|| crate::triggers::warm::WarmInstances::new(&version.reuse));
         let message_handler = match handlers.messaging {
             true => Some(HandlerIndices::new(&pre).map_err(wrong_world)?),
             false => None,
@@ -493,6 +491,7 @@ impl Node {
             usage: self.usage.app(name),
             handler_pre,
             instances: std::sync::OnceLock::new(),
+            warm,
         })
     }
 

@@ -215,7 +215,8 @@ async fn route_and_run(node: &Arc<Node>, req: Request<Incoming>) -> Response<Ser
 /// Response header naming the invocation, as its guest's log lines do (`edge logs`).
 pub const REQUEST_ID_HEADER: &str = "edge-request-id";
 
-/// Instantiates the app in a fresh store and calls its `incoming-handler`.
+/// Runs the request on a fresh instance of the app (or, with `--reuse`, on an idle one of
+/// its [`super::warm`] instances) and calls its `incoming-handler`.
 async fn run_guest(
     node: &Arc<Node>,
     app: &Arc<LoadedApp>,
@@ -227,13 +228,28 @@ async fn run_guest(
     let Some(indices) = app.http.clone() else {
         return Err(Outcome::NoRoute);
     };
-    let mut store = super::new_store(
-        node,
-        app,
-        Instant::now() + timeout,
-        request_id,
-        Some(Trigger::Http),
-    );
+    let deadline = Instant::now() + timeout;
+    let warm = app.warm.clone();
+    let (mut store, kept) = match warm.as_ref().and_then(|warm| warm.take()) {
+        Some(mut instance) => {
+            instance
+                .store
+                .data_mut()
+                .begin_request(deadline, request_id);
+            (instance.store, Some((instance.proxy, instance.served)))
+        }
+        None => {
+            // A reused instance counts each of its requests below, not its creation.
+            let trigger = warm.is_none().then_some(Trigger::Http);
+            (
+                super::new_store(node, app, deadline, request_id, trigger),
+                None,
+            )
+        }
+    };
+    if let (Some(_), Some(usage)) = (&warm, &app.usage) {
+        usage.count_invocation(Trigger::Http);
+    }
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let prepared = store
         .data_mut()
@@ -253,26 +269,40 @@ async fn run_guest(
     let run_request = async move {
         // The permit lives as long as the instance, body streaming included.
         let _permit = permit;
-        let run = async {
-            let started = Instant::now();
-            let instance = pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|err| err.context(InstantiationFailed))?;
-            node_for_task
-                .metrics
-                .instantiate
-                .observe(started.elapsed().as_secs_f64());
-            let proxy = indices.load(&mut store, &instance)?;
+        let run = async move {
+            let (proxy, served) = match kept {
+                Some(kept) => kept,
+                None => {
+                    let started = Instant::now();
+                    let instance = pre
+                        .instantiate_async(&mut store)
+                        .await
+                        .map_err(|err| err.context(InstantiationFailed))?;
+                    node_for_task
+                        .metrics
+                        .instantiate
+                        .observe(started.elapsed().as_secs_f64());
+                    (indices.load(&mut store, &instance)?, 0)
+                }
+            };
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, incoming, outparam)
-                .await
+                .await?;
+            Ok::<_, wasmtime::Error>((store, proxy, served))
         };
         // Epoch interruption stops guest code at the deadline; this also ends a guest that is
-        // waiting in the host (e.g. for a body that never comes) or streaming past it.
+        // waiting in the host (e.g. for a body that never comes) or streaming past it. Only
+        // an instance whose handler returned normally is kept for the next request.
         match tokio::time::timeout(timeout, run).await {
-            Ok(result) => result,
+            Ok(Ok((mut store, proxy, served))) => {
+                if let Some(warm) = warm {
+                    store.data_mut().end_request();
+                    warm.put_back(super::warm::WarmInstance::kept(store, proxy, served));
+                }
+                Ok(())
+            }
+            Ok(Err(err)) => Err(err),
             Err(_elapsed) => Err(wasmtime::Error::from(wasmtime::Trap::Interrupt)),
         }
     };

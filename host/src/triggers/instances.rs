@@ -1,6 +1,7 @@
-//! HTTP apps served through wasmtime-wasi-http's instance handler: WASI 0.3 components
-//! (`wasi:http/handler@0.3`, whose async handler keeps running in its store's event loop while
-//! bodies stream), and 0.2 components deployed with instance reuse (`--reuse N`).
+//! WASI 0.3 HTTP apps (`wasi:http/handler@0.3`), served through wasmtime-wasi-http's instance
+//! handler: their async handler keeps running in its store's event loop while bodies stream,
+//! and with `--reuse-concurrency` one instance serves several requests at once. (0.2 apps with
+//! `--reuse` take the direct path with [`super::warm`] instances.)
 //!
 //! Each app version gets one [`ProxyHandler`] on its first request. It creates instances with
 //! the same store, grants and limits as the direct path ([`super::new_store`]) and lets each
@@ -174,8 +175,10 @@ impl WorkerState for Worker {
         _task: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + 'static + Send + Sync>> {
         tracing::trace!(app = %self.app, request = %request_id, "request on an instance");
-        // Guest code of this instance may run until the newest request's deadline.
+        // Guest code of this instance may run until the newest request's deadline, and its
+        // log lines name the newest request.
         store.data_mut().set_deadline(Instant::now() + self.timeout);
+        store.data_mut().tag_request(request_id);
         Box::pin(tokio::time::sleep(self.timeout))
     }
 

@@ -5,6 +5,7 @@
 pub mod http;
 pub mod instances;
 pub mod messaging;
+pub mod warm;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -68,14 +68,17 @@ impl MemoryBudget {
 /// The store's resource limiter and usage meter. Memory-seconds integrate the instance's
 /// total linear memory (all its memories) over the invocation's life: every growth is
 /// stamped, and the integral closes when the store is dropped, however the invocation ended
-/// (answered, trapped, timed out, cancelled).
+/// (answered, trapped, timed out, cancelled). A reused instance closes it at the end of each
+/// request ([`Self::pause`]) and opens it again at the next ([`Self::resume`]), so the time it
+/// waits idle between requests is not counted.
 pub struct InvocationMeter {
     memory_limit: usize,
     budget: Arc<MemoryBudget>,
     /// Bytes taken from the budget (given back on drop).
     held: u64,
     usage: Option<Arc<AppUsage>>,
-    started: Instant,
+    /// When the current request's window opened; `None` while paused between requests.
+    started: Option<Instant>,
     /// Linear memory bytes now, and since when.
     bytes: u64,
     since: Instant,
@@ -101,7 +104,7 @@ impl InvocationMeter {
             budget,
             held: 0,
             usage,
-            started: now,
+            started: Some(now),
             bytes: 0,
             since: now,
             byte_nanos: 0,
@@ -111,6 +114,37 @@ impl InvocationMeter {
     /// The app's usage counters, when metering is on.
     pub fn usage(&self) -> Option<&Arc<AppUsage>> {
         self.usage.as_ref()
+    }
+
+    /// Closes the current request's window: its wall time and memory-time go to the usage.
+    pub fn pause(&mut self) {
+        self.close_window(Instant::now());
+    }
+
+    /// Opens the window of the next request on a reused instance.
+    pub fn resume(&mut self) {
+        let now = Instant::now();
+        self.started = Some(now);
+        self.since = now;
+        self.byte_nanos = 0;
+    }
+
+    fn close_window(&mut self, now: Instant) {
+        let (Some(usage), Some(started)) = (&self.usage, self.started.take()) else {
+            return;
+        };
+        let elapsed = now.saturating_duration_since(self.since).as_nanos();
+        let byte_nanos = self.byte_nanos + u128::from(self.bytes) * elapsed;
+        let wall = now.saturating_duration_since(started).as_nanos();
+        usage
+            .wall_nanos
+            .fetch_add(u64::try_from(wall).unwrap_or(u64::MAX), Ordering::Relaxed);
+        // KiB-milliseconds: a 128 MiB instance for 10 s is 1.3e9, so u64 holds ~1e10 of them.
+        let kib_ms = byte_nanos / (1024 * 1_000_000);
+        usage
+            .memory_kib_ms
+            .fetch_add(u64::try_from(kib_ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.byte_nanos = 0;
     }
 
     fn advance(&mut self, now: Instant) {
@@ -164,20 +198,7 @@ impl wasmtime::ResourceLimiter for InvocationMeter {
 impl Drop for InvocationMeter {
     fn drop(&mut self) {
         self.budget.give_back(std::mem::take(&mut self.held));
-        let Some(usage) = self.usage.take() else {
-            return;
-        };
-        let now = Instant::now();
-        self.advance(now);
-        let wall = now.saturating_duration_since(self.started).as_nanos();
-        usage
-            .wall_nanos
-            .fetch_add(u64::try_from(wall).unwrap_or(u64::MAX), Ordering::Relaxed);
-        // KiB-milliseconds: a 128 MiB instance for 10 s is 1.3e9, so u64 holds ~1e10 of them.
-        let kib_ms = self.byte_nanos / (1024 * 1_000_000);
-        usage
-            .memory_kib_ms
-            .fetch_add(u64::try_from(kib_ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.close_window(Instant::now());
     }
 }
 
@@ -242,6 +263,42 @@ mod tests {
         assert!(kib_ms >= 32768 * 50, "{kib_ms}");
         assert_eq!(usage.invocations_http.load(Ordering::Relaxed), 1);
         assert!(usage.wall_nanos.load(Ordering::Relaxed) >= 50_000_000);
+    }
+
+    #[test]
+    fn a_paused_meter_does_not_count_the_idle_time_between_requests() {
+        let usage = Arc::new(AppUsage::default());
+        let whole = Instant::now();
+        let idle = std::time::Duration::from_millis(500);
+        {
+            let mut meter = InvocationMeter::new(
+                64 << 20,
+                MemoryBudget::new(u64::MAX),
+                Some(usage.clone()),
+                None,
+            );
+            assert!(meter.memory_growing(0, 32 << 20, None).unwrap());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            meter.pause();
+            let first = usage.wall_nanos.load(Ordering::Relaxed);
+            assert!(first >= 20_000_000, "{first}");
+            std::thread::sleep(idle);
+            meter.resume();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // Both windows counted, the idle gap between them not: whatever the machine's speed,
+        // the windows fit in the whole time less the gap.
+        let wall = usage.wall_nanos.load(Ordering::Relaxed);
+        let outside_gap = (whole.elapsed() - idle).as_nanos() as u64;
+        assert!(
+            wall >= 40_000_000 && wall <= outside_gap,
+            "{wall} of {outside_gap}"
+        );
+        let kib_ms = usage.memory_kib_ms.load(Ordering::Relaxed);
+        assert!(
+            kib_ms >= 32768 * 40 && kib_ms <= 32768 * outside_gap.div_ceil(1_000_000),
+            "{kib_ms}"
+        );
     }
 
     #[test]
