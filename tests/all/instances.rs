@@ -305,6 +305,30 @@ async fn reused_instances_meter_and_tag_each_request_and_retire_when_idle() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_reused_instances_give_their_memory_to_new_requests() {
+    // 48 MiB for all guests: new requests stop at 36 MiB held.
+    let host = TestHost::start_with_config("[limits]\nnode_memory_mib = 48\n");
+    host.deploy(
+        "keeper",
+        &guest("misbehave"),
+        &["--memory", "64MiB", "--reuse", "100"],
+    );
+    host.deploy("other", &guest("misbehave"), &[]);
+    // One request grows the reused instance past 40 MiB; idle, it keeps that memory.
+    let grown = get(&format!("{}/keeper/work?ms=1&mib=40", host.data_url)).await;
+    assert_eq!(grown.status, 200, "{}", grown.body);
+    host.wait_for_metric("edge_guest_memory_bytes", (40 * 1024 * 1024) as f64)
+        .await;
+    // Another app's request gets that memory instead of a 503: the idle instance is retired.
+    let reply = get(&format!("{}/other/fine", host.data_url)).await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "ok"));
+    assert_eq!(
+        count(&get(&format!("{}/keeper/count", host.data_url)).await),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fresh_instances_never_see_an_earlier_requests_scattered_writes() {
     // Each request checks, then writes, every other page of an area from the memory image
     // and of a zeroed one: far more separate dirty regions than one page-map scan batch

@@ -165,7 +165,15 @@ async fn route_and_run(node: &Arc<Node>, req: Request<Incoming>) -> Response<Ser
         return platform_answer(node, Outcome::Overloaded);
     };
     if !node.memory_budget.has_room() {
-        return platform_answer(node, Outcome::NoMemory);
+        // Idle reused instances hold memory no request is using: give it to this one first.
+        for app in node.routes.current().apps() {
+            if let Some(warm) = &app.warm {
+                warm.retire_all();
+            }
+        }
+        if !node.memory_budget.has_room() {
+            return platform_answer(node, Outcome::NoMemory);
+        }
     }
 
     let exceeded = Arc::new(AtomicBool::new(false));

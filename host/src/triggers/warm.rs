@@ -6,8 +6,9 @@
 //! fresh instance runs, with the same time limit, CPU, wall-time and memory metering and log
 //! tagging per request. Only an instance whose handler returned normally comes back; one that
 //! trapped, overran its time limit or ran out of memory is dropped with its store. An instance
-//! is retired after `requests` requests or `idle_ms` unused; idle ones are swept by a task
-//! that ends with the app version.
+//! is retired after `requests` requests or `idle_ms` unused (idle ones are swept by a task
+//! that ends with the app version), and every idle one is dropped when the node's memory
+//! budget for guests runs short.
 
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -89,9 +90,10 @@ impl WarmInstances {
             .get_or_init(|| start_sweeper(Arc::downgrade(self)));
     }
 
-    /// How many instances are idle now.
-    pub fn idle_count(&self) -> usize {
-        self.lock().len()
+    /// Drops every idle instance (the node's memory for guests is short).
+    pub fn retire_all(&self) {
+        let idle = std::mem::take(&mut *self.lock());
+        drop(idle);
     }
 
     /// Drops the instances idle for `idle_ms` or longer; their stores (and pool slots)
