@@ -105,6 +105,8 @@ pub struct Metrics {
     /// Linear memory all guests hold now, and the budget for it.
     pub guest_memory: Gauge,
     pub guest_memory_budget: Gauge,
+    /// Reused instances waiting idle for their app's next request.
+    pub idle_instances: Gauge,
     /// How long each app took to load at startup (artifact map + pre-instantiation).
     app_startup: Family<AppLabel, FloatGauge>,
     app_snapshot_bytes: Family<AppLabel, Gauge>,
@@ -269,6 +271,12 @@ impl Metrics {
             "Linear memory all guest instances hold now",
             guest_memory.clone(),
         );
+        let idle_instances = Gauge::default();
+        registry.register(
+            "edge_idle_instances",
+            "Instances of WASI 0.2 apps deployed with --reuse kept idle for their next request",
+            idle_instances.clone(),
+        );
         let guest_memory_budget = Gauge::default();
         registry.register(
             "edge_guest_memory_budget_bytes",
@@ -308,6 +316,7 @@ impl Metrics {
             apps,
             guest_memory,
             guest_memory_budget,
+            idle_instances,
             app_startup,
             app_snapshot_bytes,
             outbound,

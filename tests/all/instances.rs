@@ -317,11 +317,14 @@ async fn idle_reused_instances_give_their_memory_to_new_requests() {
     // One request grows the reused instance past 40 MiB; idle, it keeps that memory.
     let grown = get(&format!("{}/keeper/work?ms=1&mib=40", host.data_url)).await;
     assert_eq!(grown.status, 200, "{}", grown.body);
+    // Once its request has ended, the instance is parked idle.
+    host.wait_for_metric("edge_idle_instances", 1.0).await;
     host.wait_for_metric("edge_guest_memory_bytes", (40 * 1024 * 1024) as f64)
         .await;
     // Another app's request gets that memory instead of a 503: the idle instance is retired.
     let reply = get(&format!("{}/other/fine", host.data_url)).await;
     assert_eq!((reply.status, reply.body.as_str()), (200, "ok"));
+    assert!(host.metrics().await.contains("edge_idle_instances 0"));
     assert_eq!(
         count(&get(&format!("{}/keeper/count", host.data_url)).await),
         1

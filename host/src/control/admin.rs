@@ -738,9 +738,22 @@ async fn metrics(State(state): State<AdminState>) -> Response {
             (app.name.clone(), snapshot)
         })
         .collect();
+    let idle: usize = state
+        .node
+        .routes
+        .current()
+        .apps()
+        .filter_map(|app| app.warm.as_ref())
+        .map(|warm| warm.idle_count())
+        .sum();
     let budget = &state.node.memory_budget;
     let gauge = |bytes: u64| i64::try_from(bytes).unwrap_or(i64::MAX);
     state.node.metrics.guest_memory.set(gauge(budget.used()));
+    state
+        .node
+        .metrics
+        .idle_instances
+        .set(i64::try_from(idle).unwrap_or(i64::MAX));
     state
         .node
         .metrics

@@ -96,6 +96,11 @@ impl WarmInstances {
         drop(idle);
     }
 
+    /// How many instances are idle now.
+    pub fn idle_count(&self) -> usize {
+        self.lock().len()
+    }
+
     /// Drops the instances idle for `idle_ms` or longer; their stores (and pool slots)
     /// go after the lock is released.
     fn sweep(&self) {
