@@ -110,11 +110,11 @@ impl HostState {
     }
 
     /// Starts the next request on a reused instance: its deadline, the id its log lines
-    /// carry, and a new usage window.
-    pub fn begin_request(&mut self, deadline: Instant, request_id: Arc<str>) {
-        self.deadline = deadline;
-        self.request.set(request_id);
-        self.meter.resume();
+    /// carry, and a new usage window counting one invocation of `trigger`.
+    pub fn begin_request(&mut self, deadline: Instant, request_id: Arc<str>, trigger: Trigger) {
+        self.set_deadline(deadline);
+        self.tag_request(request_id);
+        self.meter.resume(trigger);
     }
 
     /// Names `request_id` in the instance's log lines from now on.

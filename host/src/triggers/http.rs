@@ -243,21 +243,14 @@ async fn run_guest(
             instance
                 .store
                 .data_mut()
-                .begin_request(deadline, request_id);
+                .begin_request(deadline, request_id, Trigger::Http);
             (instance.store, Some((instance.proxy, instance.served)))
         }
-        None => {
-            // A reused instance counts each of its requests below, not its creation.
-            let trigger = warm.is_none().then_some(Trigger::Http);
-            (
-                super::new_store(node, app, deadline, request_id, trigger),
-                None,
-            )
-        }
+        None => (
+            super::new_store(node, app, deadline, request_id, Some(Trigger::Http)),
+            None,
+        ),
     };
-    if let (Some(_), Some(usage)) = (&warm, &app.usage) {
-        usage.count_invocation(Trigger::Http);
-    }
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let prepared = store
         .data_mut()

@@ -58,20 +58,12 @@ impl WarmInstances {
         })
     }
 
-    /// The most recently parked idle instance (its pages are the likeliest still in cache),
-    /// or `None` when every instance is busy.
+    /// The most recently parked idle instance that has not expired (its pages are the
+    /// likeliest still in cache), or `None` when there is none.
     pub fn take(&self) -> Option<WarmInstance> {
-        let mut expired = Vec::new();
-        let taken = {
+        let (expired, taken) = {
             let mut idle = self.lock();
-            loop {
-                match idle.pop() {
-                    Some(instance) if instance.parked.elapsed() >= self.idle_for => {
-                        expired.push(instance);
-                    }
-                    other => break other,
-                }
-            }
+            (self.split_off_expired(&mut idle), idle.pop())
         };
         drop(expired);
         taken
@@ -104,15 +96,15 @@ impl WarmInstances {
     /// Drops the instances idle for `idle_ms` or longer; their stores (and pool slots)
     /// go after the lock is released.
     fn sweep(&self) {
-        let expired: Vec<WarmInstance> = {
-            let mut idle = self.lock();
-            let (expired, kept) = std::mem::take(&mut *idle)
-                .into_iter()
-                .partition(|instance| instance.parked.elapsed() >= self.idle_for);
-            *idle = kept;
-            expired
-        };
+        let expired = self.split_off_expired(&mut self.lock());
         drop(expired);
+    }
+
+    /// Removes the expired instances from `idle`. Instances are pushed as they are parked,
+    /// so the expired ones are a prefix.
+    fn split_off_expired(&self, idle: &mut Vec<WarmInstance>) -> Vec<WarmInstance> {
+        let expired = idle.partition_point(|instance| instance.parked.elapsed() >= self.idle_for);
+        idle.drain(..expired).collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<WarmInstance>> {

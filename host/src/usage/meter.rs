@@ -121,20 +121,26 @@ impl InvocationMeter {
         self.close_window(Instant::now());
     }
 
-    /// Opens the window of the next request on a reused instance.
-    pub fn resume(&mut self) {
+    /// Opens the window of the next request on a reused instance, counting one invocation
+    /// of `trigger`.
+    pub fn resume(&mut self, trigger: Trigger) {
+        if let Some(usage) = &self.usage {
+            usage.count_invocation(trigger);
+        }
         let now = Instant::now();
         self.started = Some(now);
         self.since = now;
-        self.byte_nanos = 0;
     }
 
     fn close_window(&mut self, now: Instant) {
-        let (Some(usage), Some(started)) = (&self.usage, self.started.take()) else {
+        let Some(started) = self.started.take() else {
             return;
         };
-        let elapsed = now.saturating_duration_since(self.since).as_nanos();
-        let byte_nanos = self.byte_nanos + u128::from(self.bytes) * elapsed;
+        self.advance(now);
+        let byte_nanos = std::mem::take(&mut self.byte_nanos);
+        let Some(usage) = &self.usage else {
+            return;
+        };
         let wall = now.saturating_duration_since(started).as_nanos();
         usage
             .wall_nanos
@@ -144,7 +150,6 @@ impl InvocationMeter {
         usage
             .memory_kib_ms
             .fetch_add(u64::try_from(kib_ms).unwrap_or(u64::MAX), Ordering::Relaxed);
-        self.byte_nanos = 0;
     }
 
     fn advance(&mut self, now: Instant) {
@@ -283,7 +288,7 @@ mod tests {
             let first = usage.wall_nanos.load(Ordering::Relaxed);
             assert!(first >= 20_000_000, "{first}");
             std::thread::sleep(idle);
-            meter.resume();
+            meter.resume(Trigger::Http);
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         // Both windows counted, the idle gap between them not: whatever the machine's speed,
