@@ -35,11 +35,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> anyh
     .await
     .context("node start-up task failed")??;
     let result = serve(node.clone(), tokens, started, shutdown).await;
-    // Exiting while the model loader is inside OpenVINO would crash in its static destructors.
-    let _ = tokio::task::spawn_blocking(move || {
-        node.wait_until_restored(std::time::Duration::from_secs(60));
-    })
-    .await;
+    // Exiting while a start-up thread is inside OpenVINO would crash in its static destructors.
+    let _ = tokio::task::spawn_blocking(move || node.join_start_up_threads()).await;
     result
 }
 

@@ -447,12 +447,41 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
 pub fn main() -> ExitCode {
     quiet_error_backtraces();
     let cli = Cli::parse();
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+    let serving = matches!(cli.command, Command::Serve(_));
+    let failed = match run(cli) {
+        Ok(()) => false,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            true
         }
+    };
+    if serving {
+        exit_skipping_library_destructors(i32::from(failed));
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Ends the node's process without the C and C++ exit handlers. By now the node has drained,
+/// flushed its database and usage, joined its start-up threads and dropped everything it owns;
+/// what exit handlers would still run are the static destructors of the libraries it loaded.
+/// OpenVINO's threading library (oneTBB) can crash in them while its worker threads wind down
+/// (uxlfoundation/oneTBB#2186): a node stopped right after a model compiled died with SIGSEGV
+/// after logging "stopped", failing a clean shutdown that had lost nothing.
+fn exit_skipping_library_destructors(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` ends the process at once; no Rust state is used after it.
+    #[expect(
+        unsafe_code,
+        reason = "ending the process without running foreign static destructors"
+    )]
+    unsafe {
+        libc::_exit(code)
     }
 }
 

@@ -162,6 +162,8 @@ pub struct Node {
     failed: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
     /// False until every deployed app is serving (apps with a model join after start-up).
     restored: AtomicBool,
+    /// The thread restoring apps with models, joined before the process exits.
+    restorer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Serialises changes (deploy, remove, rollback); requests never take it.
     changes: Mutex<()>,
     /// Digests whose optimized code is being compiled in the background.
@@ -216,6 +218,7 @@ impl Node {
             memory_budget: MemoryBudget::new(config.limits.node_memory_bytes()),
             failed: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             restored: AtomicBool::new(false),
+            restorer: std::sync::Mutex::new(None),
             config,
             compiler: CompileCache::new(engine.clone(), repo.clone(), baseline_from),
             engine,
@@ -227,7 +230,7 @@ impl Node {
         });
         if let Err(err) = node.restore_apps() {
             // The caller will exit: not while OpenVINO is compiling on the loader thread.
-            node.models.wait_until_loaded();
+            node.join_start_up_threads();
             return Err(err);
         }
         Ok(node)
@@ -267,10 +270,14 @@ impl Node {
             self.restored.store(true, Ordering::Release);
         } else {
             let node = self.clone();
-            std::thread::Builder::new()
+            let restorer = std::thread::Builder::new()
                 .name("edge-restore-nn".into())
                 .spawn(move || node.restore_apps_with_models(with_models))
                 .context("starting the thread that restores apps with models")?;
+            *self
+                .restorer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(restorer);
         }
         Ok(())
     }
@@ -349,14 +356,21 @@ impl Node {
             .map(|record| record.name))
     }
 
-    /// Waits (up to `limit`) for start-up loading to end: the model loader and the restore of
-    /// apps with models. A process must not exit while OpenVINO compiles on another thread.
-    pub fn wait_until_restored(&self, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        self.models.wait_until_loaded();
-        while !self.is_restored() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
+    /// Waits until the start-up threads (the model loader and the restore of apps with
+    /// models) have ended. A process must not exit while one of them is inside OpenVINO,
+    /// including the moment after it finished, when it drops its handles (maybe the last
+    /// ones) and runs OpenVINO's thread-exit code: that raced OpenVINO's static destructors
+    /// and crashed the process. Blocks, as long as a model takes to compile.
+    pub fn join_start_up_threads(&self) {
+        let restorer = self
+            .restorer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(restorer) = restorer {
+            let _ = restorer.join();
         }
+        self.models.join_loader();
     }
 
     /// Whether every deployed app has been loaded (or failed to load) since start-up.

@@ -20,7 +20,7 @@ mod wasi;
 mod workers;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, PoisonError};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -109,6 +109,8 @@ impl NnMetrics {
 /// model start serving at once.
 pub struct Models {
     state: OnceLock<LoadedModels>,
+    /// The loader thread, joined before the process exits (see [`Models::join_loader`]).
+    loader: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Models {
@@ -116,6 +118,7 @@ impl Models {
     pub fn start(settings: NnSettings, metrics: NnMetrics) -> Arc<Self> {
         let models = Arc::new(Self {
             state: OnceLock::new(),
+            loader: std::sync::Mutex::new(None),
         });
         let loader = models.clone();
         let spawned = std::thread::Builder::new()
@@ -123,12 +126,32 @@ impl Models {
             .spawn(move || {
                 let _ = loader.state.set(LoadedModels::load(&settings, &metrics));
             });
-        if let Err(err) = spawned {
-            let _ = models.state.set(LoadedModels::unavailable(format!(
-                "cannot start the model loader: {err}"
-            )));
+        match spawned {
+            Ok(handle) => {
+                *models.loader.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle)
+            }
+            Err(err) => {
+                let _ = models.state.set(LoadedModels::unavailable(format!(
+                    "cannot start the model loader: {err}"
+                )));
+            }
         }
         models
+    }
+
+    /// Waits until the loader thread has ended, not only until it has published the models:
+    /// after publishing, it still drops its handle (possibly the last one, tearing OpenVINO
+    /// down) and runs OpenVINO's thread-exit code. A process that exits meanwhile races
+    /// OpenVINO's static destructors and can crash. Blocks; call it before exiting.
+    pub fn join_loader(&self) {
+        let handle = self
+            .loader
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
     }
 
     /// The loaded models, waiting for the loader if it is still running (blocks: call it
