@@ -15,6 +15,12 @@
 //! code (`guests/classify/src/image_input.rs`, the same `image` crate version) compiled into
 //! this process, then the same inference, in process and behind HTTP. Each at concurrency 1
 //! (latency percentiles, images/s) and 2 (images/s).
+//!
+//! The wasi-nn row compares the component's own timing of its wasi-nn calls (load-by-name to
+//! reading the logits) with native inference alone. Everything else does the whole job on both
+//! sides: the native pipeline and the native HTTP server turn the logits into the component's
+//! JSON answer with the guest's own code (`guests/classify/src/answer.rs`), and the benchmark
+//! first checks that native and component answer the same classes.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,10 +28,15 @@ use std::time::{Duration, Instant};
 
 use openvino::{Core, DeviceType, InferRequest, PropertyKey, RwPropertyKey};
 
+/// And its answer: softmax, top classes and JSON, so native and component answer alike.
+#[path = "../../guests/classify/src/answer.rs"]
+mod answer;
 /// The classify guest's preprocessing, compiled natively: the reference pipeline runs the very
 /// code the component runs in wasm.
 #[path = "../../guests/classify/src/image_input.rs"]
 mod image_input;
+#[path = "../../guests/classify/src/json.rs"]
+mod json;
 
 const INPUT: &str = "input";
 
@@ -93,10 +104,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("the native preprocessing made a different tensor from the component's".into());
     }
     let image = Arc::new(image);
+    let model = Path::new(model_dir)
+        .file_name()
+        .and_then(|name| name.to_str())
+        .ok_or("the model folder has no UTF-8 name")?
+        .to_string();
 
     let library = edge_host::capabilities::nn::openvino::find_library(Path::new(openvino_folder))?;
     openvino_sys::library::load_from(library).map_err(|e| format!("loading OpenVINO: {e}"))?;
-    let native = Arc::new(Native::new(&PathBuf::from(model_dir), precision)?);
+    let native = Arc::new(Native::new(&PathBuf::from(model_dir), &model, precision)?);
     println!(
         "native OpenVINO infers in {} (precision setting {precision})",
         native.precision_in_force
@@ -105,6 +121,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let native_image_url = format!("{native_url}image");
 
     let tensor_url = format!("{url}/tensor");
+    let component_answer = runtime.block_on(async {
+        let response = http
+            .post(&tensor_url)
+            .body(tensor.to_vec())
+            .send()
+            .await?
+            .error_for_status()?;
+        response.text().await
+    })?;
+    let native_answer = String::from_utf8(native.answer_tensor(&tensor)?)?;
+    if labels(&native_answer) != labels(&component_answer) {
+        return Err(format!(
+            "native and component answer different classes:\n  native:    \
+             {native_answer}  component: {component_answer}"
+        )
+        .into());
+    }
     // Warm both sides up before measuring.
     native.run(1, WARM_UP, &tensor, Native::infer_once)?;
     runtime.block_on(post_for(&http, url, &image, 1, WARM_UP))?;
@@ -115,7 +148,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for (c, concurrency) in [1, 2].into_iter().enumerate() {
             let cell = duration / ROUNDS;
             rows[0][c].extend(native.run(concurrency, cell, &tensor, Native::infer_once)?);
-            rows[5][c].extend(native.run(concurrency, cell, &image, Native::classify_image)?);
+            rows[5][c].extend(native.run(concurrency, cell, &image, Native::answer_image)?);
             let (native_image_http, _) = runtime.block_on(post_for(
                 &http,
                 &native_image_url,
@@ -253,8 +286,19 @@ fn inference_ms(headers: &reqwest::header::HeaderMap) -> Option<f64> {
         .and_then(|ms| ms.parse().ok())
 }
 
+/// The class labels of a JSON answer, in order.
+fn labels(answer: &str) -> Vec<&str> {
+    answer
+        .split("\"label\":")
+        .skip(1)
+        .filter_map(|rest| rest.split(',').next())
+        .collect()
+}
+
 /// The model compiled in this process as the node compiles it.
 struct Native {
+    /// The model's name in answers (its folder's name, as the node names it).
+    model: String,
     /// `INFERENCE_PRECISION_HINT` read back from the compiled model.
     precision_in_force: String,
     compiled: std::sync::Mutex<openvino::CompiledModel>,
@@ -262,7 +306,11 @@ struct Native {
 }
 
 impl Native {
-    fn new(model_dir: &Path, precision: &str) -> Result<Self, Box<dyn std::error::Error>> {
+    fn new(
+        model_dir: &Path,
+        name: &str,
+        precision: &str,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
         let mut core = Core::new()?;
         let xml = model_dir.join("model.xml");
         let bin = model_dir.join("model.bin");
@@ -287,6 +335,7 @@ impl Native {
             .get_property(&PropertyKey::Rw(RwPropertyKey::HintInferencePrecision))?
             .into_owned();
         Ok(Self {
+            model: name.to_string(),
             precision_in_force,
             compiled: std::sync::Mutex::new(compiled),
             idle: std::sync::Mutex::new(Vec::new()),
@@ -328,9 +377,16 @@ impl Native {
         Ok(logits)
     }
 
-    /// The native image pipeline: the guest's preprocessing, then [`Native::infer_once`].
-    fn classify_image(&self, image: &[u8]) -> Result<Vec<u8>, String> {
-        self.infer_once(&image_input::to_tensor(image)?)
+    /// The component's whole job on a tensor: [`Native::infer_once`], then the guest's own
+    /// code for the JSON answer.
+    fn answer_tensor(&self, tensor: &[u8]) -> Result<Vec<u8>, String> {
+        let logits = self.infer_once(tensor)?;
+        Ok(answer::top_classes_json(&self.model, &logits)?.into_bytes())
+    }
+
+    /// The native image pipeline: the guest's preprocessing, then [`Native::answer_tensor`].
+    fn answer_image(&self, image: &[u8]) -> Result<Vec<u8>, String> {
+        self.answer_tensor(&image_input::to_tensor(image)?)
     }
 
     /// Runs `step` (an inference, or the image pipeline) on `input` back to back on `threads`
@@ -371,14 +427,15 @@ impl Native {
 }
 
 /// Native inference behind HTTP, for the same transport as the component: `POST /` with the
-/// tensor answers the logits, `POST /image` with an image runs the native pipeline. The work
+/// tensor answers what the component answers, `POST /image` with an image runs the native
+/// pipeline. The work
 /// runs on the blocking pool, as it would in a native service built on tokio.
 async fn serve_native(native: Arc<Native>) -> std::io::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/", listener.local_addr()?);
     let app = axum::Router::new()
-        .route("/", native_route(native.clone(), Native::infer_once))
-        .route("/image", native_route(native, Native::classify_image));
+        .route("/", native_route(native.clone(), Native::answer_tensor))
+        .route("/image", native_route(native, Native::answer_image));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });

