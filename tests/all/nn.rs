@@ -158,24 +158,89 @@ async fn hello_stays_fast_while_classifications_run() {
     // the data plane's threads instead, hello would wait behind them.
     let host = TestHost::start_with_config("[inference]\nworkers = 1\n");
     host.deploy("classify", &guest("classify"), &["--model", MODEL]);
+    let url = format!("{}/classify", host.data_url);
+    assert_hello_stays_fast_while_posting(&host, &url, photo("chelsea.png"), None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn p3_component_classifies_through_wasi_nn_on_the_inference_workers() {
+    // A WASI 0.3 component importing wasi:nn. Its instances run on the runtime that handed
+    // them their first request, so the node hands an app with a model its requests on the
+    // inference workers: its blocking compute must leave the data plane's threads to hello.
+    let host = TestHost::start_with_config("[inference]\nworkers = 1\n");
+    host.deploy("classify", &guest("classify"), &["--model", MODEL]);
+    let fixture = guest("p3-nn");
+    let no_model = host.edge(&["deploy", "p3-nn", fixture.to_str().expect("utf-8 path")]);
+    assert!(
+        !no_model.ok,
+        "a 0.3 component importing wasi:nn needs --model"
+    );
+    assert!(no_model.stderr.contains("wasi:nn"), "{}", no_model.stderr);
+    host.deploy("p3-nn", &fixture, &["--model", MODEL]);
+
+    let tensor = client()
+        .post(format!("{}/classify/preprocess", host.data_url))
+        .body(photo("chelsea.png"))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .expect("preprocess")
+        .bytes()
+        .await
+        .expect("tensor")
+        .to_vec();
+    let (status, answer) = post_json(
+        &format!("{}/classify/tensor", host.data_url),
+        tensor.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let expected = answer["top"][0]["index"].to_string();
+    let url = format!("{}/p3-nn", host.data_url);
+    let reply = send(client().post(&url).body(tensor.clone())).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body, expected, "the 0.3 component's top class");
+
+    let wrong = send(client().post(&url).body(vec![0u8; 12])).await;
+    assert_eq!(wrong.status, 200);
+    assert!(
+        wrong.body.contains("InvalidArgument") && wrong.body.contains("needs 602112 bytes"),
+        "{}",
+        wrong.body
+    );
+
+    assert_hello_stays_fast_while_posting(&host, &url, tensor, Some(&expected)).await;
+}
+
+/// Keeps four clients POSTing `body` to `url` (an app granted the model, on one inference
+/// worker) and checks that hello's median latency meanwhile is under a tenth of theirs; with
+/// `expected`, every answer must be that text.
+async fn assert_hello_stays_fast_while_posting(
+    host: &TestHost,
+    url: &str,
+    body: Vec<u8>,
+    expected: Option<&str>,
+) {
     host.deploy("hello", &guest("hello"), &[]);
     let hello = format!("{}/hello", host.data_url);
     assert_eq!(get(&hello).await.status, 200);
 
-    let image = photo("chelsea.png");
     let stop = Arc::new(AtomicBool::new(false));
     let classified = Arc::new(AtomicUsize::new(0));
     let mut load = Vec::new();
     for _ in 0..4 {
-        let url = format!("{}/classify", host.data_url);
-        let body = image.clone();
+        let (url, body) = (url.to_string(), body.clone());
+        let expected = expected.map(str::to_string);
         let (stop, classified) = (stop.clone(), classified.clone());
         load.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while !stop.load(Ordering::SeqCst) {
                 let started = Instant::now();
-                let status = send(client().post(&url).body(body.clone())).await.status;
-                assert_eq!(status, 200);
+                let reply = send(client().post(&url).body(body.clone())).await;
+                assert_eq!(reply.status, 200, "{}", reply.body);
+                if let Some(expected) = &expected {
+                    assert_eq!(&reply.body, expected);
+                }
                 latencies.push(started.elapsed());
                 classified.fetch_add(1, Ordering::SeqCst);
             }

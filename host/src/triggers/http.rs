@@ -187,9 +187,28 @@ async fn route_and_run(node: &Arc<Node>, req: Request<Incoming>) -> Response<Ser
     });
     let request_id = super::new_request_id();
     let result = match super::instances::of(node, &app) {
-        Some(instances) => {
-            run_on_instances(&app, &instances, req, permit, request_id.clone()).await
-        }
+        Some(instances) => match (&app.models, node.models.workers()) {
+            (Some(models), Some(workers)) => {
+                // A 0.3 instance runs on the runtime that first handed it a request: for an app
+                // granted a model, the inference workers, so its blocking `compute` never holds
+                // a data-plane thread. Waiting for the app's share counts toward its time limit.
+                let (share, app, id) = (models.worker_share(), app.clone(), request_id.clone());
+                let on_workers = workers.spawn(async move {
+                    let timeout = app.limits.timeout;
+                    let Ok(Ok(_turn)) = tokio::time::timeout(timeout, share.acquire_owned()).await
+                    else {
+                        tracing::warn!(app = %app.name, "request exceeded the {timeout:?} time limit");
+                        return Err(Outcome::TimedOut);
+                    };
+                    run_on_instances(&app, &instances, req, permit, id).await
+                });
+                on_workers.await.unwrap_or_else(|join| {
+                    tracing::error!("request task failed: {join}");
+                    Err(Outcome::Trapped)
+                })
+            }
+            _ => run_on_instances(&app, &instances, req, permit, request_id.clone()).await,
+        },
         None => run_guest(node, &app, req, permit, request_id.clone()).await,
     };
     let outcome = match result {
