@@ -17,7 +17,10 @@
 //! (latency percentiles, images/s) and 2 (images/s).
 //!
 //! The wasi-nn row compares the component's own timing of its wasi-nn calls (load-by-name to
-//! reading the logits) with native inference alone. Everything else does the whole job on both
+//! reading the logits) with native inference alone, twice: back to back in this process, and
+//! timed the same way inside the native HTTP server while it serves the same requests as the
+//! component, so both sides infer with the same pause between inferences (OpenVINO's threads
+//! go idle in it and take time to wake). Everything else does the whole job on both
 //! sides: the native pipeline and the native HTTP server turn the logits into the component's
 //! JSON answer with the guest's own code (`guests/classify/src/answer.rs`), and the benchmark
 //! first checks that native and component answer the same classes.
@@ -130,7 +133,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .error_for_status()?;
         response.text().await
     })?;
-    let native_answer = String::from_utf8(native.answer_tensor(&tensor)?)?;
+    let native_answer = String::from_utf8(native.answer_tensor(&tensor)?.0)?;
     if labels(&native_answer) != labels(&component_answer) {
         return Err(format!(
             "native and component answer different classes:\n  native:    \
@@ -143,12 +146,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     runtime.block_on(post_for(&http, url, &image, 1, WARM_UP))?;
 
     // Rounds alternate between the sides, so drift on a shared machine hits all rows alike.
-    let mut rows: [[Run; 2]; 7] = Default::default();
+    let mut rows: [[Run; 2]; 8] = Default::default();
     for _ in 0..ROUNDS {
         for (c, concurrency) in [1, 2].into_iter().enumerate() {
             let cell = duration / ROUNDS;
             rows[0][c].extend(native.run(concurrency, cell, &tensor, Native::infer_once)?);
-            rows[5][c].extend(native.run(concurrency, cell, &image, Native::answer_image)?);
+            rows[5][c].extend(native.run(concurrency, cell, &image, Native::answer_image_only)?);
             let (native_image_http, _) = runtime.block_on(post_for(
                 &http,
                 &native_image_url,
@@ -157,9 +160,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 cell,
             ))?;
             rows[6][c].extend(native_image_http);
-            let (native_http, _) =
+            let (native_http, native_in_server) =
                 runtime.block_on(post_for(&http, &native_url, &tensor, concurrency, cell))?;
             rows[4][c].extend(native_http);
+            rows[7][c].extend(native_in_server);
             let (http_run, in_guest) =
                 runtime.block_on(post_for(&http, &tensor_url, &tensor, concurrency, cell))?;
             rows[1][c].extend(in_guest);
@@ -177,16 +181,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "native OpenVINO over HTTP, tensor",
         "native pipeline, image",
         "native pipeline over HTTP, image",
+        "native over HTTP: its inference",
     ];
     println!(
         "{:<34} {:>8} {:>8} {:>11} {:>11}",
         "", "p50 ms", "p99 ms", "img/s c=1", "img/s c=2"
     );
-    for row in [0, 1, 4, 2, 5, 6, 3] {
+    for row in [0, 7, 1, 4, 2, 5, 6, 3] {
         let [one, two] = &rows[row];
-        // The guest's own timing has latencies only; its requests are the HTTP row's.
+        // In-server timings have latencies only; their requests are the HTTP rows'.
         let rate = |run: &Run| {
-            if row == 1 {
+            if row == 1 || row == 7 {
                 "-".to_string()
             } else {
                 format!("{:.1}", run.per_second())
@@ -202,7 +207,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     // (component row, native row it is compared with)
-    for (row, reference) in [(1, 0), (2, 4), (3, 6)] {
+    for (row, reference) in [(1, 0), (1, 7), (2, 4), (3, 6)] {
         let ([one, two], [ref_one, ref_two]) = (&rows[row], &rows[reference]);
         let mut line = format!(
             "{} vs {}: p50 {:.3}x ({:+.1}%), p99 {:.3}x",
@@ -225,7 +230,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// POSTs `body` to `url` (the component, or the native server) from `concurrency` clients for
-/// `duration`: the request latencies, and the guest's `server-timing` inference times.
+/// `duration`: the request latencies, and the server's own `server-timing` inference times.
 async fn post_for(
     http: &reqwest::Client,
     url: &str,
@@ -378,15 +383,24 @@ impl Native {
     }
 
     /// The component's whole job on a tensor: [`Native::infer_once`], then the guest's own
-    /// code for the JSON answer.
-    fn answer_tensor(&self, tensor: &[u8]) -> Result<Vec<u8>, String> {
+    /// code for the JSON answer. Also returns how long the inference took, which the HTTP
+    /// server reports as the component does (`server-timing: inference`).
+    fn answer_tensor(&self, tensor: &[u8]) -> Result<(Vec<u8>, Duration), String> {
+        let started = Instant::now();
         let logits = self.infer_once(tensor)?;
-        Ok(answer::top_classes_json(&self.model, &logits)?.into_bytes())
+        let inference = started.elapsed();
+        let json = answer::top_classes_json(&self.model, &logits)?;
+        Ok((json.into_bytes(), inference))
     }
 
     /// The native image pipeline: the guest's preprocessing, then [`Native::answer_tensor`].
-    fn answer_image(&self, image: &[u8]) -> Result<Vec<u8>, String> {
+    fn answer_image(&self, image: &[u8]) -> Result<(Vec<u8>, Duration), String> {
         self.answer_tensor(&image_input::to_tensor(image)?)
+    }
+
+    /// [`Native::answer_image`] without the timing, for the in-process rows.
+    fn answer_image_only(&self, image: &[u8]) -> Result<Vec<u8>, String> {
+        Ok(self.answer_image(image)?.0)
     }
 
     /// Runs `step` (an inference, or the image pipeline) on `input` back to back on `threads`
@@ -442,18 +456,32 @@ async fn serve_native(native: Arc<Native>) -> std::io::Result<String> {
     Ok(url)
 }
 
-/// A POST route running `step` on the body on the blocking pool.
+/// A POST route running `step` on the body on the blocking pool; the answer carries
+/// `server-timing: inference` as the component's does.
 fn native_route(
     native: Arc<Native>,
-    step: fn(&Native, &[u8]) -> Result<Vec<u8>, String>,
+    step: fn(&Native, &[u8]) -> Result<(Vec<u8>, Duration), String>,
 ) -> axum::routing::MethodRouter {
+    use axum::http::{StatusCode, header::HeaderName};
     axum::routing::post(move |body: bytes::Bytes| {
         let native = native.clone();
         async move {
+            let timing = HeaderName::from_static("server-timing");
             match tokio::task::spawn_blocking(move || step(&native, &body)).await {
-                Ok(Ok(answer)) => (axum::http::StatusCode::OK, answer),
-                Ok(Err(err)) => (axum::http::StatusCode::BAD_REQUEST, err.into_bytes()),
-                Err(_) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, Vec::new()),
+                Ok(Ok((answer, inference))) => {
+                    let value = format!("inference;dur={:.3}", inference.as_secs_f64() * 1e3);
+                    (StatusCode::OK, [(timing, value)], answer)
+                }
+                Ok(Err(err)) => (
+                    StatusCode::BAD_REQUEST,
+                    [(timing, String::new())],
+                    err.into_bytes(),
+                ),
+                Err(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    [(timing, String::new())],
+                    Vec::new(),
+                ),
             }
         }
     })
