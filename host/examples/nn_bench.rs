@@ -92,16 +92,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Runtime::new()?;
     let http = reqwest::Client::new();
 
-    let tensor = runtime.block_on(async {
-        let response = http
-            .post(format!("{url}/preprocess"))
-            .body(image.clone())
-            .send()
-            .await?
-            .error_for_status()?;
-        response.bytes().await
-    })?;
-    let tensor = Arc::new(tensor.to_vec());
+    let tensor =
+        Arc::new(runtime.block_on(post_once(&http, &format!("{url}/preprocess"), &image))?);
     let native_tensor = image_input::to_tensor(&image)?;
     if native_tensor != *tensor {
         return Err("the native preprocessing made a different tensor from the component's".into());
@@ -124,15 +116,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let native_image_url = format!("{native_url}image");
 
     let tensor_url = format!("{url}/tensor");
-    let component_answer = runtime.block_on(async {
-        let response = http
-            .post(&tensor_url)
-            .body(tensor.to_vec())
-            .send()
-            .await?
-            .error_for_status()?;
-        response.text().await
-    })?;
+    let component_answer =
+        String::from_utf8(runtime.block_on(post_once(&http, &tensor_url, &tensor))?)?;
     let native_answer = String::from_utf8(native.answer_tensor(&tensor)?.0)?;
     if labels(&native_answer) != labels(&component_answer) {
         return Err(format!(
@@ -227,6 +212,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{line}");
     }
     Ok(())
+}
+
+/// POSTs `body` to `url` once and returns the answer, which must be a success.
+async fn post_once(http: &reqwest::Client, url: &str, body: &[u8]) -> reqwest::Result<Vec<u8>> {
+    let response = http.post(url).body(body.to_vec()).send().await?;
+    Ok(response.error_for_status()?.bytes().await?.to_vec())
 }
 
 /// POSTs `body` to `url` (the component, or the native server) from `concurrency` clients for
