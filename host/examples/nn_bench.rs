@@ -291,6 +291,9 @@ fn labels(answer: &str) -> Vec<&str> {
         .collect()
 }
 
+/// An answer and how long its inference took.
+type Answered = Result<(Vec<u8>, Duration), String>;
+
 /// The model compiled in this process as the node compiles it.
 struct Native {
     /// The model's name in answers (its folder's name, as the node names it).
@@ -376,7 +379,7 @@ impl Native {
     /// The component's whole job on a tensor: [`Native::infer_once`], then the guest's own
     /// code for the JSON answer. Also returns how long the inference took, which the HTTP
     /// server reports as the component does (`server-timing: inference`).
-    fn answer_tensor(&self, tensor: &[u8]) -> Result<(Vec<u8>, Duration), String> {
+    fn answer_tensor(&self, tensor: &[u8]) -> Answered {
         let started = Instant::now();
         let logits = self.infer_once(tensor)?;
         let inference = started.elapsed();
@@ -385,7 +388,7 @@ impl Native {
     }
 
     /// The native image pipeline: the guest's preprocessing, then [`Native::answer_tensor`].
-    fn answer_image(&self, image: &[u8]) -> Result<(Vec<u8>, Duration), String> {
+    fn answer_image(&self, image: &[u8]) -> Answered {
         self.answer_tensor(&image_input::to_tensor(image)?)
     }
 
@@ -451,7 +454,7 @@ async fn serve_native(native: Arc<Native>) -> std::io::Result<String> {
 /// `server-timing: inference` as the component's does.
 fn native_route(
     native: Arc<Native>,
-    step: fn(&Native, &[u8]) -> Result<(Vec<u8>, Duration), String>,
+    step: fn(&Native, &[u8]) -> Answered,
 ) -> axum::routing::MethodRouter {
     use axum::http::{StatusCode, header::HeaderName};
     axum::routing::post(move |body: bytes::Bytes| {
