@@ -162,8 +162,9 @@ pub struct Node {
     failed: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
     /// False until every deployed app is serving (apps with a model join after start-up).
     restored: AtomicBool,
-    /// The thread restoring apps with models, joined before the process exits.
-    restorer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The model loader and the thread restoring apps with models, joined before the process
+    /// exits ([`Node::join_start_up_threads`]).
+    start_up_threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Serialises changes (deploy, remove, rollback); requests never take it.
     changes: Mutex<()>,
     /// Digests whose optimized code is being compiled in the background.
@@ -197,7 +198,7 @@ impl Node {
             commit,
             messaging_metrics,
         ))?);
-        let models = Models::start(
+        let (models, model_loader) = Models::start(
             NnSettings {
                 openvino: config.openvino.clone(),
                 inference: config.inference.clone(),
@@ -218,7 +219,7 @@ impl Node {
             memory_budget: MemoryBudget::new(config.limits.node_memory_bytes()),
             failed: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             restored: AtomicBool::new(false),
-            restorer: std::sync::Mutex::new(None),
+            start_up_threads: std::sync::Mutex::new(model_loader.into_iter().collect()),
             config,
             compiler: CompileCache::new(engine.clone(), repo.clone(), baseline_from),
             engine,
@@ -274,10 +275,10 @@ impl Node {
                 .name("edge-restore-nn".into())
                 .spawn(move || node.restore_apps_with_models(with_models))
                 .context("starting the thread that restores apps with models")?;
-            *self
-                .restorer
+            self.start_up_threads
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(restorer);
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(restorer);
         }
         Ok(())
     }
@@ -362,15 +363,15 @@ impl Node {
     /// ones) and runs OpenVINO's thread-exit code: that raced OpenVINO's static destructors
     /// and crashed the process. Blocks, as long as a model takes to compile.
     pub fn join_start_up_threads(&self) {
-        let restorer = self
-            .restorer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(restorer) = restorer {
-            let _ = restorer.join();
+        let threads = std::mem::take(
+            &mut *self
+                .start_up_threads
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for thread in threads {
+            let _ = thread.join();
         }
-        self.models.join_loader();
     }
 
     /// Whether every deployed app has been loaded (or failed to load) since start-up.

@@ -22,6 +22,7 @@ use wasmtime_wasi_http::WasiHttpView as _;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use crate::apps::LoadedApp;
+use crate::capabilities::nn::{AppModels, InferenceWorkers};
 use crate::connections::ConnectionLimits;
 use crate::control::node::Node;
 use crate::metrics::Outcome;
@@ -189,23 +190,8 @@ async fn route_and_run(node: &Arc<Node>, req: Request<Incoming>) -> Response<Ser
     let result = match super::instances::of(node, &app) {
         Some(instances) => match (&app.models, node.models.workers()) {
             (Some(models), Some(workers)) => {
-                // A 0.3 instance runs on the runtime that first handed it a request: for an app
-                // granted a model, the inference workers, so its blocking `compute` never holds
-                // a data-plane thread. Waiting for the app's share counts toward its time limit.
-                let (share, app, id) = (models.worker_share(), app.clone(), request_id.clone());
-                let on_workers = workers.spawn(async move {
-                    let timeout = app.limits.timeout;
-                    let Ok(Ok(_turn)) = tokio::time::timeout(timeout, share.acquire_owned()).await
-                    else {
-                        tracing::warn!(app = %app.name, "request exceeded the {timeout:?} time limit");
-                        return Err(Outcome::TimedOut);
-                    };
-                    run_on_instances(&app, &instances, req, permit, id).await
-                });
-                on_workers.await.unwrap_or_else(|join| {
-                    tracing::error!("request task failed: {join}");
-                    Err(Outcome::Trapped)
-                })
+                let id = request_id.clone();
+                run_on_instances_on_workers(&app, instances, models, workers, req, permit, id).await
             }
             _ => run_on_instances(&app, &instances, req, permit, request_id.clone()).await,
         },
@@ -372,6 +358,34 @@ async fn run_guest(
             Err(Outcome::TimedOut)
         }
     }
+}
+
+/// [`run_on_instances`] for a 0.3 app granted a model. A 0.3 instance runs on the runtime
+/// that first handed it a request, so the request is handed over from the inference workers,
+/// within the app's share of them: the instance lives there and its blocking `compute` never
+/// holds a data-plane thread. Waiting for the app's share counts toward its time limit.
+async fn run_on_instances_on_workers(
+    app: &Arc<LoadedApp>,
+    instances: Arc<super::instances::AppInstances>,
+    models: &AppModels,
+    workers: &InferenceWorkers,
+    req: Request<LimitedBody>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    request_id: Arc<str>,
+) -> Result<Response<ServeBody>, Outcome> {
+    let (share, app) = (models.worker_share(), app.clone());
+    let on_workers = workers.spawn(async move {
+        let timeout = app.limits.timeout;
+        let Ok(Ok(_turn)) = tokio::time::timeout(timeout, share.acquire_owned()).await else {
+            tracing::warn!(app = %app.name, "request exceeded the {timeout:?} time limit");
+            return Err(Outcome::TimedOut);
+        };
+        run_on_instances(&app, &instances, req, permit, request_id).await
+    });
+    on_workers.await.unwrap_or_else(|join| {
+        tracing::error!("request task failed: {join}");
+        Err(Outcome::Trapped)
+    })
 }
 
 /// Passes the request to the app's instances (WASI 0.3, or reuse): a new or reused instance

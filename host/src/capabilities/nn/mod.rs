@@ -20,7 +20,7 @@ mod wasi;
 mod workers;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -109,16 +109,20 @@ impl NnMetrics {
 /// model start serving at once.
 pub struct Models {
     state: OnceLock<LoadedModels>,
-    /// The loader thread, joined before the process exits (see [`Models::join_loader`]).
-    loader: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Models {
-    /// Starts loading the OpenVINO runtime and every configured model on a thread of its own.
-    pub fn start(settings: NnSettings, metrics: NnMetrics) -> Arc<Self> {
+    /// Starts loading the OpenVINO runtime and every configured model on a thread of its own,
+    /// and hands back that thread. The process must join it before exiting, not only wait for
+    /// the models: after publishing them it still drops its handle (maybe the last one,
+    /// tearing OpenVINO down) and runs OpenVINO's thread-exit code, which raced OpenVINO's
+    /// static destructors and crashed the process.
+    pub fn start(
+        settings: NnSettings,
+        metrics: NnMetrics,
+    ) -> (Arc<Self>, Option<std::thread::JoinHandle<()>>) {
         let models = Arc::new(Self {
             state: OnceLock::new(),
-            loader: std::sync::Mutex::new(None),
         });
         let loader = models.clone();
         let spawned = std::thread::Builder::new()
@@ -127,30 +131,13 @@ impl Models {
                 let _ = loader.state.set(LoadedModels::load(&settings, &metrics));
             });
         match spawned {
-            Ok(handle) => {
-                *models.loader.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle)
-            }
+            Ok(handle) => (models, Some(handle)),
             Err(err) => {
                 let _ = models.state.set(LoadedModels::unavailable(format!(
                     "cannot start the model loader: {err}"
                 )));
+                (models, None)
             }
-        }
-        models
-    }
-
-    /// Waits until the loader thread has ended, not only until it has published the models:
-    /// after publishing, it still drops its handle (possibly the last one, tearing OpenVINO
-    /// down) and runs OpenVINO's thread-exit code. A process that exits meanwhile races
-    /// OpenVINO's static destructors and can crash. Blocks; call it before exiting.
-    pub fn join_loader(&self) {
-        let handle = self
-            .loader
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(handle) = handle {
-            let _ = handle.join();
         }
     }
 
