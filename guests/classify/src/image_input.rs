@@ -71,6 +71,12 @@ fn has_end_marker(bytes: &[u8]) -> bool {
 /// The centre square of 224/256 of the short side, resized to 224x224 with a bicubic filter
 /// (Keys, a = -0.5, widened by the scale when shrinking, as PIL's `BICUBIC` does), one axis
 /// at a time, rounding to 8 bits after each pass as PIL does.
+///
+/// Both passes are shaped for wasm, where the node interrupts long-running guests with a check
+/// at every loop back-edge (epoch interruption): across rows, each output pixel's taps are
+/// padded to a fixed count so its loop unrolls; down columns, whole rows are scaled and summed,
+/// which vectorises. Both sum in the same order as a plain per-pixel loop, so the result is the
+/// same to the bit (docs/benchmarks.md has the figures).
 fn crop_and_resize(image: &RgbImage) -> RgbImage {
     let (width, height) = image.dimensions();
     let (width_f, height_f) = (f64::from(width), f64::from(height));
@@ -90,38 +96,100 @@ fn crop_and_resize(image: &RgbImage) -> RgbImage {
     );
 
     // Horizontal pass over the rows the vertical pass reads: (last_row - first_row) x SIDE.
-    let src = image.as_raw();
-    let stride = width as usize * 3;
-    let out_side = SIDE as usize;
-    let mut across = vec![0u8; (last_row - first_row) * out_side * 3];
-    for y in first_row..last_row {
-        let line = &src[y * stride..(y + 1) * stride];
-        let out_line = &mut across[(y - first_row) * out_side * 3..][..out_side * 3];
-        for (x, tap) in columns.iter().enumerate() {
-            let mut sum = [0f32; 3];
-            for (k, w) in tap.weights.iter().enumerate() {
-                let px = &line[(tap.start + k) * 3..][..3];
-                for c in 0..3 {
-                    sum[c] += w * f32::from(px[c]);
-                }
-            }
-            for c in 0..3 {
-                out_line[x * 3 + c] = to_u8(sum[c]);
-            }
-        }
+    let row_len = SIDE as usize * 3;
+    let mut across = vec![0u8; (last_row - first_row) * row_len];
+    let lines = image
+        .as_raw()
+        .chunks_exact(width as usize * 3)
+        .skip(first_row)
+        .zip(across.chunks_exact_mut(row_len));
+    let width = width as usize;
+    if let Some(fixed) = fixed_taps::<4>(&columns, width) {
+        lines.for_each(|(line, out)| resize_line(&fixed, line, out));
+    } else if let Some(fixed) = fixed_taps::<6>(&columns, width) {
+        lines.for_each(|(line, out)| resize_line(&fixed, line, out));
+    } else if let Some(fixed) = fixed_taps::<8>(&columns, width) {
+        lines.for_each(|(line, out)| resize_line(&fixed, line, out));
+    } else {
+        // Wide taps (a large image shrunk a lot): the loop over them is long anyway.
+        lines.for_each(|(line, out)| resize_line_any_taps(&columns, line, out));
     }
-    // Vertical pass.
-    let mut out = vec![0u8; out_side * out_side * 3];
-    for (y, tap) in rows.iter().enumerate() {
-        for x in 0..out_side * 3 {
-            let mut sum = 0f32;
-            for (k, w) in tap.weights.iter().enumerate() {
-                sum += w * f32::from(across[(tap.start + k - first_row) * out_side * 3 + x]);
-            }
-            out[y * out_side * 3 + x] = to_u8(sum);
-        }
-    }
+    let out = resize_columns(&rows, &across, first_row);
     RgbImage::from_raw(SIDE, SIDE, out).unwrap_or_default()
+}
+
+/// `taps` padded with zero weights to exactly `N` each, the windows that would pass the end of
+/// a line of `len` pixels moved left by the padding; `None` when a tap is wider than `N`.
+/// Adding `0 * pixel` to a sum leaves it unchanged, so the results are those of the unpadded
+/// taps.
+fn fixed_taps<const N: usize>(taps: &[Tap], len: usize) -> Option<Vec<(usize, [f32; N])>> {
+    taps.iter()
+        .map(|tap| {
+            let count = tap.weights.len();
+            if count > N || N > len {
+                return None;
+            }
+            let start = tap.start.min(len - N);
+            let shift = tap.start - start;
+            let mut weights = [0f32; N];
+            weights[shift..shift + count].copy_from_slice(&tap.weights);
+            Some((start, weights))
+        })
+        .collect()
+}
+
+/// One line of RGB pixels resampled with taps of exactly `N` weights.
+fn resize_line<const N: usize>(taps: &[(usize, [f32; N])], line: &[u8], out: &mut [u8]) {
+    for (&(start, weights), out) in taps.iter().zip(out.chunks_exact_mut(3)) {
+        let pixels = &line[start * 3..][..N * 3];
+        let mut sum = [0f32; 3];
+        for (w, px) in weights.iter().zip(pixels.chunks_exact(3)) {
+            for c in 0..3 {
+                sum[c] += w * f32::from(px[c]);
+            }
+        }
+        for c in 0..3 {
+            out[c] = to_u8(sum[c]);
+        }
+    }
+}
+
+/// [`resize_line`] for taps of any width.
+fn resize_line_any_taps(taps: &[Tap], line: &[u8], out: &mut [u8]) {
+    for (tap, out) in taps.iter().zip(out.chunks_exact_mut(3)) {
+        let mut sum = [0f32; 3];
+        for (k, w) in tap.weights.iter().enumerate() {
+            let px = &line[(tap.start + k) * 3..][..3];
+            for c in 0..3 {
+                sum[c] += w * f32::from(px[c]);
+            }
+        }
+        for c in 0..3 {
+            out[c] = to_u8(sum[c]);
+        }
+    }
+}
+
+/// The vertical pass: each output row is the weighted sum of whole rows of `across` (whose
+/// first row is source row `first_row`), summed one row at a time into a row of f32.
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+fn resize_columns(rows: &[Tap], across: &[u8], first_row: usize) -> Vec<u8> {
+    let row_len = SIDE as usize * 3;
+    let mut sums = vec![0f32; row_len];
+    let mut out = vec![0u8; rows.len() * row_len];
+    for (tap, out_row) in rows.iter().zip(out.chunks_exact_mut(row_len)) {
+        sums.fill(0.0);
+        for (k, &w) in tap.weights.iter().enumerate() {
+            let row = &across[(tap.start + k - first_row) * row_len..][..row_len];
+            for (sum, &v) in sums.iter_mut().zip(row) {
+                *sum += w * f32::from(v);
+            }
+        }
+        for (out, &sum) in out_row.iter_mut().zip(&sums) {
+            *out = to_u8(sum);
+        }
+    }
+    out
 }
 
 /// The source pixels one output pixel reads, and their weights.
