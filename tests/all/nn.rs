@@ -110,27 +110,44 @@ async fn models_are_listed_with_device_and_input_shape() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_is_compiled_once_for_many_requests_of_many_apps() {
+    // The two apps share the model's pooled inference requests, which read each guest's
+    // input in place: concurrent requests with different photos must each get their own
+    // photo's answer.
     let host = node_with_classify();
     host.deploy(
         "classify-b",
         &guest("classify"),
         &["--model", MODEL, "--route", "/b/classify"],
     );
-    let image = photo("coffee.png");
-    let requests = 12;
+    let urls = [
+        format!("{}/classify", host.data_url),
+        format!("{}/b/classify", host.data_url),
+    ];
+    let photos = [photo("coffee.png"), photo("chelsea.png")];
+    let mut alone = Vec::new();
+    for (url, image) in urls.iter().zip(&photos) {
+        let (status, answer) = post_json(url, image.clone()).await;
+        assert_eq!(status, 200, "{answer}");
+        alone.push(top_labels(&answer)[0].0.clone());
+    }
+    assert_ne!(
+        alone[0], alone[1],
+        "the two photos should differ: {alone:?}"
+    );
+    let requests: u32 = 12;
     let mut tasks = Vec::new();
-    for i in 0..requests {
-        let url = if i % 2 == 0 {
-            format!("{}/classify", host.data_url)
-        } else {
-            format!("{}/b/classify", host.data_url)
-        };
-        let body = image.clone();
-        tasks.push(tokio::spawn(async move { post_json(&url, body).await.0 }));
+    for which in (0..requests).map(|i| i as usize % 2) {
+        let (url, body) = (urls[which].clone(), photos[which].clone());
+        tasks.push(tokio::spawn(
+            async move { (which, post_json(&url, body).await) },
+        ));
     }
     for task in tasks {
-        assert_eq!(task.await.expect("request task"), 200);
+        let (which, (status, answer)) = task.await.expect("request task");
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(top_labels(&answer)[0].0, alone[which], "{answer}");
     }
+    let requests = requests + 2;
     let url = format!("{}/metrics", host.admin_url);
     let text = send(client().get(&url).bearer_auth(host.token()))
         .await

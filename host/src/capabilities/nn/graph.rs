@@ -156,29 +156,28 @@ impl CompiledGraph {
         Ok(())
     }
 
-    /// Puts a checked guest tensor into `request`'s input of its name: copied straight into
-    /// the buffer the request already owns (no tensor allocated and zeroed per inference);
-    /// a new tensor only when that buffer has another size (a dynamic input).
-    fn set_input(
+    /// Runs `request` on checked guest tensors read where they lie: each is bound to the
+    /// request as an OpenVINO tensor over the host's copy of the guest's bytes (the one copy,
+    /// made when the guest created the tensor), then the request's own input buffers are bound
+    /// back, whatever happened, so a pooled request never points at memory it does not own.
+    /// A request whose buffers could not be bound back fails, and is not pooled again.
+    fn infer_in_place(
         &self,
         request: &mut InferRequest,
-        input: &NamedTensor,
+        inputs: &[NamedTensor],
     ) -> Result<(), BackendError> {
-        let mut own = request.get_tensor(&input.name).map_err(ov)?;
-        let buffer = own.get_raw_data_mut().map_err(ov)?;
-        if buffer.len() == input.tensor.data.len() {
-            buffer.copy_from_slice(&input.tensor.data);
-            return Ok(());
-        }
-        let tensor = &input.tensor;
-        let dims: Vec<i64> = tensor.dimensions.iter().map(|&d| i64::from(d)).collect();
-        let shape = Shape::new(&dims).map_err(ov)?;
-        let mut fresh = OvTensor::new(element_type(tensor.ty), &shape).map_err(ov)?;
-        fresh
-            .get_raw_data_mut()
-            .map_err(ov)?
-            .copy_from_slice(&tensor.data);
-        request.set_tensor(&input.name, &fresh).map_err(ov)
+        let own = inputs
+            .iter()
+            .map(|input| request.get_tensor(&input.name))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ov)?;
+        let inferred = bind_in_place(request, inputs).and_then(|()| request.infer());
+        let restored = inputs
+            .iter()
+            .zip(&own)
+            .try_for_each(|(input, own)| request.set_tensor(&input.name, own));
+        inferred.map_err(ov)?;
+        restored.map_err(|err| backend_error(format!("OpenVINO: rebinding an input: {err}")))
     }
 
     /// The inputs as `"name" Type [dims]`, for messages.
@@ -251,11 +250,8 @@ impl Execution {
                 graph.describe_inputs()
             )));
         }
-        for input in &inputs {
-            graph.set_input(request, input)?;
-        }
         let started = Instant::now();
-        request.infer().map_err(ov)?;
+        graph.infer_in_place(request, &inputs)?;
         graph
             .metrics
             .inference_seconds
@@ -308,6 +304,32 @@ impl BackendExecutionContext for Execution {
         }
         result.map(Some)
     }
+}
+
+/// Sets each of `inputs` on `request` as a tensor over its bytes, not a copy of them.
+/// The caller keeps `inputs` alive until it has bound other tensors in their place.
+fn bind_in_place(
+    request: &mut InferRequest,
+    inputs: &[NamedTensor],
+) -> Result<(), openvino::InferenceError> {
+    for input in inputs {
+        let tensor = &input.tensor;
+        let dims: Vec<i64> = tensor.dimensions.iter().map(|&d| i64::from(d)).collect();
+        let shape = Shape::new(&dims)?;
+        #[expect(
+            unsafe_code,
+            reason = "OpenVINO reads the guest tensor's bytes in place: they outlive the \
+                      binding, which infer_in_place replaces before they can go away"
+        )]
+        // SAFETY: `tensor.data` is borrowed for this whole call and by `infer_in_place`, which
+        // binds the request's own buffers back before it returns; the request never writes
+        // an input it was given (OpenVINO's CPU plugin checks that before reading in place,
+        // and copies otherwise).
+        let bound =
+            unsafe { OvTensor::from_host_memory(element_type(tensor.ty), &shape, &tensor.data)? };
+        request.set_tensor(&input.name, &bound)?;
+    }
+    Ok(())
 }
 
 fn witx_only() -> BackendError {
