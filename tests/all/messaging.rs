@@ -652,3 +652,99 @@ async fn relays_until(probe: &mut MqttProbe, seen: &mut BTreeSet<usize>, n: usiz
 fn missing(seen: &BTreeSet<usize>, n: usize) -> Vec<usize> {
     (0..n).filter(|i| !seen.contains(i)).collect()
 }
+
+/// Publishes `payload` to `subject` (raw bytes, not necessarily UTF-8) over a plain protocol
+/// connection, as any NATS client of the broker could, and waits for the server's PONG.
+async fn publish_raw_nats(port: u16, subject: &[u8], payload: &[u8]) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connecting to nats-server");
+    let mut line = b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\nPUB ".to_vec();
+    line.extend_from_slice(subject);
+    line.extend_from_slice(format!(" {}\r\n", payload.len()).as_bytes());
+    line.extend_from_slice(payload);
+    line.extend_from_slice(b"\r\nPING\r\n");
+    socket.write_all(&line).await.expect("publishing");
+    let mut read = Vec::new();
+    let mut buf = [0u8; 512];
+    while !String::from_utf8_lossy(&read).contains("PONG") {
+        let n = tokio::time::timeout(PATIENCE, socket.read(&mut buf))
+            .await
+            .expect("nats-server answers PING")
+            .expect("reading from nats-server");
+        assert!(
+            n > 0,
+            "nats-server closed: {}",
+            String::from_utf8_lossy(&read)
+        );
+        read.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subject_that_is_not_utf8_is_delivered_and_the_nats_link_stays_up() {
+    const N: usize = 10;
+    let nats = Broker::nats();
+    let watcher = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(watcher.clone());
+    for (name, subjects) in [("JOBS", "jobs.>"), ("RELAYED", "relayed.>")] {
+        js.get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: name.into(),
+            subjects: vec![subjects.into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let host = TestHost::start_with_config(&node_toml(None, Some(&nats.url()), ""));
+    deploy_relay(&host, "nats:jobs.>", "nats:relayed.>");
+    host.deploy("hello", &guest("hello"), &[]);
+    wait_for_health(&host, "nats: connected").await;
+
+    publish_raw_nats(nats.port(), b"jobs.\xff\xfe", b"sleep:0:999").await;
+    for i in 0..N {
+        js.publish("jobs.a", format!("sleep:0:{i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    assert_http_serves(&host).await;
+    let stream = js.get_stream("RELAYED").await.unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut seen = BTreeSet::new();
+    while seen.len() < N + 1 && std::time::Instant::now() < deadline {
+        let info = stream.get_info().await.unwrap();
+        for seq in 1..=info.state.last_sequence {
+            if let Ok(message) = stream.get_raw_message(seq).await
+                && let Some(id) = id_of(&message.payload)
+            {
+                seen.insert(id);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The bad message itself reached the app (its subject's invalid bytes replaced), and the
+    // node's connection never dropped over it.
+    assert!(
+        seen.contains(&999),
+        "the message with the bad subject was relayed too"
+    );
+    assert_eq!(
+        missing(&seen, N),
+        Vec::<usize>::new(),
+        "every message relayed:\n{}",
+        host.log()
+    );
+    let log = host.log();
+    assert!(
+        log.contains("not UTF-8"),
+        "the bad subject is logged:\n{log}"
+    );
+    assert!(
+        !log.contains("broker connection lost"),
+        "the NATS link dropped:\n{log}"
+    );
+    wait_for_health(&host, "nats: connected").await;
+}
