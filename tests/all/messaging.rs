@@ -394,21 +394,7 @@ async fn jetstream_messages_survive_a_server_restart() {
     const N: usize = 30;
     let mut nats = Broker::nats();
     let watcher = async_nats::connect(nats.url()).await.unwrap();
-    let js = async_nats::jetstream::new(watcher.clone());
-    js.get_or_create_stream(async_nats::jetstream::stream::Config {
-        name: "JOBS".into(),
-        subjects: vec!["jobs.>".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    js.get_or_create_stream(async_nats::jetstream::stream::Config {
-        name: "RELAYED".into(),
-        subjects: vec!["relayed.>".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let js = jobs_and_relayed_streams(&watcher).await;
     let host = TestHost::start_with_config(&node_toml(None, Some(&nats.url()), ""));
     deploy_relay(&host, "nats:jobs.>", "nats:relayed.>");
     host.deploy("hello", &guest("hello"), &[]);
@@ -436,21 +422,7 @@ async fn jetstream_messages_survive_a_server_restart() {
             .unwrap();
     }
     // Relays were published into the RELAYED stream: read them all back from it.
-    let stream = js.get_stream("RELAYED").await.unwrap();
-    let deadline = std::time::Instant::now() + PATIENCE;
-    let mut seen = BTreeSet::new();
-    while seen.len() < N && std::time::Instant::now() < deadline {
-        seen.clear();
-        let info = stream.get_info().await.unwrap();
-        for seq in 1..=info.state.last_sequence {
-            if let Ok(message) = stream.get_raw_message(seq).await
-                && let Some(id) = id_of(&message.payload)
-            {
-                seen.insert(id);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let seen = relayed_ids(&js, N).await;
     assert_eq!(
         seen.len(),
         N,
@@ -653,6 +625,42 @@ fn missing(seen: &BTreeSet<usize>, n: usize) -> Vec<usize> {
     (0..n).filter(|i| !seen.contains(i)).collect()
 }
 
+/// JetStream streams `JOBS` (`jobs.>`, what the relay reads) and `RELAYED` (`relayed.>`, what
+/// it publishes), on the server `watcher` is connected to.
+async fn jobs_and_relayed_streams(watcher: &async_nats::Client) -> async_nats::jetstream::Context {
+    let js = async_nats::jetstream::new(watcher.clone());
+    for (name, subjects) in [("JOBS", "jobs.>"), ("RELAYED", "relayed.>")] {
+        js.get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: name.into(),
+            subjects: vec![subjects.into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    js
+}
+
+/// The ids of the messages in the `RELAYED` stream, read until there are `want` of them or
+/// the test's patience ends.
+async fn relayed_ids(js: &async_nats::jetstream::Context, want: usize) -> BTreeSet<usize> {
+    let stream = js.get_stream("RELAYED").await.unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut seen = BTreeSet::new();
+    while seen.len() < want && std::time::Instant::now() < deadline {
+        let info = stream.get_info().await.unwrap();
+        for seq in 1..=info.state.last_sequence {
+            if let Ok(message) = stream.get_raw_message(seq).await
+                && let Some(id) = id_of(&message.payload)
+            {
+                seen.insert(id);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    seen
+}
+
 /// Publishes `payload` to `subject` (raw bytes, not necessarily UTF-8) over a plain protocol
 /// connection, as any NATS client of the broker could, and waits for the server's PONG.
 async fn publish_raw_nats(port: u16, subject: &[u8], payload: &[u8]) {
@@ -687,16 +695,7 @@ async fn a_subject_that_is_not_utf8_is_delivered_and_the_nats_link_stays_up() {
     const N: usize = 10;
     let nats = Broker::nats();
     let watcher = async_nats::connect(nats.url()).await.unwrap();
-    let js = async_nats::jetstream::new(watcher.clone());
-    for (name, subjects) in [("JOBS", "jobs.>"), ("RELAYED", "relayed.>")] {
-        js.get_or_create_stream(async_nats::jetstream::stream::Config {
-            name: name.into(),
-            subjects: vec![subjects.into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    }
+    let js = jobs_and_relayed_streams(&watcher).await;
     let host = TestHost::start_with_config(&node_toml(None, Some(&nats.url()), ""));
     deploy_relay(&host, "nats:jobs.>", "nats:relayed.>");
     host.deploy("hello", &guest("hello"), &[]);
@@ -711,20 +710,7 @@ async fn a_subject_that_is_not_utf8_is_delivered_and_the_nats_link_stays_up() {
             .unwrap();
     }
     assert_http_serves(&host).await;
-    let stream = js.get_stream("RELAYED").await.unwrap();
-    let deadline = std::time::Instant::now() + PATIENCE;
-    let mut seen = BTreeSet::new();
-    while seen.len() < N + 1 && std::time::Instant::now() < deadline {
-        let info = stream.get_info().await.unwrap();
-        for seq in 1..=info.state.last_sequence {
-            if let Ok(message) = stream.get_raw_message(seq).await
-                && let Some(id) = id_of(&message.payload)
-            {
-                seen.insert(id);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let seen = relayed_ids(&js, N + 1).await;
     // The bad message itself reached the app (its subject's invalid bytes replaced), and the
     // node's connection never dropped over it.
     assert!(
