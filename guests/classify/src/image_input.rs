@@ -141,32 +141,30 @@ fn fixed_taps<const N: usize>(taps: &[Tap], len: usize) -> Option<Vec<(usize, [f
 /// One line of RGB pixels resampled with taps of exactly `N` weights.
 fn resize_line<const N: usize>(taps: &[(usize, [f32; N])], line: &[u8], out: &mut [u8]) {
     for (&(start, weights), out) in taps.iter().zip(out.chunks_exact_mut(3)) {
-        let pixels = &line[start * 3..][..N * 3];
-        let mut sum = [0f32; 3];
-        for (w, px) in weights.iter().zip(pixels.chunks_exact(3)) {
-            for c in 0..3 {
-                sum[c] += w * f32::from(px[c]);
-            }
-        }
-        for c in 0..3 {
-            out[c] = to_u8(sum[c]);
-        }
+        weighted_pixel(&weights, &line[start * 3..][..N * 3], out);
     }
 }
 
 /// [`resize_line`] for taps of any width.
 fn resize_line_any_taps(taps: &[Tap], line: &[u8], out: &mut [u8]) {
     for (tap, out) in taps.iter().zip(out.chunks_exact_mut(3)) {
-        let mut sum = [0f32; 3];
-        for (k, w) in tap.weights.iter().enumerate() {
-            let px = &line[(tap.start + k) * 3..][..3];
-            for c in 0..3 {
-                sum[c] += w * f32::from(px[c]);
-            }
-        }
+        let pixels = &line[tap.start * 3..][..tap.weights.len() * 3];
+        weighted_pixel(&tap.weights, pixels, out);
+    }
+}
+
+/// The RGB pixel `weights` make of consecutive RGB `pixels`, written to `out`. Inlined, so a
+/// fixed number of weights unrolls the loop.
+#[inline(always)]
+fn weighted_pixel(weights: &[f32], pixels: &[u8], out: &mut [u8]) {
+    let mut sum = [0f32; 3];
+    for (w, px) in weights.iter().zip(pixels.chunks_exact(3)) {
         for c in 0..3 {
-            out[c] = to_u8(sum[c]);
+            sum[c] += w * f32::from(px[c]);
         }
+    }
+    for c in 0..3 {
+        out[c] = to_u8(sum[c]);
     }
 }
 

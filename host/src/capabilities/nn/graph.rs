@@ -156,30 +156,6 @@ impl CompiledGraph {
         Ok(())
     }
 
-    /// Runs `request` on checked guest tensors read where they lie: each is bound to the
-    /// request as an OpenVINO tensor over the host's copy of the guest's bytes (the one copy,
-    /// made when the guest created the tensor), then the request's own input buffers are bound
-    /// back, whatever happened, so a pooled request never points at memory it does not own.
-    /// A request whose buffers could not be bound back fails, and is not pooled again.
-    fn infer_in_place(
-        &self,
-        request: &mut InferRequest,
-        inputs: &[NamedTensor],
-    ) -> Result<(), BackendError> {
-        let own = inputs
-            .iter()
-            .map(|input| request.get_tensor(&input.name))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(ov)?;
-        let inferred = bind_in_place(request, inputs).and_then(|()| request.infer());
-        let restored = inputs
-            .iter()
-            .zip(&own)
-            .try_for_each(|(input, own)| request.set_tensor(&input.name, own));
-        inferred.map_err(ov)?;
-        restored.map_err(|err| backend_error(format!("OpenVINO: rebinding an input: {err}")))
-    }
-
     /// The inputs as `"name" Type [dims]`, for messages.
     pub fn describe_inputs(&self) -> String {
         self.inputs
@@ -251,7 +227,7 @@ impl Execution {
             )));
         }
         let started = Instant::now();
-        graph.infer_in_place(request, &inputs)?;
+        infer_in_place(request, &inputs)?;
         graph
             .metrics
             .inference_seconds
@@ -304,6 +280,26 @@ impl BackendExecutionContext for Execution {
         }
         result.map(Some)
     }
+}
+
+/// Runs `request` on checked guest tensors read where they lie: each is bound to the
+/// request as an OpenVINO tensor over the host's copy of the guest's bytes (the one copy,
+/// made when the guest created the tensor), then the request's own input buffers are bound
+/// back, whatever happened, so a pooled request never points at memory it does not own.
+/// A request whose buffers could not be bound back fails, and is not pooled again.
+fn infer_in_place(request: &mut InferRequest, inputs: &[NamedTensor]) -> Result<(), BackendError> {
+    let own = inputs
+        .iter()
+        .map(|input| request.get_tensor(&input.name))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ov)?;
+    let inferred = bind_in_place(request, inputs).and_then(|()| request.infer());
+    let restored = inputs
+        .iter()
+        .zip(&own)
+        .try_for_each(|(input, own)| request.set_tensor(&input.name, own));
+    inferred.map_err(ov)?;
+    restored.map_err(|err| backend_error(format!("OpenVINO: rebinding an input: {err}")))
 }
 
 /// Sets each of `inputs` on `request` as a tensor over its bytes, not a copy of them.
