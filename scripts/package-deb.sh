@@ -60,7 +60,16 @@ for script in postinst prerm postrm; do
 done
 echo /etc/edge/node.toml > "$stage/DEBIAN/conffiles"
 size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
-sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size/" \
+# The oldest glibc the binary runs on: the newest symbol version it references (the build
+# machine's glibc decides it, so it is read from the binary rather than written down).
+case $arch in
+  amd64) objdump=objdump ;;
+  arm64) objdump=aarch64-linux-gnu-objdump ;;
+esac
+glibc=$("$objdump" -T "$stage/usr/bin/edge" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' |
+  sort -uV | tail -1)
+[[ -n $glibc ]] || { echo "package-deb: cannot read the glibc version the binary needs" >&2; exit 1; }
+sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size/" -e "s/@GLIBC@/$glibc/" \
   packaging/debian/control.in > "$stage/DEBIAN/control"
 mkdir -p target/debian
 deb=target/debian/edge-host_${version}_${arch}.deb

@@ -22,6 +22,8 @@ use crate::control::tokens::TokenStore;
 /// `edge: admin API listening on http://…` (tests and scripts read them when using port 0).
 pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let started = Instant::now();
+    // The loader is done with it; a long-running node need not keep it resident.
+    crate::relocations::release_relocation_table();
     let data_dir = config.server.data_dir.clone();
     auth::create_private_dir(&data_dir)?;
     let token = auth::load_or_generate(&config.server.token, &data_dir)?;

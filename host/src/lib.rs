@@ -22,7 +22,7 @@
 //!   state in NATS JetStream;
 //! - [`usage`] and [`guest_logs`]: what each invocation consumed and what it printed;
 //! - [`daemon`], [`config`], [`auth`], [`names`], [`error`], [`metrics`], [`group_commit`],
-//!   [`disk`], [`connections`], [`secret`], [`heap`]:
+//!   [`disk`], [`connections`], [`secret`], [`heap`], [`relocations`]:
 //!   the supporting pieces.
 
 pub mod api;
@@ -47,6 +47,7 @@ pub mod metrics;
 pub mod names;
 pub mod oci;
 pub mod prices;
+pub mod relocations;
 pub mod secret;
 pub mod tls;
 pub mod triggers;

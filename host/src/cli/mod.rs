@@ -475,6 +475,8 @@ fn exit_skipping_library_destructors(code: i32) -> ! {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
+    #[cfg(edge_link_order_profile)]
+    write_link_order_profile();
     // SAFETY: `_exit` ends the process at once; no Rust state is used after it.
     #[expect(
         unsafe_code,
@@ -482,6 +484,25 @@ fn exit_skipping_library_destructors(code: i32) -> ! {
     )]
     unsafe {
         libc::_exit(code)
+    }
+}
+
+/// Writes the profile of an instrumented build, which `_exit` would skip. Only
+/// `scripts/link-order.sh` sets this cfg, with `-C profile-generate` (a cfg rather than a
+/// feature: a feature would change every symbol name the profile is matched by).
+#[cfg(edge_link_order_profile)]
+#[expect(
+    unsafe_code,
+    reason = "calling the LLVM profile runtime linked into instrumented builds"
+)]
+fn write_link_order_profile() {
+    unsafe extern "C" {
+        fn __llvm_profile_write_file() -> std::ffi::c_int;
+    }
+    // SAFETY: the runtime is linked and initialised in builds with `-C profile-generate`; the
+    // call only writes the counters to the file named by LLVM_PROFILE_FILE.
+    if unsafe { __llvm_profile_write_file() } != 0 {
+        eprintln!("edge: could not write the link order profile");
     }
 }
 
