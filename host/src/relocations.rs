@@ -36,31 +36,36 @@ mod linux {
     }
 
     pub(super) fn release() {
-        let mut table: Option<Range<usize>> = None;
-        // SAFETY: the callback only reads the program headers and dynamic section the loader
-        // hands it, and writes `table`, which outlives the call.
-        unsafe {
-            libc::dl_iterate_phdr(Some(executable_table), (&raw mut table).cast());
-        }
-        let Some(table) = table else { return };
-        let page = page_size();
-        // Only whole pages of the table: its first and last pages hold other sections too.
-        let start = table.start.next_multiple_of(page);
-        let end = table.end / page * page;
-        if end <= start {
+        let Some(pages) = whole_pages_of_table() else {
             return;
-        }
-        // SAFETY: [start, end) lies inside the executable's read-only, file-backed mapping;
+        };
+        // SAFETY: the pages lie inside the executable's read-only, file-backed mapping;
         // MADV_DONTNEED there only drops page table entries, and a later read faults the
         // same bytes in from the file.
         let advised =
-            unsafe { libc::madvise(start as *mut c_void, end - start, libc::MADV_DONTNEED) };
+            unsafe { libc::madvise(pages.start as *mut c_void, pages.len(), libc::MADV_DONTNEED) };
         if advised != 0 {
             tracing::debug!(
                 "relocation table kept resident: {}",
                 std::io::Error::last_os_error()
             );
         }
+    }
+
+    /// The pages wholly inside the executable's `.rela.dyn` (its first and last pages hold
+    /// other sections too).
+    fn whole_pages_of_table() -> Option<Range<usize>> {
+        let mut table: Option<Range<usize>> = None;
+        // SAFETY: the callback only reads the program headers and dynamic section the loader
+        // hands it, and writes `table`, which outlives the call.
+        unsafe {
+            libc::dl_iterate_phdr(Some(executable_table), (&raw mut table).cast());
+        }
+        let table = table?;
+        let page = page_size();
+        let start = table.start.next_multiple_of(page);
+        let end = table.end / page * page;
+        (start < end).then_some(start..end)
     }
 
     fn page_size() -> usize {
@@ -112,5 +117,44 @@ mod linux {
             *table = Some(start..start + size);
         }
         1
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// How many pages of `range` are in this process's page table (/proc/self/pagemap).
+        fn present_pages(range: &Range<usize>) -> usize {
+            use std::io::{Read, Seek, SeekFrom};
+            let page = page_size();
+            let count = range.len() / page;
+            let mut pagemap = std::fs::File::open("/proc/self/pagemap").unwrap();
+            pagemap
+                .seek(SeekFrom::Start((range.start / page * 8) as u64))
+                .unwrap();
+            let mut entries = vec![0u8; count * 8];
+            pagemap.read_exact(&mut entries).unwrap();
+            entries
+                .chunks_exact(8)
+                .filter(|entry| u64::from_le_bytes((*entry).try_into().unwrap()) >> 63 == 1)
+                .count()
+        }
+
+        fn read_table(pages: &Range<usize>) -> Vec<u8> {
+            // SAFETY: the range is inside the executable's mapped, readable `.rela.dyn`.
+            unsafe { std::slice::from_raw_parts(pages.start as *const u8, pages.len()) }.to_vec()
+        }
+
+        #[test]
+        fn the_relocation_table_leaves_the_page_table_and_still_reads_the_same() {
+            let pages = whole_pages_of_table().expect("this test binary is position-independent");
+            let before = read_table(&pages);
+            assert_eq!(present_pages(&pages), pages.len() / page_size());
+
+            release();
+
+            assert_eq!(present_pages(&pages), 0, "the table's pages stayed mapped");
+            assert_eq!(read_table(&pages), before);
+        }
     }
 }

@@ -1,17 +1,23 @@
-"""Reads the raw LLVM profiles an instrumented `edge` wrote and prints the link order file.
+"""Writes the link order of the `edge` binary (scripts/link-order.sh), in two passes.
 
-    python3 scripts/lib/link_order.py INSTRUMENTED_EDGE PROFRAW... > host/link-order.txt
+    python3 scripts/lib/link_order.py profile INSTRUMENTED_EDGE PROFRAW...
+    python3 scripts/lib/link_order.py callees EDGE ORDER_FILE
 
-The binary is built with `-C profile-generate -C llvm-args=-pgo-function-entry-coverage`
-(scripts/link-order.sh): each function has one byte, cleared when the function first runs.
-A profile (raw format version 10, LLVM 19 and later) holds, per function, its address in the
-running process and where its byte is. The running address minus the load address (the
-names section's address in the process, from the header, minus its address in the file)
-gives the function's symbol in the instrumented binary; `nm` names it. Symbols are printed in
-the order the instrumented binary lays them out, which keeps each crate's code together.
+`profile` reads the raw LLVM profiles an instrumented node wrote and prints the functions
+that ran. The binary is built with `-C profile-generate -C llvm-args=-pgo-function-entry-
+coverage`: each function has one byte, cleared when it first runs. A profile (raw format
+version 10, LLVM 19 and later) holds, per function, the MD5 of its name and where its byte
+is; the names section maps the hashes back. Names are printed in the order the instrumented
+binary lays the functions out, which keeps each crate's code together.
+
+`callees` reads a normal build linked with that order and prints the functions the ordered
+ones call directly that are not ordered yet and not cold (`.text.unlikely`): the standard
+library (precompiled, so not instrumented), C and assembly code, and generic instances the
+optimizer made differently from the instrumented build.
 """
 
 import hashlib
+import re
 import struct
 import subprocess
 import sys
@@ -91,20 +97,69 @@ def functions_that_ran(profile):
             yield names.get(name_ref)
 
 
-def main():
-    exe, profiles = sys.argv[1], sys.argv[2:]
+def section_ranges(exe):
+    out = subprocess.run(["readelf", "-SW", exe], capture_output=True, text=True, check=True)
+    ranges = {}
+    for line in out.stdout.splitlines():
+        fields = line.replace("[ ", "[").split()
+        if len(fields) > 5 and fields[0].startswith("[") and fields[0][1:-1].isdigit():
+            start, size = int(fields[3], 16), int(fields[5], 16)
+            ranges[fields[1]] = range(start, start + size)
+    return ranges
+
+
+def profile(exe, profiles):
     ran = set()
-    for profile in profiles:
-        ran.update(functions_that_ran(profile))
-    unnamed = ran.discard(None)
-    # Printed in the instrumented binary's layout; functions inlined everywhere have no symbol.
+    for path in profiles:
+        ran.update(functions_that_ran(path))
+    ran.discard(None)
+    # Functions inlined everywhere have no symbol.
     placed = set()
-    for address, names in sorted(function_symbols(exe).items()):
+    for _address, names in sorted(function_symbols(exe).items()):
         for name in names:
             if name in ran and name not in placed:
                 placed.add(name)
                 print(name)
     print(f"link_order: {len(ran)} functions ran, {len(placed)} have a symbol", file=sys.stderr)
+
+
+def callees(exe, order_file):
+    by_address = function_symbols(exe)
+    extent = {}
+    out = subprocess.run(["nm", "-S", "--defined-only", exe], capture_output=True, text=True,
+                         check=True)
+    for line in out.stdout.splitlines():
+        fields = line.split()
+        if len(fields) == 4 and fields[2] in "tTwW":
+            extent[fields[3]] = (int(fields[0], 16), int(fields[1], 16))
+    ordered = {line.strip() for line in open(order_file) if not line.startswith("#")}
+    placed = [extent[name] for name in ordered if name in extent]
+    start = min(address for address, _ in placed)
+    end = max(address + size for address, size in placed)
+    cold = section_ranges(exe).get(".text.unlikely", range(0))
+    listing = subprocess.run(
+        ["objdump", "-d", "--no-show-raw-insn", f"--start-address={start:#x}",
+         f"--stop-address={end:#x}", exe], capture_output=True, text=True, check=True).stdout
+    targets = {int(m.group(1), 16) for m in re.finditer(r"\s(?:call|jmp)\s+([0-9a-f]+) <", listing)}
+    added = 0
+    for target in sorted(targets):
+        if start <= target < end or target in cold:
+            continue
+        for name in by_address.get(target, []):
+            if name not in ordered:
+                ordered.add(name)
+                added += 1
+                print(name)
+    print(f"link_order: {added} functions called from the ordered ones", file=sys.stderr)
+
+
+def main():
+    if len(sys.argv) >= 4 and sys.argv[1] == "profile":
+        profile(sys.argv[2], sys.argv[3:])
+    elif len(sys.argv) == 4 and sys.argv[1] == "callees":
+        callees(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit(__doc__)
 
 
 if __name__ == "__main__":
