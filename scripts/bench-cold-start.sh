@@ -43,13 +43,7 @@ start_node "$work/twenty"
 routes=()
 for i in $(seq -w 1 20); do
   # 20 distinct components: the same app with a different custom section each.
-  python3 - "$guests/hello.wasm" "$work/app$i.wasm" "$i" <<'PY'
-import sys
-data = open(sys.argv[1], "rb").read()
-name = b"edge-bench"
-payload = bytes([len(name)]) + name + sys.argv[3].encode()
-open(sys.argv[2], "wb").write(data + bytes([0, len(payload)]) + payload)
-PY
+  distinct_copy "$guests/hello.wasm" "$work/app$i.wasm" "$i"
   "$edge" deploy "app$i" "$work/app$i.wasm" --node "$admin" --data-dir "$work/twenty" >/dev/null 2>&1
   routes+=("/app$i/")
 done

@@ -40,13 +40,7 @@ LLVM_PROFILE_FILE=$work/deploy-%p.profraw start_node "$work/node" --config "$wor
 routes=()
 for i in $(seq -w 1 20); do
   # 20 distinct components: the same app with a different custom section each.
-  python3 - "$guests/hello.wasm" "$work/app$i.wasm" "$i" <<'PY'
-import sys
-data = open(sys.argv[1], "rb").read()
-name = b"edge-order"
-payload = bytes([len(name)]) + name + sys.argv[3].encode()
-open(sys.argv[2], "wb").write(data + bytes([0, len(payload)]) + payload)
-PY
+  distinct_copy "$guests/hello.wasm" "$work/app$i.wasm" "$i"
   deploy "app$i" "$work/app$i.wasm"
   routes+=("/app$i/")
 done

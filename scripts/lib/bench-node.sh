@@ -2,6 +2,7 @@
 # and one `edge serve` at a time on free loopback ports.
 #   start_node DATA_DIR [serve args...]   sets node_pid, admin (admin API URL), data (data plane URL)
 #   stop_node
+#   distinct_copy IN.wasm OUT.wasm TAG     a distinct component: IN plus a custom section
 edge=target/release/edge
 guests=guests/target/wasm32-wasip2/release
 work=$(mktemp -d)
@@ -28,4 +29,16 @@ stop_node() {
   kill "$node_pid"
   wait "$node_pid" 2>/dev/null || true
   node_pid=""
+}
+
+# The same component with a custom section naming TAG: distinct bytes, so a node compiles and
+# keeps it as an app of its own.
+distinct_copy() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import sys
+data = open(sys.argv[1], "rb").read()
+name = b"edge-bench"
+payload = bytes([len(name)]) + name + sys.argv[3].encode()
+open(sys.argv[2], "wb").write(data + bytes([0, len(payload)]) + payload)
+PY
 }
