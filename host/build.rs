@@ -6,7 +6,7 @@
 //! touched, so code spread over the whole binary keeps most of it resident. Only the `edge`
 //! binary gets the order, and only where Rust links with its own LLD (x86-64 Linux, unless a
 //! linker is configured): names that no longer exist are skipped, so a stale file costs
-//! memory, never correctness.
+//! memory, never correctness. `EDGE_NO_LINK_ORDER=1` links without it.
 
 use std::env;
 use std::path::PathBuf;
@@ -23,7 +23,8 @@ fn main() {
     }
     let rust_lld = env::var("TARGET").is_ok_and(|t| t == "x86_64-unknown-linux-gnu")
         && env::var_os("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER").is_none()
-        && !env::var("CARGO_ENCODED_RUSTFLAGS").is_ok_and(|flags| flags.contains("link"));
+        && !env::var("CARGO_ENCODED_RUSTFLAGS")
+            .is_ok_and(|flags| flags.contains("linker") || flags.contains("link-self-contained"));
     if !rust_lld || env::var_os("EDGE_NO_LINK_ORDER").is_some() {
         return;
     }
