@@ -32,12 +32,14 @@ BYTE_COVERAGE = 1 << 60
 
 
 def function_symbols(exe):
-    out = subprocess.run(["nm", "--defined-only", exe], capture_output=True, text=True, check=True)
-    symbols = {}
+    """Every function symbol of `exe` as (address, size, name), in address order."""
+    out = subprocess.run(["nm", "-n", "-S", "--defined-only", exe], capture_output=True,
+                         text=True, check=True)
+    symbols = []
     for line in out.stdout.splitlines():
         fields = line.split()
-        if len(fields) == 3 and fields[1] in "tTwW":
-            symbols.setdefault(int(fields[0], 16), []).append(fields[2])
+        if len(fields) == 4 and fields[2] in "tTwW":
+            symbols.append((int(fields[0], 16), int(fields[1], 16), fields[3]))
     return symbols
 
 
@@ -115,23 +117,19 @@ def profile(exe, profiles):
     ran.discard(None)
     # Functions inlined everywhere have no symbol.
     placed = set()
-    for _address, names in sorted(function_symbols(exe).items()):
-        for name in names:
-            if name in ran and name not in placed:
-                placed.add(name)
-                print(name)
+    for _address, _size, name in function_symbols(exe):
+        if name in ran and name not in placed:
+            placed.add(name)
+            print(name)
     print(f"link_order: {len(ran)} functions ran, {len(placed)} have a symbol", file=sys.stderr)
 
 
 def callees(exe, order_file):
-    by_address = function_symbols(exe)
-    extent = {}
-    out = subprocess.run(["nm", "-S", "--defined-only", exe], capture_output=True, text=True,
-                         check=True)
-    for line in out.stdout.splitlines():
-        fields = line.split()
-        if len(fields) == 4 and fields[2] in "tTwW":
-            extent[fields[3]] = (int(fields[0], 16), int(fields[1], 16))
+    symbols = function_symbols(exe)
+    by_address = {}
+    for address, _size, name in symbols:
+        by_address.setdefault(address, []).append(name)
+    extent = {name: (address, size) for address, size, name in symbols}
     ordered = {line.strip() for line in open(order_file) if not line.startswith("#")}
     placed = [extent[name] for name in ordered if name in extent]
     start = min(address for address, _ in placed)
