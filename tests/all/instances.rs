@@ -118,6 +118,40 @@ async fn p3_component_hits_each_limit_with_the_documented_status() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p3_instances_cpu_time_is_metered() {
+    const TIMEOUT_MS: u64 = 600;
+    let host = TestHost::start();
+    host.deploy(
+        "p3",
+        &guest("hello-p3"),
+        &["--timeout", &format!("{TIMEOUT_MS}ms")],
+    );
+    // Two requests that spin in guest code until their time limit.
+    for _ in 0..2 {
+        assert_eq!(get(&format!("{}/p3/loop", host.data_url)).await.status, 504);
+    }
+    // The instance's CPU lands when the poll that spun returns, which may be just after the
+    // 504 went out: wait for it. A busy machine may give the spinner less than the wall time.
+    let spun = 2.0 * TIMEOUT_MS as f64 / 1e3;
+    let deadline = std::time::Instant::now() + crate::harness::PATIENCE;
+    loop {
+        let usage = host.edge(&["usage", "p3", "--json"]);
+        assert!(usage.ok, "{}", usage.stderr);
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&usage.stdout).expect("usage JSON");
+        assert_eq!(rows[0]["invocations_http"], 2.0, "{rows:?}");
+        let cpu = rows[0]["cpu_seconds"].as_f64().expect("cpu_seconds");
+        if cpu >= spun / 5.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "CPU of two {TIMEOUT_MS} ms spins not metered: {rows:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p3_app_survives_restart_and_rollback() {
     let temp = tempfile::tempdir().expect("temp");
     let data = temp.path().join("node");

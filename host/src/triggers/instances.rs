@@ -8,7 +8,9 @@
 //! serve up to `reuse.requests` requests, `reuse.concurrency` at once, retiring it when idle
 //! for `reuse.idle_ms`. Per request: the time limit (the request expires, and guest code is
 //! interrupted at its deadline), the body limit and the concurrency permit; per instance: the
-//! memory limit. An instance that traps is dropped, never reused.
+//! memory limit. An instance that traps is dropped, never reused. Usage: invocations per
+//! request; CPU time, wall time and memory-seconds per instance (its worker's polls and its
+//! store's life), so time an instance spends serving several requests at once is counted once.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -28,6 +30,7 @@ use crate::apps::LoadedApp;
 use crate::control::node::Node;
 use crate::host_state::HostState;
 use crate::metrics::Outcome;
+use crate::usage::CpuTimed;
 
 /// The instances of one app version.
 pub type AppInstances = ProxyHandler<Instances>;
@@ -113,6 +116,15 @@ impl HandlerState for Instances {
                 timeout,
             },
         })
+    }
+
+    /// Runs the worker (instantiation, then every request the instance serves) with the CPU
+    /// time of its polls added to the app's usage, as the direct path does per request.
+    fn spawn_worker(&self, worker: impl Future<Output = ()> + Send + 'static) {
+        match self.app.upgrade().and_then(|app| app.usage.clone()) {
+            Some(usage) => drop(tokio::spawn(CpuTimed::new(worker, usage))),
+            None => drop(tokio::spawn(worker)),
+        }
     }
 }
 

@@ -1,0 +1,2 @@
+mod handler;
+mod types;
