@@ -197,6 +197,25 @@ async fn pushed_components_deploy_by_tag_and_by_digest_from_the_cache_without_th
         get(&format!("{}/hello", again.data_url)).await.body,
         "hello from edge 8: /hello\n"
     );
+
+    // Pulls take no disk of their own: the cache reads the app's copy of the component, so
+    // once the app is removed (and its component collected) the digest needs the registry.
+    assert!(
+        !data.join("oci/blobs").exists(),
+        "no second copy of pulled bytes"
+    );
+    let removed = again.edge(&["remove", "hello"]);
+    assert!(removed.ok, "{}", removed.stderr);
+    let collected = again.edge(&["deploy", "hello", &pinned]);
+    assert!(
+        !collected.ok,
+        "deployed a collected component without the registry"
+    );
+    assert!(
+        collected.stderr.contains("cannot reach the registry"),
+        "{}",
+        collected.stderr
+    );
 }
 
 #[tokio::test]

@@ -206,7 +206,12 @@ impl Node {
             },
             nn_metrics,
         );
-        let registries = Registries::open(config.registry.clone(), &config.server.data_dir)?;
+        let kept = repo.clone();
+        let registries = Registries::open(
+            config.registry.clone(),
+            &config.server.data_dir,
+            Arc::new(move |hex: &str| kept.component_path(hex)),
+        )?;
         let baseline_from = config.limits.baseline_tier_min_bytes();
         let node = Arc::new(Self {
             registries,

@@ -4,9 +4,10 @@
 //! `edge push` publishes a component; `edge deploy NAME oci://…` and the fleet agent pull one
 //! through [`Registries`], which checks the artifact is a wasm component, bounds its size,
 //! verifies every digest (the manifest's when the reference pins one, the layer's always) and
-//! keeps it in a content-addressed [`cache`], so a reference by digest deploys again without
-//! the registry. Loopback registries are reached over plain HTTP (as container tools do for
-//! localhost), others over HTTPS unless `[registry] insecure` lists them.
+//! indexes it in a [`cache`] of manifests, so a reference by digest deploys again without
+//! the registry while the node keeps that component. Loopback registries are reached over
+//! plain HTTP (as container tools do for localhost), others over HTTPS unless
+//! `[registry] insecure` lists them.
 
 mod cache;
 mod reference;
@@ -14,7 +15,7 @@ mod registry;
 
 use serde::{Deserialize, Serialize};
 
-pub use cache::sha256_digest;
+pub use cache::{KeptComponents, sha256_digest};
 pub use reference::OciRef;
 pub use registry::{Pulled, Registries};
 
@@ -67,7 +68,7 @@ pub enum OciError {
     )]
     Unauthorized { reference: String, registry: String },
     #[error(
-        "cannot reach the registry for {reference}: {detail}; a reference by digest (@sha256:…) deploys from this node's cache when it was pulled before"
+        "cannot reach the registry for {reference}: {detail}; a reference by digest (@sha256:…) deploys from this node's cache while the node keeps that component"
     )]
     Unreachable { reference: String, detail: String },
     #[error("{reference} is not a wasm component artifact: {detail}")]

@@ -14,7 +14,7 @@ use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use oci_client::secrets::RegistryAuth;
 use oci_wasm::{WASM_LAYER_MEDIA_TYPE, WasmClient, WasmConfig};
 
-use super::cache::{BlobCache, sha256_digest};
+use super::cache::{BlobCache, KeptComponents, sha256_digest};
 use super::{OciError, OciRef, RegistryConfig};
 
 /// A component fetched from a registry (or the cache), with the digests it was verified by.
@@ -37,10 +37,15 @@ pub struct Registries {
 }
 
 impl Registries {
-    /// For a node: pulls are cached under `data_dir/oci`.
-    pub fn open(config: RegistryConfig, data_dir: &Path) -> anyhow::Result<Self> {
+    /// For a node: pulls are indexed under `data_dir/oci`, and their bytes read from where
+    /// the node keeps components (`components`).
+    pub fn open(
+        config: RegistryConfig,
+        data_dir: &Path,
+        components: KeptComponents,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
-            cache: Some(BlobCache::open(data_dir)?),
+            cache: Some(BlobCache::open(data_dir, components)?),
             ..Self::without_cache(config)
         })
     }
@@ -98,7 +103,8 @@ impl Registries {
     }
 
     /// Fetches the component `reference` names, at most `max_bytes` long. A reference by
-    /// digest is served from the cache when it was pulled before, without the registry.
+    /// digest is served from the cache while the node keeps that component, without the
+    /// registry.
     pub async fn pull(&self, reference: &OciRef, max_bytes: u64) -> Result<Pulled, OciError> {
         if let Some(pulled) = self.cached(reference) {
             tracing::debug!(%reference, "component served from the registry cache");
@@ -152,7 +158,7 @@ impl Registries {
         }
         let pinned = reference.pinned(&manifest_digest);
         if let Some(bytes) = self.cache.as_ref().and_then(|c| c.blob(&layer.digest)) {
-            self.remember(&manifest_digest, &layer.digest, &bytes);
+            self.remember(&manifest_digest, &layer.digest);
             return Ok(Pulled {
                 bytes,
                 pinned,
@@ -180,7 +186,7 @@ impl Registries {
                 actual,
             });
         }
-        self.remember(&manifest_digest, &layer.digest, &bytes);
+        self.remember(&manifest_digest, &layer.digest);
         Ok(Pulled {
             bytes,
             pinned,
@@ -189,9 +195,9 @@ impl Registries {
         })
     }
 
-    fn remember(&self, manifest_digest: &str, layer_digest: &str, bytes: &[u8]) {
+    fn remember(&self, manifest_digest: &str, layer_digest: &str) {
         if let Some(cache) = &self.cache
-            && let Err(err) = cache.store(manifest_digest, layer_digest, bytes)
+            && let Err(err) = cache.store(manifest_digest, layer_digest)
         {
             tracing::warn!("cannot cache the pulled component: {err:#}");
         }
