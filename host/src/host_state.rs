@@ -114,7 +114,7 @@ impl HostState {
     pub fn begin_request(&mut self, deadline: Instant, request_id: Arc<str>, trigger: Trigger) {
         self.set_deadline(deadline);
         self.tag_request(request_id);
-        self.meter.resume(trigger);
+        self.meter.resume(Some(trigger));
     }
 
     /// Names `request_id` in the instance's log lines from now on.
@@ -126,6 +126,17 @@ impl HostState {
     /// time the instance waits idle is not counted.
     pub fn end_request(&mut self) {
         self.meter.pause();
+    }
+
+    /// Takes out of the usage window the time since `at`, when the instance went idle
+    /// (a reused WASI 0.3 instance, whose requests are counted by the HTTP trigger).
+    pub fn idle_since(&mut self, at: Instant) {
+        self.meter.pause_since(at);
+    }
+
+    /// Opens the usage window again after [`Self::idle_since`] (a no-op when open).
+    pub fn busy_again(&mut self) {
+        self.meter.resume(None);
     }
 
     /// The `wasi:http` view, as a plain function for wasmtime-wasi-http's handler.

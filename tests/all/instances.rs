@@ -152,6 +152,53 @@ async fn p3_instances_cpu_time_is_metered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_p3_instance_is_not_billed_for_the_time_it_waits_idle() {
+    const GAP: std::time::Duration = std::time::Duration::from_secs(2);
+    let host = TestHost::start();
+    host.deploy(
+        "p3",
+        &guest("hello-p3"),
+        &["--reuse", "8", "--reuse-idle", "4s"],
+    );
+    let url = format!("{}/p3/count", host.data_url);
+    assert_eq!(count(&get(&url).await), 1);
+    tokio::time::sleep(GAP).await;
+    assert_eq!(
+        count(&get(&url).await),
+        2,
+        "the same instance, idle in between"
+    );
+    // Idle past --reuse-idle, the instance is retired: a new one answers.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let deadline = std::time::Instant::now() + crate::harness::PATIENCE;
+    while count(&get(&url).await) != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the instance was never retired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // The retired instance's usage lands when its store is dropped.
+    let wall = || {
+        let usage = host.edge(&["usage", "p3", "--json"]);
+        assert!(usage.ok, "{}", usage.stderr);
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&usage.stdout).expect("usage JSON");
+        rows[0]["wall_seconds"].as_f64().expect("wall_seconds")
+    };
+    while wall() == 0.0 {
+        assert!(std::time::Instant::now() < deadline, "no wall time counted");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Two short requests: billed for far less than the two idle waits (2 s and 4 s).
+    let billed = wall();
+    assert!(
+        billed < GAP.as_secs_f64(),
+        "wall time {billed} s includes idle time"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p3_app_survives_restart_and_rollback() {
     let temp = tempfile::tempdir().expect("temp");
     let data = temp.path().join("node");

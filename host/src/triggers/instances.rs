@@ -9,12 +9,13 @@
 //! for `reuse.idle_ms`. Per request: the time limit (the request expires, and guest code is
 //! interrupted at its deadline), the body limit and the concurrency permit; per instance: the
 //! memory limit. An instance that traps is dropped, never reused. Usage: invocations per
-//! request; CPU time, wall time and memory-seconds per instance (its worker's polls and its
-//! store's life), so time an instance spends serving several requests at once is counted once.
+//! request; CPU time, wall time and memory-seconds per instance (its worker's polls, and its
+//! store's life less the time it waited idle for a request), so time an instance spends
+//! serving several requests at once is counted once.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -101,6 +102,7 @@ impl HandlerState for Instances {
             Ok(proxy) => proxy?,
             Err(_elapsed) => wasmtime::bail!("instantiation took longer than {timeout:?}"),
         };
+        let idle_since = IdleSince::default();
         Ok(Instance {
             store,
             proxy,
@@ -109,11 +111,13 @@ impl HandlerState for Instances {
                 idle: Duration::from_millis(app.version.reuse.idle_ms),
                 timeout,
                 sleep: Box::pin(tokio::time::sleep(Duration::from_secs(86_400))),
+                idle_since: idle_since.clone(),
             },
             state: Worker {
                 app: Arc::from(app.name.as_str()),
                 reuse: app.version.reuse,
                 timeout,
+                idle_since,
             },
         })
     }
@@ -128,12 +132,30 @@ impl HandlerState for Instances {
     }
 }
 
+/// Since when an instance has had no request in flight, as its handler last reported
+/// (`None` while it serves). Written by [`Expiry`], which sees the handler's status; read by
+/// [`Worker`], which has the store: the idle time is taken out of the instance's wall time
+/// and memory-seconds when its next request starts or when it ends.
+#[derive(Clone, Default)]
+struct IdleSince(Arc<Mutex<Option<Instant>>>);
+
+impl IdleSince {
+    fn set(&self, since: Option<Instant>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = since;
+    }
+
+    fn take(&self) -> Option<Instant> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
 /// When an instance ends: idle past `idle`, or busy past the request time limit (a second
 /// line of defence behind each request's own expiry).
 pub struct Expiry {
     idle: Duration,
     timeout: Duration,
     sleep: Pin<Box<tokio::time::Sleep>>,
+    idle_since: IdleSince,
 }
 
 impl WorkerExpiration for Expiry {
@@ -147,6 +169,8 @@ impl WorkerExpiration for Expiry {
             WorkerStatus::Idle => self.idle,
             WorkerStatus::Requests | WorkerStatus::PostReturn => self.timeout,
         };
+        self.idle_since
+            .set((state == WorkerStatus::Idle).then_some(start));
         let Some(deadline) = start.checked_add(wait) else {
             return Poll::Pending;
         };
@@ -163,6 +187,7 @@ pub struct Worker {
     app: Arc<str>,
     reuse: Reuse,
     timeout: Duration,
+    idle_since: IdleSince,
 }
 
 impl WorkerState for Worker {
@@ -189,14 +214,23 @@ impl WorkerState for Worker {
         tracing::trace!(app = %self.app, request = %request_id, "request on an instance");
         // Guest code of this instance may run until the newest request's deadline, and its
         // log lines name the newest request.
-        store.data_mut().set_deadline(Instant::now() + self.timeout);
-        store.data_mut().tag_request(request_id);
+        let data = store.data_mut();
+        if let Some(since) = self.idle_since.take() {
+            data.idle_since(since);
+        }
+        data.busy_again();
+        data.set_deadline(Instant::now() + self.timeout);
+        data.tag_request(request_id);
         Box::pin(tokio::time::sleep(self.timeout))
     }
 
-    fn drop(&self, store: Store<HostState>, result: wasmtime::Result<()>) {
+    fn drop(&self, mut store: Store<HostState>, result: wasmtime::Result<()>) {
         if let Err(err) = result {
             tracing::warn!(app = %self.app, "instance ended with an error: {err:#}");
+        }
+        // Retired after waiting idle: that wait is not billed.
+        if let Some(since) = self.idle_since.take() {
+            store.data_mut().idle_since(since);
         }
         drop(store);
     }

@@ -121,11 +121,20 @@ impl InvocationMeter {
         self.close_window(Instant::now());
     }
 
+    /// Closes the window at `at`, a moment already past (when the instance went idle):
+    /// the time since is not counted.
+    pub fn pause_since(&mut self, at: Instant) {
+        self.close_window(at.min(Instant::now()));
+    }
+
     /// Opens the window of the next request on a reused instance, counting one invocation
-    /// of `trigger`.
-    pub fn resume(&mut self, trigger: Trigger) {
-        if let Some(usage) = &self.usage {
+    /// of `trigger` when given (`None`: the trigger counts its invocations itself).
+    pub fn resume(&mut self, trigger: Option<Trigger>) {
+        if let (Some(usage), Some(trigger)) = (&self.usage, trigger) {
             usage.count_invocation(trigger);
+        }
+        if self.started.is_some() {
+            return;
         }
         let now = Instant::now();
         self.started = Some(now);
@@ -288,7 +297,7 @@ mod tests {
             let first = usage.wall_nanos.load(Ordering::Relaxed);
             assert!(first >= 20_000_000, "{first}");
             std::thread::sleep(idle);
-            meter.resume(Trigger::Http);
+            meter.resume(Some(Trigger::Http));
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         // Both windows counted, the idle gap between them not: whatever the machine's speed,
@@ -304,6 +313,34 @@ mod tests {
             kib_ms >= 32768 * 40 && kib_ms <= 32768 * outside_gap.div_ceil(1_000_000),
             "{kib_ms}"
         );
+    }
+
+    #[test]
+    fn an_idle_stretch_already_past_is_taken_out_of_the_window() {
+        let usage = Arc::new(AppUsage::default());
+        let whole = Instant::now();
+        let idle = std::time::Duration::from_millis(400);
+        {
+            let mut meter = InvocationMeter::new(
+                64 << 20,
+                MemoryBudget::new(u64::MAX),
+                Some(usage.clone()),
+                None,
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let idle_from = Instant::now();
+            std::thread::sleep(idle);
+            meter.pause_since(idle_from);
+            meter.resume(None);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let wall = usage.wall_nanos.load(Ordering::Relaxed);
+        let outside_idle = (whole.elapsed() - idle).as_nanos() as u64;
+        assert!(
+            wall >= 40_000_000 && wall <= outside_idle,
+            "{wall} of {outside_idle}"
+        );
+        assert_eq!(usage.invocations_http.load(Ordering::Relaxed), 0);
     }
 
     #[test]
