@@ -19,32 +19,22 @@ wasm=${5:-guests/target/wasm32-wasip2/release/hello_p3.wasm}
 command -v wrk >/dev/null || { echo "bench: wrk is needed (apt-get install wrk)" >&2; exit 1; }
 [[ -f $wasm ]] || scripts/setup.sh >/dev/null
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
+source scripts/lib/bench-node.sh
 reuse=(--reuse 128)
 [[ -n ${REUSE_CONCURRENCY:-} ]] && reuse+=(--reuse-concurrency "$REUSE_CONCURRENCY")
-admins=() datas=() node_pids=()
+datas=() node_pids=()
 for i in 0 1; do
-  EDGE_LOG=warn "${bins[$i]}" serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-    --data-dir "$work/$i" >"$work/$i.out" 2>"$work/$i.err" &
-  pids+=($!)
-  node_pids+=($!)
-  for _ in $(seq 1 300); do grep -q "admin API" "$work/$i.out" 2>/dev/null && break; sleep 0.1; done
-  admins+=("$(sed -n 's/^edge: admin API listening on //p' "$work/$i.out")")
-  datas+=("$(sed -n 's/^edge: data plane listening on //p' "$work/$i.out")")
-  target/release/edge deploy fresh "$wasm" --node "${admins[$i]}" --data-dir "$work/$i" >/dev/null
-  target/release/edge deploy reused "$wasm" --node "${admins[$i]}" --data-dir "$work/$i" \
+  edge=${bins[$i]}
+  start_node "$work/$i"
+  datas+=("$data")
+  node_pids+=("$node_pid")
+  keep_node
+  target/release/edge deploy fresh "$wasm" --node "$admin" --data-dir "$work/$i" >/dev/null
+  target/release/edge deploy reused "$wasm" --node "$admin" --data-dir "$work/$i" \
     "${reuse[@]}" >/dev/null
   for app in fresh reused; do
     for _ in $(seq 1 300); do
-      [[ $(curl -s -o /dev/null -w '%{http_code}' "${datas[$i]}/$app/x" || true) == 200 ]] && break
+      [[ $(curl -s -o /dev/null -w '%{http_code}' "$data/$app/x" || true) == 200 ]] && break
       sleep 0.1
     done
   done

@@ -2,13 +2,18 @@
 # and one `edge serve` at a time on free loopback ports.
 #   start_node DATA_DIR [serve args...]   sets node_pid, admin (admin API URL), data (data plane URL)
 #   stop_node
+#   keep_node                             leaves the running node up (stopped on exit), so
+#                                         start_node can start another beside it
 #   distinct_copy IN.wasm OUT.wasm TAG     a distinct component: IN plus a custom section
 edge=target/release/edge
 guests=guests/target/wasm32-wasip2/release
 work=$(mktemp -d)
 node_pid=""
+kept_nodes=()
 cleanup() {
-  [[ -n $node_pid ]] && kill "$node_pid" 2>/dev/null && wait "$node_pid" 2>/dev/null
+  for pid in $node_pid "${kept_nodes[@]}"; do
+    kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -23,6 +28,11 @@ start_node() {
   admin=$(sed -n 's/^edge: admin API listening on //p' "$dir.out")
   data=$(sed -n 's/^edge: data plane listening on //p' "$dir.out")
   [[ -n $admin ]] || { echo "bench: the node did not start; its log: $dir.err" >&2; exit 1; }
+}
+
+keep_node() {
+  kept_nodes+=("$node_pid")
+  node_pid=""
 }
 
 stop_node() {
