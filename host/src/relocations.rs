@@ -62,16 +62,10 @@ mod linux {
             libc::dl_iterate_phdr(Some(executable_table), (&raw mut table).cast());
         }
         let table = table?;
-        let page = page_size();
+        let page = rustix::param::page_size();
         let start = table.start.next_multiple_of(page);
         let end = table.end / page * page;
         (start < end).then_some(start..end)
-    }
-
-    fn page_size() -> usize {
-        // SAFETY: sysconf has no preconditions.
-        let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        usize::try_from(size).unwrap_or(4096).max(4096)
     }
 
     /// Called for the executable first; records its `.rela.dyn` and stops the iteration.
@@ -126,7 +120,7 @@ mod linux {
         /// How many pages of `range` are in this process's page table (/proc/self/pagemap).
         fn present_pages(range: &Range<usize>) -> usize {
             use std::io::{Read, Seek, SeekFrom};
-            let page = page_size();
+            let page = rustix::param::page_size();
             let count = range.len() / page;
             let mut pagemap = std::fs::File::open("/proc/self/pagemap").unwrap();
             pagemap
@@ -149,7 +143,10 @@ mod linux {
         fn the_relocation_table_leaves_the_page_table_and_still_reads_the_same() {
             let pages = whole_pages_of_table().expect("this test binary is position-independent");
             let before = read_table(&pages);
-            assert_eq!(present_pages(&pages), pages.len() / page_size());
+            assert_eq!(
+                present_pages(&pages),
+                pages.len() / rustix::param::page_size()
+            );
 
             release();
 
