@@ -5,7 +5,7 @@
 //! that publish with confirmation and collect what arrives.
 
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -154,11 +154,44 @@ impl Broker {
         }
     }
 
+    /// A nats-server with JetStream that only speaks TLS (`cert` and `key`, PEM) and only
+    /// lets `user` with `password` in.
+    pub fn nats_secured(cert: &Path, key: &Path, user: &str, password: &str) -> Self {
+        let program = program("nats-server", "/usr/sbin/nats-server");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let store = dir.path().join("jetstream");
+        let (cert, key) = (cert.to_path_buf(), key.to_path_buf());
+        let (user, password) = (user.to_string(), password.to_string());
+        let mut server = Server {
+            command: Box::new(move || {
+                let mut command = Command::new(&program);
+                command
+                    .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+                    .arg(&store)
+                    .args(["--tls", "--tlscert"])
+                    .arg(&cert)
+                    .arg("--tlskey")
+                    .arg(&key)
+                    .args(["--user", &user, "--pass", &password]);
+                command
+            }),
+            child: None,
+            port,
+            _dir: dir,
+        };
+        server.start();
+        Self {
+            server,
+            scheme: "tls",
+        }
+    }
+
     pub fn port(&self) -> u16 {
         self.server.port
     }
 
-    /// `mqtt://127.0.0.1:PORT` or `nats://127.0.0.1:PORT`.
+    /// `mqtt://127.0.0.1:PORT`, `nats://127.0.0.1:PORT` or `tls://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("{}://127.0.0.1:{}", self.scheme, self.server.port)
     }

@@ -549,3 +549,77 @@ async fn a_node_cut_from_nats_keeps_serving_and_converges_and_failures_are_repor
         Some("hello from edge 2: /hello\n")
     );
 }
+
+#[tokio::test]
+async fn a_node_reaches_a_tls_nats_with_a_password_and_a_wrong_password_is_refused_unshown() {
+    const PASSWORD: &str = "fleet-secret-4242";
+    const WRONG: &str = "not-the-secret-1717";
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = crate::harness::make_certificates(temp.path());
+    let nats = Broker::nats_secured(&cert, &key, "gw", PASSWORD);
+    let registry = Registry::start();
+    let pinned = push(
+        &guest("hello"),
+        &format!("oci://{}/edge/hello:v1", registry.host()),
+    );
+    let fleet_toml = |node: &str, password: &str| {
+        format!(
+            "[fleet]\nurl = \"{}\"\nnode_id = \"{node}\"\ngroups = [\"shop\"]\nheartbeat_s = 1\n\
+             retry_s = 1\nusername = \"gw\"\npassword = \"{password}\"\nca_file = \"{}\"\n",
+            nats.url(),
+            ca.display()
+        )
+    };
+    let good = TestHost::start_with_config(&fleet_toml("gw-1", PASSWORD));
+    let refused = TestHost::start_with_config(&fleet_toml("gw-2", WRONG));
+
+    // The CLI reaches the same server with the same settings; the password from the
+    // environment. Without the CA it refuses the server's certificate.
+    let file = fleet_file(temp.path(), "desired", &pinned, "5");
+    let apply = |ca_file: Option<&Path>| {
+        let mut command = Command::new(EDGE);
+        command
+            .args(["fleet", "apply"])
+            .arg(&file)
+            .args(["--nats", &nats.url(), "--nats-user", "gw"])
+            .env("EDGE_FLEET_NATS_PASSWORD", PASSWORD)
+            .env_remove("EDGE_FLEET_NATS");
+        if let Some(ca_file) = ca_file {
+            command.arg("--nats-ca-file").arg(ca_file);
+        }
+        CliResult::from(command.output().expect("running edge"))
+    };
+    let untrusted = apply(None);
+    assert!(!untrusted.ok, "applied over TLS without trusting the CA");
+    assert!(!untrusted.stderr.contains(PASSWORD), "{}", untrusted.stderr);
+    let applied = apply(Some(&ca));
+    assert!(applied.ok, "{}", applied.stderr);
+
+    // The node with the password converges over TLS.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let reply = get(&format!("{}/hello", good.data_url)).await;
+        if reply.status == 200 {
+            assert_eq!(reply.body, "hello from edge 5: /hello\n");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never converged: {}", good.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The one with a wrong password is refused, says so, keeps serving its admin API, and
+    // never shows either password.
+    assert!(
+        refused.wait_for_log("check [fleet] username and password"),
+        "no hint at the credentials: {}",
+        refused.log()
+    );
+    assert_eq!(
+        get(&format!("{}/hello", refused.data_url)).await.status,
+        404
+    );
+    assert!(refused.edge(&["list"]).ok);
+    for log in [good.log(), refused.log()] {
+        assert!(!log.contains(PASSWORD) && !log.contains(WRONG), "{log}");
+    }
+}

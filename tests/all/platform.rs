@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use crate::harness::{EDGE, PATIENCE, TestHost, client, get, guest, metric, repo_root, send};
+use crate::harness::{
+    EDGE, PATIENCE, TestHost, client, get, guest, make_certificates, metric, repo_root, send,
+};
 
 /// Creates a token with `role` through the CLI and returns its secret.
 fn create_token(host: &TestHost, name: &str, role: &str) -> String {
@@ -709,34 +711,6 @@ fn non_loopback_cleartext_admin_is_refused_unless_explicitly_insecure() {
         host.admin_url
     );
     host.stop();
-}
-
-/// A CA and a certificate for 127.0.0.1 signed by it, as PEM files in `dir`.
-fn make_certificates(
-    dir: &std::path::Path,
-) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    let ca_key = rcgen::KeyPair::generate().expect("CA key");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "edge test CA");
-    let ca = ca_params.self_signed(&ca_key).expect("CA");
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = rcgen::KeyPair::generate().expect("key");
-    let params =
-        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .expect("params");
-    let cert = params.signed_by(&key, &issuer).expect("certificate");
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    );
-    std::fs::write(&paths.0, ca.pem()).expect("ca.pem");
-    std::fs::write(&paths.1, cert.pem()).expect("cert.pem");
-    std::fs::write(&paths.2, key.serialize_pem()).expect("key.pem");
-    paths
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -68,6 +68,18 @@ pub fn spawn(node: Arc<Node>) -> Option<tokio::task::JoinHandle<()>> {
     Some(tokio::spawn(agent.run()))
 }
 
+/// What to check for a NATS client error the agent cannot fix by trying again.
+fn connection_hint(error: &str) -> &'static str {
+    let error = error.to_ascii_lowercase();
+    if error.contains("authorization") || error.contains("authentication") {
+        "check [fleet] username and password, token or credentials_file"
+    } else if error.contains("certificate") || error.contains("tls") {
+        "check [fleet] url (tls://) and ca_file"
+    } else {
+        "check [fleet] url and that the server runs with JetStream (-js)"
+    }
+}
+
 impl FleetAgent {
     async fn run(mut self) {
         tracing::info!(node = %self.node_id, groups = ?self.config.groups, "fleet agent started");
@@ -117,6 +129,13 @@ impl FleetAgent {
                         }
                         async_nats::Event::Disconnected => {
                             tracing::warn!("fleet: NATS connection lost; serving the last state")
+                        }
+                        async_nats::Event::ClientError(err) => {
+                            let err = err.to_string();
+                            tracing::warn!(
+                                "fleet: cannot use NATS: {err}; {}; serving the last state and trying again",
+                                connection_hint(&err)
+                            )
                         }
                         other => tracing::debug!("fleet nats: {other}"),
                     }
@@ -438,5 +457,17 @@ impl FleetAgent {
         if let Err(err) = status.put(node_key(&self.node_id), bytes.into()).await {
             tracing::debug!("fleet: cannot report status: {err}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connection_hint;
+
+    #[test]
+    fn nats_client_errors_point_at_the_setting_to_check() {
+        assert!(connection_hint("nats: authorization violation").contains("password"));
+        assert!(connection_hint("invalid peer certificate: UnknownIssuer").contains("ca_file"));
+        assert!(connection_hint("connection refused").contains("-js"));
     }
 }
