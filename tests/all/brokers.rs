@@ -4,6 +4,7 @@
 //! of its own (so a restart keeps what it stored), stopped on drop. Plus small test clients
 //! that publish with confirmation and collect what arrives.
 
+use std::ffi::{OsStr, OsString};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -131,49 +132,40 @@ impl Broker {
 
     /// A nats-server with JetStream, storing streams in its own folder.
     pub fn nats() -> Self {
-        let program = program("nats-server", "/usr/sbin/nats-server");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let store = dir.path().join("jetstream");
-        let mut server = Server {
-            command: Box::new(move || {
-                let mut command = Command::new(&program);
-                command
-                    .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-                    .arg(&store);
-                command
-            }),
-            child: None,
-            port,
-            _dir: dir,
-        };
-        server.start();
-        Self {
-            server,
-            scheme: "nats",
-        }
+        Self::nats_server("nats", Vec::new())
     }
 
     /// A nats-server with JetStream that only speaks TLS (`cert` and `key`, PEM) and only
     /// lets `user` with `password` in.
     pub fn nats_secured(cert: &Path, key: &Path, user: &str, password: &str) -> Self {
+        let args = [
+            OsStr::new("--tls"),
+            OsStr::new("--tlscert"),
+            cert.as_os_str(),
+            OsStr::new("--tlskey"),
+            key.as_os_str(),
+            OsStr::new("--user"),
+            OsStr::new(user),
+            OsStr::new("--pass"),
+            OsStr::new(password),
+        ];
+        Self::nats_server("tls", args.iter().map(|a| a.to_os_string()).collect())
+    }
+
+    /// A nats-server with JetStream on a free port, with `extra` arguments; its URLs use
+    /// `scheme`.
+    fn nats_server(scheme: &'static str, extra: Vec<OsString>) -> Self {
         let program = program("nats-server", "/usr/sbin/nats-server");
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let store = dir.path().join("jetstream");
-        let (cert, key) = (cert.to_path_buf(), key.to_path_buf());
-        let (user, password) = (user.to_string(), password.to_string());
         let mut server = Server {
             command: Box::new(move || {
                 let mut command = Command::new(&program);
                 command
                     .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
                     .arg(&store)
-                    .args(["--tls", "--tlscert"])
-                    .arg(&cert)
-                    .arg("--tlskey")
-                    .arg(&key)
-                    .args(["--user", &user, "--pass", &password]);
+                    .args(&extra);
                 command
             }),
             child: None,
@@ -181,10 +173,7 @@ impl Broker {
             _dir: dir,
         };
         server.start();
-        Self {
-            server,
-            scheme: "tls",
-        }
+        Self { server, scheme }
     }
 
     pub fn port(&self) -> u16 {

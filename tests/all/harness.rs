@@ -412,9 +412,7 @@ pub fn variant_of(wasm: &Path, tag: &str, dir: &Path) -> PathBuf {
 }
 
 /// A CA and a certificate for 127.0.0.1 signed by it, as PEM files in `dir`.
-pub fn make_certificates(
-    dir: &std::path::Path,
-) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+pub fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let ca_key = rcgen::KeyPair::generate().expect("CA key");
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
