@@ -5,7 +5,8 @@
 #   keep_node                             leaves the running node up (stopped on exit), so
 #                                         start_node can start another beside it
 #   distinct_copy IN.wasm OUT.wasm TAG     a distinct component: IN plus a custom section
-edge=target/release/edge
+# EDGE_BIN=PATH runs that build of edge instead of target/release/edge (copy it out of target/).
+edge=${EDGE_BIN:-target/release/edge}
 guests=guests/target/wasm32-wasip2/release
 work=$(mktemp -d)
 node_pid=""

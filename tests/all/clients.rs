@@ -1,12 +1,13 @@
 //! What clients that hold resources cannot do: take one app's instances with slow bodies,
-//! exhaust the admin API with idle connections, or keep a stopping node from exiting.
+//! exhaust the admin API with idle connections, or keep a stopping node from exiting; and
+//! what a client that leaves cannot do: cut its request's guest short.
 
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::harness::{TestHost, client, get, guest, send};
+use crate::harness::{TestHost, client, eventually, get, guest, send};
 
 /// Host and port of a `http://host:port` URL.
 fn authority(url: &str) -> String {
@@ -127,4 +128,36 @@ async fn sigterm_exits_within_the_drain_deadline_whatever_clients_do_and_keeps_w
     let host = TestHost::start_in(&data, &["--config", config]);
     let kept = get(&format!("{}/counter/kv/kept", host.data_url)).await;
     assert_eq!(kept.body, "before sigterm");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_client_leaves_mid_run_still_runs_to_its_end() {
+    let host = TestHost::start();
+    host.deploy("work", &guest("misbehave"), &[]);
+    // A guest that works for 1.5 s; its client sends the request and leaves after 0.3 s.
+    const WORK_S: f64 = 1.5;
+    let addr = authority(&host.data_url);
+    let mut stream = TcpStream::connect(&addr).await.expect("connect");
+    let request = format!(
+        "GET /work/work?ms={} HTTP/1.1\r\nhost: {addr}\r\n\r\n",
+        (WORK_S * 1e3) as u64
+    );
+    stream.write_all(request.as_bytes()).await.expect("request");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(stream);
+    // The guest is not cut short where its client left: its metered wall time reaches the
+    // whole 1.5 s (a guest stopped at the client's leaving would stay near 0.3 s), just as a
+    // guest's kv writes after that point still land.
+    let wall = || {
+        let usage = host.edge(&["usage", "work", "--json"]);
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&usage.stdout).unwrap_or_default();
+        rows.first()
+            .and_then(|row| row["wall_seconds"].as_f64())
+            .unwrap_or_default()
+    };
+    assert!(
+        eventually(|| wall() >= WORK_S),
+        "the request was cut short when its client left: {} s of wall time metered",
+        wall()
+    );
 }

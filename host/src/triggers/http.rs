@@ -19,7 +19,7 @@ use hyper::body::{Body, Frame, Incoming};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::WasiHttpView as _;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 
 use crate::apps::LoadedApp;
 use crate::capabilities::nn::{AppModels, InferenceWorkers};
@@ -321,32 +321,31 @@ async fn run_guest(
     };
     // Apps granted a model block their thread in inference: keep them off the data plane's,
     // and within the app's share of the inference workers (waiting does not hold a thread).
-    let task = match (&app.models, node.models.workers()) {
-        (Some(models), Some(workers)) => {
-            let share = models.worker_share();
-            workers.spawn(async move {
-                let _turn = share.acquire_owned().await;
-                run_request.await
-            })
-        }
-        _ => tokio::spawn(run_request),
-    };
+    if let (Some(models), Some(workers)) = (&app.models, node.models.workers()) {
+        let share = models.worker_share();
+        let task = workers.spawn(async move {
+            let _turn = share.acquire_owned().await;
+            run_request.await
+        });
+        return answer_of_task(&app.name, timeout, receiver, task).await;
+    }
+    answer_inline(&app.name, timeout, receiver, RunsToEnd::new(run_request)).await
+}
 
+/// The response of a request running in its own `task`, within `timeout`.
+async fn answer_of_task(
+    app: &str,
+    timeout: Duration,
+    receiver: ResponseReceiver,
+    task: tokio::task::JoinHandle<wasmtime::Result<()>>,
+) -> Result<Response<ServeBody>, Outcome> {
     match tokio::time::timeout(timeout, receiver).await {
-        Ok(Ok(Ok(response))) => Ok(response),
-        Ok(Ok(Err(code))) => {
-            tracing::warn!(app = %app.name, "guest answered with an error code: {code:?}");
-            Err(Outcome::Trapped)
-        }
+        Ok(Ok(answer)) => guest_answer(app, answer),
         // The guest ended without calling `response-outparam::set`: find out why.
         Ok(Err(_)) => Err(match task.await {
-            Ok(Ok(())) => {
-                tracing::warn!(app = %app.name, "guest returned without setting a response");
-                Outcome::Trapped
-            }
-            Ok(Err(err)) => classify_guest_failure(&app.name, &err),
+            Ok(ended) => no_answer(app, ended),
             Err(join) => {
-                tracing::error!(app = %app.name, "request task failed: {join}");
+                tracing::error!(app, "request task failed: {join}");
                 Outcome::Trapped
             }
         }),
@@ -354,8 +353,137 @@ async fn run_guest(
             // Wait for the instance to be gone, so its concurrency slot is free when we answer.
             task.abort();
             let _ = task.await;
-            tracing::warn!(app = %app.name, "request exceeded the {timeout:?} time limit");
+            tracing::warn!(app, "request exceeded the {timeout:?} time limit");
             Err(Outcome::TimedOut)
+        }
+    }
+}
+
+/// The response of a request run in the connection's own task until its response head is
+/// ready: a guest that answers and ends in one go (most do) needs no task of its own and no
+/// other thread woken. One still running then (streaming its body) goes on in a task of its
+/// own, as does one whose client leaves first ([`RunsToEnd`]).
+async fn answer_inline<F>(
+    app: &str,
+    timeout: Duration,
+    mut receiver: ResponseReceiver,
+    mut run: RunsToEnd<F>,
+) -> Result<Response<ServeBody>, Outcome>
+where
+    F: std::future::Future<Output = wasmtime::Result<()>> + Send + 'static,
+{
+    let limit = tokio::time::sleep(timeout);
+    tokio::pin!(limit);
+    tokio::select! {
+        biased;
+        ended = &mut run => match receiver.try_recv() {
+            Ok(answer) => guest_answer(app, answer),
+            Err(_) => Err(no_answer(app, ended)),
+        },
+        answer = &mut receiver => {
+            match answer {
+                Ok(answer) => {
+                    run.detach();
+                    guest_answer(app, answer)
+                }
+                // The guest dropped its response without setting it and runs on: its end says
+                // why (it ends by its own time limit at the latest).
+                Err(_) => Err(no_answer(app, run.await)),
+            }
+        }
+        () = &mut limit => {
+            // Dropping the instance now frees its concurrency slot before we answer.
+            run.cancel();
+            tracing::warn!(app, "request exceeded the {timeout:?} time limit");
+            Err(Outcome::TimedOut)
+        }
+    }
+}
+
+/// What a guest sets its `response-outparam` to: a response, or an error code.
+type GuestAnswer = Result<Response<ServeBody>, ErrorCode>;
+
+/// Where a request's [`GuestAnswer`] arrives.
+type ResponseReceiver = tokio::sync::oneshot::Receiver<GuestAnswer>;
+
+/// The response a guest set, or the platform answer for the error code it set instead.
+fn guest_answer(app: &str, answer: GuestAnswer) -> Result<Response<ServeBody>, Outcome> {
+    answer.map_err(|code| {
+        tracing::warn!(app, "guest answered with an error code: {code:?}");
+        Outcome::Trapped
+    })
+}
+
+/// Why a guest ended without setting a response.
+fn no_answer(app: &str, ended: wasmtime::Result<()>) -> Outcome {
+    match ended {
+        Ok(()) => {
+            tracing::warn!(app, "guest returned without setting a response");
+            Outcome::Trapped
+        }
+        Err(err) => classify_guest_failure(app, &err),
+    }
+}
+
+/// A request's run, polled in place, that is never cut short by its caller going away: if it
+/// is dropped unfinished (the client left), the rest runs in a task of its own, so a guest
+/// ends as it would have with the client there (bounded by its time limit). Only
+/// [`RunsToEnd::cancel`] stops it.
+struct RunsToEnd<F: std::future::Future + Send + 'static> {
+    run: Option<Pin<Box<F>>>,
+}
+
+impl<F> RunsToEnd<F>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send,
+{
+    fn new(run: F) -> Self {
+        Self {
+            run: Some(Box::pin(run)),
+        }
+    }
+
+    /// Lets the rest run in a task of its own.
+    fn detach(&mut self) {
+        if let Some(run) = self.run.take() {
+            tokio::spawn(run);
+        }
+    }
+
+    /// Stops the run, dropping what it holds (its instance) now.
+    fn cancel(&mut self) {
+        self.run = None;
+    }
+}
+
+impl<F> std::future::Future for RunsToEnd<F>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send,
+{
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let Some(run) = self.run.as_mut() else {
+            return Poll::Pending;
+        };
+        let polled = run.as_mut().poll(cx);
+        if polled.is_ready() {
+            self.run = None;
+        }
+        polled
+    }
+}
+
+impl<F: std::future::Future + Send + 'static> Drop for RunsToEnd<F> {
+    fn drop(&mut self) {
+        if let Some(run) = self.run.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = run.await;
+            });
         }
     }
 }
