@@ -599,6 +599,66 @@ async fn an_unreachable_broker_does_not_stop_deploys_or_http() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_flow_over_a_tls_nats_with_a_password_and_a_wrong_one_is_refused_unshown() {
+    const N: usize = 10;
+    const PASSWORD: &str = "broker-secret-5151";
+    const WRONG: &str = "not-the-secret-2626";
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = crate::harness::make_certificates(temp.path());
+    let nats = Broker::nats_secured(&cert, &key, "gw", PASSWORD);
+    let watcher = async_nats::ConnectOptions::new()
+        .user_and_password("gw".into(), PASSWORD.into())
+        .add_root_certificates(ca.clone())
+        .require_tls(true)
+        .connect(nats.url())
+        .await
+        .expect("connecting to the TLS nats-server");
+    let js = jobs_and_relayed_streams(&watcher).await;
+    let node_config = |password: &str| {
+        format!(
+            "{}username = \"gw\"\npassword = \"{password}\"\nca_file = \"{}\"\n",
+            node_toml(None, Some(&nats.url()), ""),
+            ca.display()
+        )
+    };
+    let good = TestHost::start_with_config(&node_config(PASSWORD));
+    let refused = TestHost::start_with_config(&node_config(WRONG));
+
+    // Over TLS with the password, messages reach the handler and its publishes the stream.
+    let deployed = deploy_relay(&good, "nats:jobs.>", "nats:relayed.>");
+    assert!(deployed.ok, "{}", deployed.stderr);
+    wait_for_health(&good, "nats: connected").await;
+    for i in 0..N {
+        js.publish("jobs.a", format!("sleep:0:{i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let seen = relayed_ids(&js, N).await;
+    assert_eq!(seen.len(), N, "missing {:?}", missing(&seen, N));
+
+    // With a wrong password the node says why and what to check, keeps serving HTTP, and
+    // neither node shows a password anywhere.
+    wait_for_health(&refused, "nats: unreachable (").await;
+    let health = healthz(&refused).await;
+    assert!(
+        health.contains("check [messaging.nats] username and password"),
+        "{health}"
+    );
+    assert!(
+        refused.wait_for_log("check [messaging.nats] username and password"),
+        "no warning with the setting to check: {}",
+        refused.log()
+    );
+    refused.deploy("hello", &guest("hello"), &[]);
+    assert_http_serves(&refused).await;
+    for text in [good.log(), refused.log(), health, healthz(&good).await] {
+        assert!(!text.contains(PASSWORD) && !text.contains(WRONG), "{text}");
+    }
+}
+
 /// The id in a relayed `sleep:MS:ID` payload.
 fn id_of(payload: &[u8]) -> Option<usize> {
     std::str::from_utf8(payload)

@@ -22,7 +22,7 @@ use futures_util::StreamExt as _;
 use super::desired::{DesiredApp, Target, merge};
 use super::status::{AppState, AppStatus, NodeStatus};
 use super::{FleetConfig, group_key, node_key};
-use crate::capabilities::messaging::nats_with_credentials;
+use crate::capabilities::messaging::{nats_connection_hint, nats_with_credentials};
 use crate::control::audit::AuditEvent;
 use crate::control::node::Node;
 use crate::error::DeployError;
@@ -66,18 +66,6 @@ pub fn spawn(node: Arc<Node>) -> Option<tokio::task::JoinHandle<()>> {
         attempts: BTreeMap::new(),
     };
     Some(tokio::spawn(agent.run()))
-}
-
-/// What to check for a NATS client error the agent cannot fix by trying again.
-fn connection_hint(error: &str) -> &'static str {
-    let error = error.to_ascii_lowercase();
-    if error.contains("authorization") || error.contains("authentication") {
-        "check [fleet] username and password, token or credentials_file"
-    } else if error.contains("certificate") || error.contains("tls") {
-        "check [fleet] url (tls://) and ca_file"
-    } else {
-        "check [fleet] url and that the server runs with JetStream (-js)"
-    }
 }
 
 impl FleetAgent {
@@ -134,7 +122,7 @@ impl FleetAgent {
                             let err = err.to_string();
                             tracing::warn!(
                                 "fleet: cannot use NATS: {err}; {}; serving the last state and trying again",
-                                connection_hint(&err)
+                                nats_connection_hint("[fleet]", &err)
                             )
                         }
                         other => tracing::debug!("fleet nats: {other}"),
@@ -457,17 +445,5 @@ impl FleetAgent {
         if let Err(err) = status.put(node_key(&self.node_id), bytes.into()).await {
             tracing::debug!("fleet: cannot report status: {err}");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::connection_hint;
-
-    #[test]
-    fn nats_client_errors_point_at_the_setting_to_check() {
-        assert!(connection_hint("nats: authorization violation").contains("password"));
-        assert!(connection_hint("invalid peer certificate: UnknownIssuer").contains("ca_file"));
-        assert!(connection_hint("connection refused").contains("-js"));
     }
 }

@@ -36,15 +36,21 @@ impl LinkState {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
+    /// Records a failed or lost connection: a warning when the link was up or the reason is
+    /// new (a node that never reached its broker says why once), debug while it repeats.
     pub fn set_disconnected(&self, why: impl std::fmt::Display) {
         let why = why.to_string();
-        if self.connected.send_replace(false) {
+        let was_connected = self.connected.send_replace(false);
+        let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        if was_connected {
             tracing::warn!(broker = %self.broker, "broker connection lost: {why}; reconnecting with backoff");
+        } else if last.as_deref() != Some(why.as_str()) {
+            tracing::warn!(broker = %self.broker, "broker unreachable: {why}; trying again with backoff");
         } else {
             tracing::debug!(broker = %self.broker, "broker still unreachable: {why}");
         }
         self.gauge.set(0);
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+        *last = Some(why);
     }
 
     /// Records a problem that does not drop the connection (a refused subscription).

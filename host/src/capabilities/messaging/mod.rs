@@ -29,7 +29,9 @@ pub use host::{
     AppMessaging, HandlerIndices, Message, MessagingCtx, MessagingView, add_to_linker, call_handler,
 };
 pub use link::{Acker, Delivery};
-pub use nats::with_credentials as nats_with_credentials;
+pub use nats::{
+    connection_hint as nats_connection_hint, with_credentials as nats_with_credentials,
+};
 pub use outbox::OutMessage;
 pub use topic::{Broker, TopicPattern};
 

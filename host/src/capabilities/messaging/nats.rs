@@ -59,7 +59,11 @@ pub async fn connect(
             match event {
                 async_nats::Event::Connected => state.set_connected(),
                 async_nats::Event::Disconnected => state.set_disconnected("disconnected"),
-                async_nats::Event::ClientError(err) => state.set_disconnected(err),
+                async_nats::Event::ClientError(err) => {
+                    let err = err.to_string();
+                    let hint = connection_hint("[messaging.nats]", &err);
+                    state.set_disconnected(format!("{err}; {hint}"))
+                }
                 async_nats::Event::ServerError(err) => {
                     state.note_error(format!("nats server error: {err}"))
                 }
@@ -72,6 +76,19 @@ pub async fn connect(
         .await
         .context("setting up the nats connection")?;
     Ok(client)
+}
+
+/// What to check for a NATS client error that trying again will not fix; `section` names the
+/// config section (`[messaging.nats]`, `[fleet]`).
+pub fn connection_hint(section: &str, error: &str) -> String {
+    let error = error.to_ascii_lowercase();
+    if error.contains("authorization") || error.contains("authentication") {
+        format!("check {section} username and password, token or credentials_file")
+    } else if error.contains("certificate") || error.contains("tls") {
+        format!("check {section} url (tls://) and ca_file")
+    } else {
+        format!("check {section} url and that the server runs with JetStream (-js)")
+    }
 }
 
 /// Adds the credentials and TLS settings of `config` to `options`; `section` names the config
@@ -441,4 +458,20 @@ pub async fn publish_now(client: &async_nats::Client, message: &OutMessage) -> a
         .await?;
     client.flush().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connection_hint;
+
+    #[test]
+    fn nats_client_errors_point_at_the_setting_to_check() {
+        let hint = |error| connection_hint("[messaging.nats]", error);
+        assert_eq!(
+            hint("nats: authorization violation"),
+            "check [messaging.nats] username and password, token or credentials_file"
+        );
+        assert!(hint("invalid peer certificate: UnknownIssuer").contains("ca_file"));
+        assert!(hint("connection refused").contains("-js"));
+    }
 }
