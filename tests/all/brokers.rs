@@ -152,6 +152,13 @@ impl Broker {
         Self::nats_server("tls", args.iter().map(|a| a.to_os_string()).collect())
     }
 
+    /// A nats-server with JetStream in operator mode (decentralized auth): it trusts the
+    /// operator and the one account of `accounts`, so only that account's users get in.
+    pub fn nats_with_accounts(accounts: &NatsAccounts) -> Self {
+        let args = [OsStr::new("-c"), accounts.server_config.as_os_str()];
+        Self::nats_server("nats", args.iter().map(|a| a.to_os_string()).collect())
+    }
+
     /// A nats-server with JetStream on a free port, with `extra` arguments; its URLs use
     /// `scheme`.
     fn nats_server(scheme: &'static str, extra: Vec<OsString>) -> Self {
@@ -351,4 +358,113 @@ impl MqttProbe {
         }
         all
     }
+}
+
+/// NATS decentralized auth for a test, made with NKeys as `nsc` would make it: an operator,
+/// an account it trusts (JetStream allowed), a user of that account in `creds` (a `.creds`
+/// file: the user's JWT and NKey seed), and a user of an account the operator never signed
+/// in `stranger_creds`.
+pub struct NatsAccounts {
+    /// nats-server config naming the operator and preloading the account (MEMORY resolver).
+    pub server_config: PathBuf,
+    pub creds: PathBuf,
+    pub stranger_creds: PathBuf,
+    /// The two users' NKey seeds, which must never be shown.
+    pub seeds: [String; 2],
+}
+
+impl NatsAccounts {
+    pub fn create(dir: &Path) -> Self {
+        use nkeys::KeyPair;
+        let operator = KeyPair::new_operator();
+        let account = KeyPair::new_account();
+        let stranger = KeyPair::new_account();
+        let operator_jwt = nats_jwt(
+            &operator,
+            &operator.public_key(),
+            serde_json::json!({"type": "operator", "version": 2}),
+        );
+        let unlimited = serde_json::json!({
+            "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+            "wildcards": true, "conn": -1, "leaf": -1,
+            "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1,
+        });
+        let account_jwt = nats_jwt(
+            &operator,
+            &account.public_key(),
+            serde_json::json!({"type": "account", "version": 2, "limits": unlimited}),
+        );
+        // JetStream in operator mode needs the server's own (system) account.
+        let system = KeyPair::new_account();
+        let system_jwt = nats_jwt(
+            &operator,
+            &system.public_key(),
+            serde_json::json!({"type": "account", "version": 2}),
+        );
+        let operator_file = dir.join("operator.jwt");
+        std::fs::write(&operator_file, &operator_jwt).expect("operator JWT");
+        let server_config = dir.join("nats-server.conf");
+        std::fs::write(
+            &server_config,
+            format!(
+                "operator: \"{}\"\nsystem_account: {system_key}\nresolver: MEMORY\n\
+                 resolver_preload: {{\n  {}: \"{account_jwt}\"\n  {system_key}: \"{system_jwt}\"\n}}\n",
+                operator_file.display(),
+                account.public_key(),
+                system_key = system.public_key(),
+            ),
+        )
+        .expect("nats-server config");
+        let (creds, seed) = user_creds(&account, &dir.join("gw.creds"));
+        let (stranger_creds, stranger_seed) = user_creds(&stranger, &dir.join("stranger.creds"));
+        Self {
+            server_config,
+            creds,
+            stranger_creds,
+            seeds: [seed, stranger_seed],
+        }
+    }
+}
+
+/// Writes a `.creds` file at `path` for a new user of `account`; returns it and the seed.
+fn user_creds(account: &nkeys::KeyPair, path: &Path) -> (PathBuf, String) {
+    let user = nkeys::KeyPair::new_user();
+    let jwt = nats_jwt(
+        account,
+        &user.public_key(),
+        serde_json::json!({
+            "type": "user", "version": 2, "pub": {}, "sub": {},
+            "subs": -1, "data": -1, "payload": -1,
+        }),
+    );
+    let seed = user.seed().expect("user seed");
+    let creds = format!(
+        "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+         -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+    );
+    std::fs::write(path, creds).expect("creds file");
+    (path.to_path_buf(), seed)
+}
+
+/// A NATS JWT (version 2) for `subject` with the `nats` claims, signed by `issuer`.
+fn nats_jwt(issuer: &nkeys::KeyPair, subject: &str, nats: serde_json::Value) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let encode = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let issued = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let id = hex::encode(sha2::Sha256::digest(format!("{subject}{issued}")));
+    let claims = serde_json::json!({
+        "jti": id, "iat": issued, "iss": issuer.public_key(), "name": "edge-test",
+        "sub": subject, "nats": nats,
+    });
+    let signed = format!(
+        "{}.{}",
+        encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#),
+        encode(claims.to_string().as_bytes())
+    );
+    let signature = issuer.sign(signed.as_bytes()).expect("signing a JWT");
+    format!("{signed}.{}", encode(&signature))
 }

@@ -659,6 +659,54 @@ async fn messages_flow_over_a_tls_nats_with_a_password_and_a_wrong_one_is_refuse
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_flow_with_a_creds_file_and_a_stranger_account_is_refused_unshown() {
+    const N: usize = 10;
+    let temp = tempfile::tempdir().expect("temp dir");
+    let accounts = crate::brokers::NatsAccounts::create(temp.path());
+    let nats = Broker::nats_with_accounts(&accounts);
+    let watcher = async_nats::ConnectOptions::with_credentials_file(&accounts.creds)
+        .await
+        .expect("reading the creds file")
+        .connect(nats.url())
+        .await
+        .expect("connecting with the creds file");
+    let js = jobs_and_relayed_streams(&watcher).await;
+    let node_config = |creds: &Path| {
+        format!(
+            "{}credentials_file = \"{}\"\n",
+            node_toml(None, Some(&nats.url()), ""),
+            creds.display()
+        )
+    };
+    let good = TestHost::start_with_config(&node_config(&accounts.creds));
+    let refused = TestHost::start_with_config(&node_config(&accounts.stranger_creds));
+
+    let deployed = deploy_relay(&good, "nats:jobs.>", "nats:relayed.>");
+    assert!(deployed.ok, "{}", deployed.stderr);
+    wait_for_health(&good, "nats: connected").await;
+    for i in 0..N {
+        js.publish("jobs.a", format!("sleep:0:{i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let seen = relayed_ids(&js, N).await;
+    assert_eq!(seen.len(), N, "missing {:?}", missing(&seen, N));
+
+    // A user of an account the server does not trust is refused and told what to check; no
+    // seed is ever shown.
+    wait_for_health(&refused, "nats: unreachable (").await;
+    let health = healthz(&refused).await;
+    assert!(health.contains("credentials_file"), "{health}");
+    for text in [good.log(), refused.log(), health, healthz(&good).await] {
+        for seed in &accounts.seeds {
+            assert!(!text.contains(seed.as_str()), "{text}");
+        }
+    }
+}
+
 /// The id in a relayed `sleep:MS:ID` payload.
 fn id_of(payload: &[u8]) -> Option<usize> {
     std::str::from_utf8(payload)
