@@ -626,18 +626,7 @@ async fn messages_flow_over_a_tls_nats_with_a_password_and_a_wrong_one_is_refuse
     let refused = TestHost::start_with_config(&node_config(WRONG));
 
     // Over TLS with the password, messages reach the handler and its publishes the stream.
-    let deployed = deploy_relay(&good, "nats:jobs.>", "nats:relayed.>");
-    assert!(deployed.ok, "{}", deployed.stderr);
-    wait_for_health(&good, "nats: connected").await;
-    for i in 0..N {
-        js.publish("jobs.a", format!("sleep:0:{i}").into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-    }
-    let seen = relayed_ids(&js, N).await;
-    assert_eq!(seen.len(), N, "missing {:?}", missing(&seen, N));
+    relays_every_job(&good, &js, N).await;
 
     // With a wrong password the node says why and what to check, keeps serving HTTP, and
     // neither node shows a password anywhere.
@@ -682,18 +671,7 @@ async fn messages_flow_with_a_creds_file_and_a_stranger_account_is_refused_unsho
     let good = TestHost::start_with_config(&node_config(&accounts.creds));
     let refused = TestHost::start_with_config(&node_config(&accounts.stranger_creds));
 
-    let deployed = deploy_relay(&good, "nats:jobs.>", "nats:relayed.>");
-    assert!(deployed.ok, "{}", deployed.stderr);
-    wait_for_health(&good, "nats: connected").await;
-    for i in 0..N {
-        js.publish("jobs.a", format!("sleep:0:{i}").into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-    }
-    let seen = relayed_ids(&js, N).await;
-    assert_eq!(seen.len(), N, "missing {:?}", missing(&seen, N));
+    relays_every_job(&good, &js, N).await;
 
     // A user of an account the server does not trust is refused and told what to check; no
     // seed is ever shown.
@@ -705,6 +683,23 @@ async fn messages_flow_with_a_creds_file_and_a_stranger_account_is_refused_unsho
             assert!(!text.contains(seed.as_str()), "{text}");
         }
     }
+}
+
+/// Deploys the relay on `host` (`nats:jobs.>` to `nats:relayed.>`), publishes `n` jobs once
+/// the node is connected, and checks that every one was relayed into the stream.
+async fn relays_every_job(host: &TestHost, js: &async_nats::jetstream::Context, n: usize) {
+    let deployed = deploy_relay(host, "nats:jobs.>", "nats:relayed.>");
+    assert!(deployed.ok, "{}", deployed.stderr);
+    wait_for_health(host, "nats: connected").await;
+    for i in 0..n {
+        js.publish("jobs.a", format!("sleep:0:{i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let seen = relayed_ids(js, n).await;
+    assert_eq!(seen.len(), n, "missing {:?}", missing(&seen, n));
 }
 
 /// The id in a relayed `sleep:MS:ID` payload.
