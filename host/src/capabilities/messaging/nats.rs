@@ -87,7 +87,7 @@ pub fn connection_hint(section: &str, error: &str) -> String {
     } else if error.contains("certificate") || error.contains("tls") {
         format!("check {section} url (tls://) and ca_file")
     } else {
-        format!("check {section} url and that the server runs with JetStream (-js)")
+        format!("check {section} url and that the server is up (with -js where JetStream is used)")
     }
 }
 
