@@ -100,15 +100,49 @@ pub struct Broker {
 impl Broker {
     /// A mosquitto broker with persistence (what it queues survives a restart).
     pub fn mosquitto() -> Self {
+        let port = free_port();
+        let listener = format!("listener {port} 127.0.0.1\nallow_anonymous true\n");
+        Self::mosquitto_server("mqtt", port, listener)
+    }
+
+    /// A mosquitto broker whose listener named by [`Broker::url`] (`mqtts://`) only speaks
+    /// TLS (`cert` and `key`, PEM) and only lets `user` with `password` in; a plain anonymous
+    /// listener on the returned port serves the test's own clients.
+    pub fn mosquitto_secured(cert: &Path, key: &Path, user: &str, password: &str) -> (Self, u16) {
+        let passwords = cert.with_file_name("mosquitto.passwd");
+        let made = Command::new(program("mosquitto_passwd", "/usr/bin/mosquitto_passwd"))
+            .args(["-b", "-c"])
+            .arg(&passwords)
+            .args([user, password])
+            .status()
+            .expect("running mosquitto_passwd");
+        assert!(made.success(), "mosquitto_passwd failed");
+        let (tls_port, plain_port) = (free_port(), free_port());
+        let listeners = format!(
+            "per_listener_settings true\nlistener {tls_port} 127.0.0.1\ncertfile {}\nkeyfile {}\n\
+             allow_anonymous false\npassword_file {}\nlistener {plain_port} 127.0.0.1\n\
+             allow_anonymous true\n",
+            cert.display(),
+            key.display(),
+            passwords.display()
+        );
+        (
+            Self::mosquitto_server("mqtts", tls_port, listeners),
+            plain_port,
+        )
+    }
+
+    /// A mosquitto broker with `listeners` (its config's listener lines), waited for on
+    /// `port`; its URLs use `scheme`.
+    fn mosquitto_server(scheme: &'static str, port: u16, listeners: String) -> Self {
         let program = program("mosquitto", "/usr/sbin/mosquitto");
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
-                 persistence_location {}/\nmax_queued_messages 100000\nset_tcp_nodelay true\nuser root\n",
+                "{listeners}persistence true\npersistence_location {}/\n\
+                 max_queued_messages 100000\nset_tcp_nodelay true\nuser root\n",
                 dir.path().display()
             ),
         )
@@ -124,10 +158,7 @@ impl Broker {
             _dir: dir,
         };
         server.start();
-        Self {
-            server,
-            scheme: "mqtt",
-        }
+        Self { server, scheme }
     }
 
     /// A nats-server with JetStream, storing streams in its own folder.
@@ -187,7 +218,7 @@ impl Broker {
         self.server.port
     }
 
-    /// `mqtt://127.0.0.1:PORT`, `nats://127.0.0.1:PORT` or `tls://127.0.0.1:PORT`.
+    /// `mqtt://`, `mqtts://`, `nats://` or `tls://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("{}://127.0.0.1:{}", self.scheme, self.server.port)
     }

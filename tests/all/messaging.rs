@@ -685,6 +685,59 @@ async fn messages_flow_with_a_creds_file_and_a_stranger_account_is_refused_unsho
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_messages_flow_over_tls_with_a_password_and_a_wrong_one_is_refused_unshown() {
+    const PASSWORD: &str = "mqtt-secret-7373";
+    const WRONG: &str = "not-the-secret-8484";
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = crate::harness::make_certificates(temp.path());
+    let (broker, plain_port) = Broker::mosquitto_secured(&cert, &key, "gw", PASSWORD);
+    let node_config = |password: &str| {
+        format!(
+            "{}username = \"gw\"\npassword = \"{password}\"\nca_file = \"{}\"\n",
+            node_toml(Some(&broker.url()), None, ""),
+            ca.display()
+        )
+    };
+    let good = TestHost::start_with_config(&node_config(PASSWORD));
+    let refused = TestHost::start_with_config(&node_config(WRONG));
+
+    // Over TLS with the password, a reading reaches the handler and its alert the broker.
+    wait_for_health(&good, "mqtt: connected").await;
+    let mut alerts = MqttProbe::connect(plain_port, "tls-alerts", &["alerts/#"]).await;
+    let deployed = deploy_sensor(&good, "30");
+    assert!(deployed.ok, "{}", deployed.stderr);
+    good.wait_for_log("subscribed");
+    let device = MqttProbe::connect(plain_port, "tls-device", &["unused/never"]).await;
+    device
+        .publish(
+            "sensors/s9/temperature",
+            r#"{"sensor":"s9","celsius":40.0}"#,
+        )
+        .await;
+    let got = alerts.collect_until(|all| !all.is_empty()).await;
+    assert_eq!(got.first().map(|p| p.topic.as_str()), Some("alerts/s9"));
+
+    // With a wrong password the node says why and what to check, keeps serving HTTP, and
+    // neither node shows a password anywhere.
+    wait_for_health(&refused, "mqtt: unreachable (").await;
+    let health = healthz(&refused).await;
+    assert!(
+        health.contains("check [messaging.mqtt] username and password"),
+        "{health}"
+    );
+    assert!(
+        refused.wait_for_log("check [messaging.mqtt] username and password"),
+        "no warning with the setting to check: {}",
+        refused.log()
+    );
+    refused.deploy("hello", &guest("hello"), &[]);
+    assert_http_serves(&refused).await;
+    for text in [good.log(), refused.log(), health, healthz(&good).await] {
+        assert!(!text.contains(PASSWORD) && !text.contains(WRONG), "{text}");
+    }
+}
+
 /// Deploys the relay on `host` (`nats:jobs.>` to `nats:relayed.>`), publishes `n` jobs once
 /// the node is connected, and checks that every one was relayed into the stream.
 async fn relays_every_job(host: &TestHost, js: &async_nats::jetstream::Context, n: usize) {

@@ -137,7 +137,7 @@ async fn poll_publisher(
             }
             Ok(_) => {}
             Err(err) => {
-                state.set_disconnected(err);
+                state.set_disconnected(format!("{err}{}", connection_hint(&err)));
                 backoff.wait().await;
             }
         }
@@ -334,5 +334,17 @@ pub async fn forget_session(config: &MqttConfig, app: &str) {
             app,
             "could not clear the app's mqtt session (broker unreachable)"
         );
+    }
+}
+
+/// What to check, for a connection error that trying again will not fix (empty otherwise).
+fn connection_hint(err: &rumqttc::ConnectionError) -> &'static str {
+    use rumqttc::{ConnectReturnCode, ConnectionError};
+    match err {
+        ConnectionError::ConnectionRefused(
+            ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
+        ) => "; check [messaging.mqtt] username and password",
+        ConnectionError::Tls(_) => "; check [messaging.mqtt] url (mqtts://) and ca_file",
+        _ => "",
     }
 }
