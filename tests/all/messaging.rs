@@ -630,22 +630,7 @@ async fn messages_flow_over_a_tls_nats_with_a_password_and_a_wrong_one_is_refuse
 
     // With a wrong password the node says why and what to check, keeps serving HTTP, and
     // neither node shows a password anywhere.
-    wait_for_health(&refused, "nats: unreachable (").await;
-    let health = healthz(&refused).await;
-    assert!(
-        health.contains("check [messaging.nats] username and password"),
-        "{health}"
-    );
-    assert!(
-        refused.wait_for_log("check [messaging.nats] username and password"),
-        "no warning with the setting to check: {}",
-        refused.log()
-    );
-    refused.deploy("hello", &guest("hello"), &[]);
-    assert_http_serves(&refused).await;
-    for text in [good.log(), refused.log(), health, healthz(&good).await] {
-        assert!(!text.contains(PASSWORD) && !text.contains(WRONG), "{text}");
-    }
+    assert_refused_login_is_explained_unshown(&good, &refused, "nats", &[PASSWORD, WRONG]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -720,21 +705,33 @@ async fn mqtt_messages_flow_over_tls_with_a_password_and_a_wrong_one_is_refused_
 
     // With a wrong password the node says why and what to check, keeps serving HTTP, and
     // neither node shows a password anywhere.
-    wait_for_health(&refused, "mqtt: unreachable (").await;
-    let health = healthz(&refused).await;
+    assert_refused_login_is_explained_unshown(&good, &refused, "mqtt", &[PASSWORD, WRONG]).await;
+}
+
+/// Checks a node whose login `broker` refused: its `/healthz` line and a warning name the
+/// `[messaging.BROKER]` credentials to check, it keeps serving HTTP, and no `secrets` appear
+/// in either node's log or `/healthz`.
+async fn assert_refused_login_is_explained_unshown(
+    good: &TestHost,
+    refused: &TestHost,
+    broker: &str,
+    secrets: &[&str],
+) {
+    let hint = format!("check [messaging.{broker}] username and password");
+    wait_for_health(refused, &format!("{broker}: unreachable (")).await;
+    let health = healthz(refused).await;
+    assert!(health.contains(&hint), "{health}");
     assert!(
-        health.contains("check [messaging.mqtt] username and password"),
-        "{health}"
-    );
-    assert!(
-        refused.wait_for_log("check [messaging.mqtt] username and password"),
+        refused.wait_for_log(&hint),
         "no warning with the setting to check: {}",
         refused.log()
     );
     refused.deploy("hello", &guest("hello"), &[]);
-    assert_http_serves(&refused).await;
-    for text in [good.log(), refused.log(), health, healthz(&good).await] {
-        assert!(!text.contains(PASSWORD) && !text.contains(WRONG), "{text}");
+    assert_http_serves(refused).await;
+    for text in [good.log(), refused.log(), health, healthz(good).await] {
+        for secret in secrets {
+            assert!(!text.contains(secret), "{text}");
+        }
     }
 }
 
