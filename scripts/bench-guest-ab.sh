@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# A/B of two builds of a model app's component on one node: both are deployed side by side
+# (`a`, `b`, granted efficientnet-lite0) and one client alternates its requests between them
+# (A B, then B A, ...), so the change is measured against the build without it under the same
+# noise, request by request. Prints each build's p50 latency, the guest's own timing of its
+# wasi-nn calls (`server-timing: inference`), the time outside them, and B against A.
+#
+#   scripts/bench-guest-ab.sh A.wasm B.wasm [REQUESTS=500] [PATH=/classify/tensor] [BODY]
+#
+# BODY defaults to the input tensor the classify guest makes from chelsea.png (for PATH
+# /classify/tensor) and to chelsea.png itself for any other PATH. The first tenth of the
+# requests is warm-up and not counted.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[[ $# -ge 2 ]] || { sed -n '2,12p' "$0" >&2; exit 2; }
+a=$1 b=$2
+requests=${3:-500}
+path=${4:-/classify/tensor}
+photo=.cache/photos/chelsea.png
+[[ -f $photo && -f target/release/edge ]] || scripts/setup.sh >/dev/null
+
+source scripts/lib/bench-node.sh
+cat >"$work/node.toml" <<'TOML'
+[models.efficientnet-lite0]
+path = "edge-config/models/efficientnet-lite0"
+precision = "f32"
+TOML
+start_node "$work/data" --config "$work/node.toml"
+for app in a b; do
+  wasm=$a
+  [[ $app == b ]] && wasm=$b
+  "$edge" deploy "$app" "$wasm" --model efficientnet-lite0 --route "/$app" --node "$admin" \
+    --data-dir "$work/data" >/dev/null 2>&1
+done
+body=${5:-}
+if [[ -z $body ]]; then
+  body=$photo
+  if [[ $path == /classify/tensor ]]; then
+    body=$work/tensor.bin
+    curl -sf -X POST --data-binary "@$photo" "$data/a/classify/preprocess" -o "$body"
+  fi
+fi
+
+python3 - "$data" "$path" "$body" "$requests" <<'PY'
+import http.client, re, statistics, sys, time
+from urllib.parse import urlsplit
+
+base, path, body_file, requests = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+body = open(body_file, "rb").read()
+url = urlsplit(base)
+conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+total = {"a": [], "b": []}
+inference = {"a": [], "b": []}
+for i in range(requests):
+    for app in ("a", "b") if i % 2 == 0 else ("b", "a"):
+        started = time.perf_counter()
+        conn.request("POST", f"/{app}{path}", body=body)
+        response = conn.getresponse()
+        response.read()
+        took = (time.perf_counter() - started) * 1e3
+        if response.status != 200:
+            sys.exit(f"bench: {app}{path} answered {response.status}")
+        if i < requests // 10:
+            continue
+        total[app].append(took)
+        timing = re.search(r"inference;dur=([\d.]+)", response.getheader("server-timing") or "")
+        if timing:
+            inference[app].append(float(timing.group(1)))
+p50 = {app: statistics.median(values) for app, values in total.items()}
+print(f"{'':4}{'p50 ms':>10}{'wasi-nn p50 ms':>16}{'outside ms':>12}")
+for app in ("a", "b"):
+    nn = statistics.median(inference[app]) if inference[app] else float("nan")
+    print(f"{app.upper():4}{p50[app]:>10.3f}{nn:>16.3f}{p50[app] - nn:>12.3f}")
+print(f"B vs A: p50 {p50['b'] / p50['a']:.3f}x ({(p50['b'] - p50['a']):+.3f} ms)")
+PY
+echo "($((requests - requests / 10)) requests each, alternating, concurrency 1, $(nproc) cores)"
