@@ -142,6 +142,7 @@ struct UsageFamilies {
     memory: Family<AppLabel, FloatCounter>,
     bytes: Family<DirectionLabel, Counter>,
     inferences: Family<AppLabel, Counter>,
+    memory_growths: Family<AppLabel, Counter>,
 }
 
 impl UsageFamilies {
@@ -176,6 +177,12 @@ impl UsageFamilies {
             "wasi-nn inferences per app",
             self.inferences.clone(),
         );
+        registry.register(
+            "edge_app_memory_growths",
+            "Times an app's instances grew a linear memory while they ran (about one per \
+             invocation: the app would serve faster from a larger initial memory)",
+            self.memory_growths.clone(),
+        );
     }
 
     fn set(&self, totals: &std::collections::BTreeMap<String, crate::usage::UsageCounters>) {
@@ -185,6 +192,7 @@ impl UsageFamilies {
         self.memory.clear();
         self.bytes.clear();
         self.inferences.clear();
+        self.memory_growths.clear();
         for (app, usage) in totals {
             let label = AppLabel { app: app.clone() };
             for (trigger, count) in [
@@ -212,6 +220,9 @@ impl UsageFamilies {
             self.inferences
                 .get_or_create(&label)
                 .inc_by(usage.inferences);
+            self.memory_growths
+                .get_or_create(&label)
+                .inc_by(usage.memory_growths);
         }
     }
 }

@@ -321,6 +321,7 @@ async fn usage_of_a_known_workload_is_metered_and_survives_restart() {
     let data = temp.path().join("node");
     let host = TestHost::start_in(&data, &[]);
     host.deploy("work", &guest("misbehave"), &[]);
+    host.deploy("hello", &guest("hello"), &[]);
     // N requests that each grow memory by K MiB and spin M ms; then 3 bodies of 1000 bytes.
     const N: u64 = 12;
     const M_MS: u64 = 60;
@@ -355,6 +356,15 @@ async fn usage_of_a_known_workload_is_metered_and_survives_restart() {
     assert_eq!(number("bytes_in"), 3000.0, "{usage}");
     assert_eq!(number("bytes_out"), (N * 2 + 3 * 4) as f64, "{usage}");
     assert_eq!(number("inferences"), 0.0);
+    // Each request's fresh instance grew its memory at least once; hello's never grow (the
+    // memory an instance starts with is not a growth).
+    assert!(number("memory_growths") >= N as f64, "{usage}");
+    for _ in 0..3 {
+        assert_eq!(get(&format!("{}/hello/", host.data_url)).await.status, 200);
+    }
+    let hello = usage_of(&host, "hello");
+    assert_eq!(hello["invocations"], 3, "{hello}");
+    assert_eq!(hello["memory_growths"], 0, "{hello}");
     // Tolerances: wall time covers at least the spinning; CPU is at least a fifth of it (the
     // machine may be busy: the guest can spin on wall time while descheduled) and never more
     // than the wall time plus scheduling slack; memory is at least K MiB for M ms per request
@@ -388,6 +398,10 @@ async fn usage_of_a_known_workload_is_metered_and_survives_restart() {
         (N + 3) as f64
     );
     assert!(metric(&metrics, "edge_app_memory_gb_seconds_total{app=\"work\"}") >= least);
+    assert_eq!(
+        metric(&metrics, "edge_app_memory_growths_total{app=\"work\"}"),
+        number("memory_growths")
+    );
 
     let bill = host.edge(&[
         "usage",
@@ -409,7 +423,7 @@ async fn usage_of_a_known_workload_is_metered_and_survives_restart() {
     host.stop();
     let host = TestHost::start_in(&data, &[]);
     let after = usage_of(&host, "work");
-    for key in ["invocations", "bytes_in", "bytes_out"] {
+    for key in ["invocations", "bytes_in", "bytes_out", "memory_growths"] {
         assert_eq!(after[key], usage[key], "{key}: {after} vs {usage}");
     }
     assert!((after["gb_seconds"].as_f64().unwrap_or_default() - gb_s).abs() < 1e-6);

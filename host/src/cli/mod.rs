@@ -44,7 +44,8 @@ enum Command {
     Token(TokenCommand),
     /// Show the audit log of admin actions, or verify its hash chain (`edge audit verify`).
     Audit(AuditArgs),
-    /// Show what apps consumed: invocations, wall and CPU time, memory GB-s, bytes, inferences.
+    /// Show what apps consumed: invocations, wall and CPU time, memory GB-s, bytes, inferences
+    /// (and how often their instances grew their memory: GROWS).
     Usage(UsageArgs),
     /// Show an app's stdout and stderr lines, with request ids.
     Logs(LogsArgs),
@@ -743,13 +744,23 @@ async fn usage(args: UsageArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<20} {:>12} {:>9} {:>9} {:>11} {:>10} {:>12} {:>10} {:>10} {:>10}",
-        "APP", "INVOCATIONS", "HTTP", "MESSAGES", "WALL s", "CPU s", "GB-s", "IN", "OUT", "INFER"
+        "{:<20} {:>12} {:>9} {:>9} {:>11} {:>10} {:>12} {:>10} {:>10} {:>10} {:>8}",
+        "APP",
+        "INVOCATIONS",
+        "HTTP",
+        "MESSAGES",
+        "WALL s",
+        "CPU s",
+        "GB-s",
+        "IN",
+        "OUT",
+        "INFER",
+        "GROWS"
     );
     for row in report {
         let u = &row.usage;
         println!(
-            "{:<20} {:>12} {:>9} {:>9} {:>11.3} {:>10.3} {:>12.6} {:>10} {:>10} {:>10}",
+            "{:<20} {:>12} {:>9} {:>9} {:>11.3} {:>10.3} {:>12.6} {:>10} {:>10} {:>10} {:>8}",
             row.app,
             u.invocations,
             u.invocations_http,
@@ -759,7 +770,8 @@ async fn usage(args: UsageArgs) -> anyhow::Result<()> {
             u.gb_seconds,
             human_size(u.bytes_in).replace(' ', ""),
             human_size(u.bytes_out).replace(' ', ""),
-            u.inferences
+            u.inferences,
+            u.memory_growths
         );
     }
     Ok(())

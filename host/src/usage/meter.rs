@@ -187,7 +187,12 @@ impl wasmtime::ResourceLimiter for InvocationMeter {
             return Ok(false);
         }
         self.held += grown;
-        if self.usage.is_some() {
+        if let Some(usage) = &self.usage {
+            // Instantiation creates each memory from nothing; growing one that had pages is
+            // what the guest asked for while it ran.
+            if current > 0 {
+                usage.memory_growths.fetch_add(1, Ordering::Relaxed);
+            }
             self.advance(Instant::now());
             self.bytes += desired.saturating_sub(current) as u64;
         }
@@ -277,6 +282,26 @@ mod tests {
         assert!(kib_ms >= 32768 * 50, "{kib_ms}");
         assert_eq!(usage.invocations_http.load(Ordering::Relaxed), 1);
         assert!(usage.wall_nanos.load(Ordering::Relaxed) >= 50_000_000);
+    }
+
+    #[test]
+    fn only_granted_growths_of_a_memory_with_pages_count_as_growths() {
+        let usage = Arc::new(AppUsage::default());
+        let mut meter = InvocationMeter::new(
+            64 << 20,
+            MemoryBudget::new(u64::MAX),
+            Some(usage.clone()),
+            None,
+        );
+        let growths = || usage.memory_growths.load(Ordering::Relaxed);
+        // Instantiation creates the memory: not a growth.
+        assert!(meter.memory_growing(0, 1 << 20, None).unwrap());
+        assert_eq!(growths(), 0);
+        assert!(meter.memory_growing(1 << 20, 2 << 20, None).unwrap());
+        assert_eq!(growths(), 1);
+        // Refused (over the instance's limit): not a growth.
+        assert!(!meter.memory_growing(2 << 20, 65 << 20, None).unwrap());
+        assert_eq!(growths(), 1);
     }
 
     #[test]

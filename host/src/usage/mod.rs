@@ -3,7 +3,8 @@
 //! Per app and trigger: invocations; per app: wall time (instantiation to the instance's
 //! end), CPU time (of the threads while they ran the invocation: guest code and the host calls
 //! it made), memory-seconds (the instance's linear memory integrated over its life, in GB-s
-//! with GB = 10^9 bytes), request and message bytes in, response bytes out, and inferences.
+//! with GB = 10^9 bytes), request and message bytes in, response bytes out, inferences, and
+//! how often instances grew their memory while they ran (a cost signal, not a charge).
 //! [`meter`] measures one invocation; this module keeps the per-app counters, persists them
 //! in sled per hour (`usage` tree, app + hour -> counters) every `[metering] flush_interval_ms`
 //! and at shutdown, and answers `edge usage` and the metrics. A crash loses at most the last
@@ -41,6 +42,10 @@ pub struct UsageCounters {
     pub bytes_out: u64,
     /// Successful wasi-nn `compute` calls.
     pub inferences: u64,
+    /// Times an instance grew a linear memory it started with (`memory.grow` after
+    /// instantiation). Not a charge: each growth costs the node two page-protection changes,
+    /// so an app with about one per invocation would serve faster from a larger initial memory.
+    pub memory_growths: u64,
 }
 
 /// One app's usage.
@@ -81,6 +86,7 @@ pub struct AppUsage {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub inferences: AtomicU64,
+    pub memory_growths: AtomicU64,
 }
 
 impl AppUsage {
@@ -117,6 +123,7 @@ impl AppUsage {
             bytes_in: take(&self.bytes_in),
             bytes_out: take(&self.bytes_out),
             inferences: take(&self.inferences),
+            memory_growths: take(&self.memory_growths),
         }
     }
 
@@ -134,6 +141,7 @@ impl AppUsage {
         add(&self.bytes_in, counters.bytes_in);
         add(&self.bytes_out, counters.bytes_out);
         add(&self.inferences, counters.inferences);
+        add(&self.memory_growths, counters.memory_growths);
     }
 }
 
@@ -148,6 +156,7 @@ fn accumulate(total: &mut UsageCounters, other: &UsageCounters) {
     total.bytes_in += other.bytes_in;
     total.bytes_out += other.bytes_out;
     total.inferences += other.inferences;
+    total.memory_growths += other.memory_growths;
 }
 
 /// Seconds in one persisted bucket.
