@@ -75,26 +75,51 @@ fn top_classes(probabilities: &[f32]) -> Vec<(usize, f32)> {
     ranked
 }
 
-/// The number of known classes, and `top` with their labels: one pass over the label list.
-fn label(top: &[(usize, f32)]) -> (usize, Vec<Class>) {
-    let mut labels = vec![""; top.len()];
-    let mut classes = 0;
-    for (index, line) in LABELS.lines().enumerate() {
-        for (slot, (wanted, _)) in labels.iter_mut().zip(top) {
-            if *wanted == index {
-                *slot = line;
-            }
+/// The number of known classes: the lines of [`LABELS`], counted when this is compiled.
+const CLASSES: usize = line_starts().1;
+
+/// Where each line of [`LABELS`] starts (and, after the last, the end of the text), and how
+/// many lines there are: computed when this is compiled, so a request finds a label without
+/// scanning the list.
+const fn line_starts() -> ([u16; 1024], usize) {
+    let text = LABELS.as_bytes();
+    assert!(text.len() < u16::MAX as usize, "the labels fit u16 offsets");
+    let mut starts = [0u16; 1024];
+    let mut lines = 0;
+    let mut at = 0;
+    while at < text.len() {
+        if text[at] == b'\n' {
+            lines += 1;
+            assert!(lines < starts.len(), "at most 1023 labels");
+            starts[lines] = (at + 1) as u16;
         }
-        classes = index + 1;
+        at += 1;
     }
+    if !text.is_empty() && text[text.len() - 1] != b'\n' {
+        lines += 1;
+        starts[lines] = (text.len() + 1) as u16;
+    }
+    (starts, lines)
+}
+
+const LINE_STARTS: [u16; 1024] = line_starts().0;
+
+/// Label `index` (below [`CLASSES`]), without its line ending.
+fn label_of(index: usize) -> &'static str {
+    let start = usize::from(LINE_STARTS[index]);
+    let end = usize::from(LINE_STARTS[index + 1]) - 1;
+    LABELS[start..end].trim_end_matches('\r')
+}
+
+/// The number of known classes, and `top` with their labels.
+fn label(top: &[(usize, f32)]) -> (usize, Vec<Class>) {
     let labelled = top
         .iter()
-        .zip(labels)
-        .map(|(&(index, probability), label)| Class {
+        .map(|&(index, probability)| Class {
             index,
-            label,
+            label: if index < CLASSES { label_of(index) } else { "" },
             probability,
         })
         .collect();
-    (classes, labelled)
+    (CLASSES, labelled)
 }
