@@ -9,10 +9,12 @@
 #
 # BODY defaults to the input tensor the classify guest makes from chelsea.png (for PATH
 # /classify/tensor) and to chelsea.png itself for any other PATH. The first tenth of the
-# requests is warm-up and not counted.
+# requests is warm-up and not counted. EDGE_BIN_B=PATH serves `b` from a second node running
+# that build of edge (both nodes up side by side), to compare node builds the same way: pass
+# the same component twice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[[ $# -ge 2 ]] || { sed -n '2,12p' "$0" >&2; exit 2; }
+[[ $# -ge 2 ]] || { sed -n '2,14p' "$0" >&2; exit 2; }
 a=$1 b=$2
 requests=${3:-500}
 path=${4:-/classify/tensor}
@@ -25,37 +27,50 @@ cat >"$work/node.toml" <<'TOML'
 path = "edge-config/models/efficientnet-lite0"
 precision = "f32"
 TOML
-start_node "$work/data" --config "$work/node.toml"
-for app in a b; do
-  wasm=$a
-  [[ $app == b ]] && wasm=$b
-  "$edge" deploy "$app" "$wasm" --model efficientnet-lite0 --route "/$app" --node "$admin" \
+# Starts a node from `$edge` in $work/DIR and deploys component WASM as APP there.
+#   node_with APP WASM DIR    sets admin and data for that node
+node_with() {
+  start_node "$work/$3" --config "$work/node.toml"
+  "$edge" deploy "$1" "$2" --model efficientnet-lite0 --route "/$1" --node "$admin" \
+    --data-dir "$work/$3" >/dev/null 2>&1
+}
+node_with a "$a" data
+data_a=$data
+if [[ -n ${EDGE_BIN_B:-} ]]; then
+  keep_node
+  edge=$EDGE_BIN_B node_with b "$b" data-b
+else
+  "$edge" deploy b "$b" --model efficientnet-lite0 --route /b --node "$admin" \
     --data-dir "$work/data" >/dev/null 2>&1
-done
+fi
+data_b=$data
 body=${5:-}
 if [[ -z $body ]]; then
   body=$photo
   if [[ $path == /classify/tensor ]]; then
     body=$work/tensor.bin
-    curl -sf -X POST --data-binary "@$photo" "$data/a/classify/preprocess" -o "$body"
+    curl -sf -X POST --data-binary "@$photo" "$data_a/a/classify/preprocess" -o "$body"
   fi
 fi
 
-python3 - "$data" "$path" "$body" "$requests" <<'PY'
+python3 - "$data_a" "$data_b" "$path" "$body" "$requests" <<'PY'
 import http.client, re, statistics, sys, time
 from urllib.parse import urlsplit
 
-base, path, body_file, requests = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+base_a, base_b, path, body_file = sys.argv[1:5]
+requests = int(sys.argv[5])
 body = open(body_file, "rb").read()
-url = urlsplit(base)
-conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+conns = {}
+for app, base in (("a", base_a), ("b", base_b)):
+    url = urlsplit(base)
+    conns[app] = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
 total = {"a": [], "b": []}
 inference = {"a": [], "b": []}
 for i in range(requests):
     for app in ("a", "b") if i % 2 == 0 else ("b", "a"):
         started = time.perf_counter()
-        conn.request("POST", f"/{app}{path}", body=body)
-        response = conn.getresponse()
+        conns[app].request("POST", f"/{app}{path}", body=body)
+        response = conns[app].getresponse()
         response.read()
         took = (time.perf_counter() - started) * 1e3
         if response.status != 200:
