@@ -623,3 +623,71 @@ async fn a_node_reaches_a_tls_nats_with_a_password_and_a_wrong_password_is_refus
         assert!(!log.contains(PASSWORD) && !log.contains(WRONG), "{log}");
     }
 }
+
+#[tokio::test]
+async fn a_node_reaches_nats_with_a_creds_file_and_a_stranger_account_is_refused_unshown() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let accounts = crate::brokers::NatsAccounts::create(temp.path());
+    let nats = Broker::nats_with_accounts(&accounts);
+    let registry = Registry::start();
+    let pinned = push(
+        &guest("hello"),
+        &format!("oci://{}/edge/hello:v1", registry.host()),
+    );
+    let fleet_toml = |node: &str, creds: &Path| {
+        format!(
+            "[fleet]\nurl = \"{}\"\nnode_id = \"{node}\"\ngroups = [\"shop\"]\nheartbeat_s = 1\n\
+             retry_s = 1\ncredentials_file = \"{}\"\n",
+            nats.url(),
+            creds.display()
+        )
+    };
+    let good = TestHost::start_with_config(&fleet_toml("gw-1", &accounts.creds));
+    let refused = TestHost::start_with_config(&fleet_toml("gw-2", &accounts.stranger_creds));
+
+    // The CLI applies with the same kind of file; a stranger's file is refused.
+    let file = fleet_file(temp.path(), "desired", &pinned, "6");
+    let apply = |creds: &Path| {
+        let mut command = Command::new(EDGE);
+        command
+            .args(["fleet", "apply"])
+            .arg(&file)
+            .args(["--nats", &nats.url(), "--nats-creds"])
+            .arg(creds)
+            .env_remove("EDGE_FLEET_NATS");
+        CliResult::from(command.output().expect("running edge"))
+    };
+    let stranger = apply(&accounts.stranger_creds);
+    assert!(!stranger.ok, "applied as a user of an untrusted account");
+    let applied = apply(&accounts.creds);
+    assert!(applied.ok, "{}", applied.stderr);
+
+    // The node with the trusted account's creds converges.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let reply = get(&format!("{}/hello", good.data_url)).await;
+        if reply.status == 200 {
+            assert_eq!(reply.body, "hello from edge 6: /hello\n");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never converged: {}", good.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The stranger is refused, told what to check, keeps its admin API; no seed is shown.
+    assert!(
+        refused.wait_for_log("check [fleet] username and password, token or credentials_file"),
+        "no hint at the credentials: {}",
+        refused.log()
+    );
+    assert_eq!(
+        get(&format!("{}/hello", refused.data_url)).await.status,
+        404
+    );
+    assert!(refused.edge(&["list"]).ok);
+    for text in [good.log(), refused.log(), stranger.stderr, applied.stderr] {
+        for seed in &accounts.seeds {
+            assert!(!text.contains(seed.as_str()), "{text}");
+        }
+    }
+}
