@@ -109,6 +109,35 @@ impl FleetNode {
     }
 }
 
+/// Waits until `host` answers `GET /hello` with 200, then checks the body is `expected`.
+async fn serves_hello(host: &TestHost, expected: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let reply = get(&format!("{}/hello", host.data_url)).await;
+        if reply.status == 200 {
+            assert_eq!(reply.body, expected);
+            break;
+        }
+        assert!(Instant::now() < deadline, "never converged: {}", host.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Checks that a node the fleet's NATS refused logs `hint`, deployed nothing, and still
+/// answers its admin API.
+async fn refused_with_hint(refused: &TestHost, hint: &str) {
+    assert!(
+        refused.wait_for_log(hint),
+        "no hint at the credentials: {}",
+        refused.log()
+    );
+    assert_eq!(
+        get(&format!("{}/hello", refused.data_url)).await.status,
+        404
+    );
+    assert!(refused.edge(&["list"]).ok);
+}
+
 /// A desired-state file deploying `source` (tag or digest) as `hello` to group `shop`.
 fn fleet_file(dir: &Path, name: &str, source: &str, version: &str) -> PathBuf {
     fleet_file_with(dir, name, source, version, "")
@@ -596,29 +625,11 @@ async fn a_node_reaches_a_tls_nats_with_a_password_and_a_wrong_password_is_refus
     assert!(applied.ok, "{}", applied.stderr);
 
     // The node with the password converges over TLS.
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let reply = get(&format!("{}/hello", good.data_url)).await;
-        if reply.status == 200 {
-            assert_eq!(reply.body, "hello from edge 5: /hello\n");
-            break;
-        }
-        assert!(Instant::now() < deadline, "never converged: {}", good.log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    serves_hello(&good, "hello from edge 5: /hello\n").await;
 
     // The one with a wrong password is refused, says so, keeps serving its admin API, and
     // never shows either password.
-    assert!(
-        refused.wait_for_log("check [fleet] username and password"),
-        "no hint at the credentials: {}",
-        refused.log()
-    );
-    assert_eq!(
-        get(&format!("{}/hello", refused.data_url)).await.status,
-        404
-    );
-    assert!(refused.edge(&["list"]).ok);
+    refused_with_hint(&refused, "check [fleet] username and password").await;
     for log in [good.log(), refused.log()] {
         assert!(!log.contains(PASSWORD) && !log.contains(WRONG), "{log}");
     }
@@ -663,28 +674,14 @@ async fn a_node_reaches_nats_with_a_creds_file_and_a_stranger_account_is_refused
     assert!(applied.ok, "{}", applied.stderr);
 
     // The node with the trusted account's creds converges.
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let reply = get(&format!("{}/hello", good.data_url)).await;
-        if reply.status == 200 {
-            assert_eq!(reply.body, "hello from edge 6: /hello\n");
-            break;
-        }
-        assert!(Instant::now() < deadline, "never converged: {}", good.log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    serves_hello(&good, "hello from edge 6: /hello\n").await;
 
     // The stranger is refused, told what to check, keeps its admin API; no seed is shown.
-    assert!(
-        refused.wait_for_log("check [fleet] username and password, token or credentials_file"),
-        "no hint at the credentials: {}",
-        refused.log()
-    );
-    assert_eq!(
-        get(&format!("{}/hello", refused.data_url)).await.status,
-        404
-    );
-    assert!(refused.edge(&["list"]).ok);
+    refused_with_hint(
+        &refused,
+        "check [fleet] username and password, token or credentials_file",
+    )
+    .await;
     for text in [good.log(), refused.log(), stranger.stderr, applied.stderr] {
         for seed in &accounts.seeds {
             assert!(!text.contains(seed.as_str()), "{text}");

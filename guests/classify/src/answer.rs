@@ -29,14 +29,13 @@ pub fn top_classes_json(model: &str, logits: &[u8]) -> Result<String, String> {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
-    let top = top_classes(&softmax(&logits));
-    let (classes, labelled) = label(&top);
-    if logits.len() != classes {
+    if logits.len() != CLASSES {
         return Err(format!(
-            "model {model} has {} outputs, but this app knows the {classes} ImageNet-1k classes",
+            "model {model} has {} outputs, but this app knows the {CLASSES} ImageNet-1k classes",
             logits.len()
         ));
     }
+    let labelled = label(&top_classes(&softmax(&logits)));
     let entries: Vec<String> = labelled
         .iter()
         .map(|c| {
@@ -75,8 +74,10 @@ fn top_classes(probabilities: &[f32]) -> Vec<(usize, f32)> {
     ranked
 }
 
+/// Where each line of [`LABELS`] starts, and how many lines (known classes) there are.
+const LINES: ([u16; 1024], usize) = line_starts();
 /// The number of known classes: the lines of [`LABELS`], counted when this is compiled.
-const CLASSES: usize = line_starts().1;
+const CLASSES: usize = LINES.1;
 
 /// Where each line of [`LABELS`] starts (and, after the last, the end of the text), and how
 /// many lines there are: computed when this is compiled, so a request finds a label without
@@ -102,24 +103,21 @@ const fn line_starts() -> ([u16; 1024], usize) {
     (starts, lines)
 }
 
-const LINE_STARTS: [u16; 1024] = line_starts().0;
-
 /// Label `index` (below [`CLASSES`]), without its line ending.
 fn label_of(index: usize) -> &'static str {
-    let start = usize::from(LINE_STARTS[index]);
-    let end = usize::from(LINE_STARTS[index + 1]) - 1;
+    let starts = &LINES.0;
+    let start = usize::from(starts[index]);
+    let end = usize::from(starts[index + 1]) - 1;
     LABELS[start..end].trim_end_matches('\r')
 }
 
-/// The number of known classes, and `top` with their labels.
-fn label(top: &[(usize, f32)]) -> (usize, Vec<Class>) {
-    let labelled = top
-        .iter()
+/// `top` (indices below [`CLASSES`]) with their labels.
+fn label(top: &[(usize, f32)]) -> Vec<Class> {
+    top.iter()
         .map(|&(index, probability)| Class {
             index,
-            label: if index < CLASSES { label_of(index) } else { "" },
+            label: label_of(index),
             probability,
         })
-        .collect();
-    (CLASSES, labelled)
+        .collect()
 }
