@@ -15,29 +15,11 @@ rounds=${2:-3}
 scripts/setup.sh >/dev/null
 source scripts/lib/bench-node.sh
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source scripts/lib/fleet-servers.sh
 now() { date +%s.%N; }
+start_fleet_servers
 pids=()
-stop_all() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  cleanup
-}
-trap stop_all EXIT
-
-nats_port=$(free_port)
-/usr/sbin/nats-server -a 127.0.0.1 -p "$nats_port" -js -sd "$work/js" >"$work/nats.log" 2>&1 &
-pids+=($!)
-reg_port=$(free_port)
-printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
-  "$work/registry" "$reg_port" >"$work/registry.yml"
-/usr/bin/docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-pids+=($!)
-for port in "$nats_port" "$reg_port"; do
-  for _ in $(seq 1 200); do (echo >/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.05; done
-done
-nats=nats://127.0.0.1:$nats_port
-repo=oci://127.0.0.1:$reg_port/edge/hello
+repo=oci://$registry/edge/hello
 
 # A distinct digest per round: the hello guest with one more custom section.
 variant() {
@@ -60,6 +42,7 @@ for i in $(seq 1 "$nodes"); do
   EDGE_LOG=warn "$edge" serve --config "$dir.toml" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
     --data-dir "$dir" >"$dir.out" 2>"$dir.err" &
   pids+=($!)
+  server_pids+=($!)
 done
 for i in $(seq 1 "$nodes"); do
   dir=$work/node-$i
@@ -68,7 +51,7 @@ for i in $(seq 1 "$nodes"); do
   [[ -n $url ]] || { echo "bench-fleet: node $i did not start; see $dir.err" >&2; exit 1; }
   urls+=("$url")
 done
-rss=$(ps -o rss= -p "$(IFS=,; echo "${pids[*]:2}")" | awk '{s+=$1} END {printf "%.0f", s/NR/1024}')
+rss=$(ps -o rss= -p "$(IFS=,; echo "${pids[*]}")" | awk '{s+=$1} END {printf "%.0f", s/NR/1024}')
 
 apply_version() {
   local version=$1 source=$2

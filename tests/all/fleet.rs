@@ -66,12 +66,17 @@ struct FleetNode {
 
 impl FleetNode {
     fn start(id: &str, nats_url: &str) -> Self {
+        Self::start_with(id, nats_url, "")
+    }
+
+    /// [`Self::start`] with more `[fleet]` settings.
+    fn start_with(id: &str, nats_url: &str, more: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(
             dir.path().join("node.toml"),
             format!(
                 "[fleet]\nurl = \"{nats_url}\"\nnode_id = \"{id}\"\ngroups = [\"shop\"]\n\
-                 heartbeat_s = 1\nretry_s = 1\n"
+                 heartbeat_s = 1\nretry_s = 1\n{more}"
             ),
         )
         .expect("writing node.toml");
@@ -312,18 +317,29 @@ async fn bad_registry_references_and_artifacts_are_refused_and_leave_the_app_ser
 
 /// Pushes a one-layer container image (tar media type) through the registry client.
 async fn push_container_layer(reference: &str) {
-    use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = oci_client::Client::new(ClientConfig {
-        protocol: ClientProtocol::Http,
-        ..ClientConfig::default()
-    });
+    use oci_client::client::{Config, ImageLayer};
     let layer = ImageLayer::new(
         b"not a component".to_vec(),
         "application/vnd.oci.image.layer.v1.tar".into(),
         None,
     );
     let config = Config::oci_v1(br#"{"architecture":"amd64","os":"linux"}"#.to_vec(), None);
+    push_raw(reference, layer, config).await;
+}
+
+/// Pushes one layer and its config to `reference` (`HOST/REPO:TAG` on a loopback registry)
+/// with a plain OCI client, bypassing `edge push` and its checks.
+async fn push_raw(
+    reference: &str,
+    layer: oci_client::client::ImageLayer,
+    config: oci_client::client::Config,
+) {
+    use oci_client::client::{ClientConfig, ClientProtocol};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = oci_client::Client::new(ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..ClientConfig::default()
+    });
     client
         .push(
             &reference.parse().expect("reference"),
@@ -333,7 +349,7 @@ async fn push_container_layer(reference: &str) {
             None,
         )
         .await
-        .expect("pushing a container layer");
+        .unwrap_or_else(|err| panic!("pushing {reference}: {err}"));
 }
 
 /// A registry on loopback that lies: `garbage` answers HTML to everything, `tampered` has a
@@ -687,4 +703,107 @@ async fn a_node_reaches_nats_with_a_creds_file_and_a_stranger_account_is_refused
             assert!(!text.contains(seed.as_str()), "{text}");
         }
     }
+}
+
+/// Pushes `bytes` as a precompiled artifact of `component` for platform `key`, the way
+/// `edge push --precompile` tags and describes one.
+async fn push_precompiled_artifact(repository: &str, component: &str, key: &str, bytes: Vec<u8>) {
+    use oci_client::client::{Config, ImageLayer};
+    let reference = format!(
+        "{repository}:aot-{key}-{}",
+        component.trim_start_matches("sha256:")
+    );
+    let layer = ImageLayer::new(bytes, "application/vnd.edge.precompiled.v1".into(), None);
+    let config = serde_json::json!({
+        "component": component, "key": key, "target": "x86_64-unknown-linux-gnu", "edge": "0.1.0",
+    });
+    let config = Config::new(
+        config.to_string().into_bytes(),
+        "application/vnd.edge.precompiled.config.v1+json".into(),
+        None,
+    );
+    push_raw(&reference, layer, config).await;
+}
+
+/// What `edge fleet status --json` says of `node`'s hello about its precompiled artifact.
+fn precompiled_state(nats: &str, node: &str) -> Option<String> {
+    let statuses = status_json(nats);
+    statuses.as_array()?.iter().find(|s| s["node"] == node)?["apps"]["hello"]["precompiled"]
+        .as_str()
+        .map(str::to_string)
+}
+
+#[tokio::test]
+async fn precompiled_artifacts_serve_where_accepted_and_a_bad_one_falls_back_to_compiling() {
+    use sha2::Digest as _;
+    let registry = Registry::start();
+    let nats = Broker::nats();
+    let work = tempfile::tempdir().expect("temp dir");
+    let hello = guest("hello");
+    let v1 = format!("oci://{}/edge/hello:v1", registry.host());
+    let pushed = edge(&[
+        "push",
+        hello.to_str().expect("utf-8 path"),
+        &v1,
+        "--precompile",
+    ]);
+    assert!(pushed.ok, "push --precompile: {}", pushed.stderr);
+    let key = pushed
+        .stdout
+        .split("(platform ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("the platform key is printed: {}", pushed.stdout))
+        .to_string();
+    let accepting = FleetNode::start_with("gw-1", &nats.url(), "accept_precompiled = true\n");
+    let default = FleetNode::start("gw-2", &nats.url());
+
+    let applied = apply(&nats.url(), &fleet_file(work.path(), "one", &v1, "1"));
+    assert!(applied.ok, "apply: {}", applied.stderr);
+    assert!(
+        applied.stdout.contains(&format!(
+            "shop/hello: precompiled artifact for platform {key}"
+        )),
+        "{}",
+        applied.stdout
+    );
+    serves_hello(accepting.host(), "hello from edge 1: /hello\n").await;
+    serves_hello(default.host(), "hello from edge 1: /hello\n").await;
+    until("gw-1 reports the artifact used", || async {
+        precompiled_state(&nats.url(), "gw-1").as_deref() == Some("used")
+    })
+    .await;
+    until("gw-2 reports it compiled, and why", || async {
+        precompiled_state(&nats.url(), "gw-2")
+            .is_some_and(|s| s.contains("[fleet] accept_precompiled is off"))
+    })
+    .await;
+
+    // v2's artifact under the right tag is not a wasmtime artifact: the node says so,
+    // compiles v2 itself and serves it.
+    let v2_wasm = variant_of(&hello, "v2", work.path());
+    let v2_bytes = std::fs::read(&v2_wasm).expect("reading v2");
+    let v2_digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&v2_bytes)));
+    let v2 = format!("oci://{}/edge/hello:v2", registry.host());
+    push(&v2_wasm, &v2);
+    push_precompiled_artifact(
+        &format!("{}/edge/hello", registry.host()),
+        &v2_digest,
+        &key,
+        b"\x7fELF not really an artifact".to_vec(),
+    )
+    .await;
+    let applied = apply(&nats.url(), &fleet_file(work.path(), "two", &v2, "2"));
+    assert!(applied.ok, "apply: {}", applied.stderr);
+    until("gw-1 serves v2", || async {
+        accepting.hello().await.as_deref() == Some("hello from edge 2: /hello\n")
+    })
+    .await;
+    until("gw-1 reports the artifact unusable", || async {
+        precompiled_state(&nats.url(), "gw-1")
+            .is_some_and(|s| s.starts_with("not used: this node cannot load it"))
+    })
+    .await;
+    let log = accepting.host().log();
+    assert!(!log.contains("panicked"), "{log}");
 }

@@ -18,6 +18,11 @@ pub struct PushArgs {
     file: PathBuf,
     /// Where to publish: oci://REGISTRY/REPO:TAG.
     reference: String,
+    /// Also publish the component compiled for this machine's architecture (a CPU baseline
+    /// every node of it has), tagged aot-KEY-DIGEST: fleet nodes of the same architecture and
+    /// edge version with `[fleet] accept_precompiled` then skip compiling it.
+    #[arg(long)]
+    precompile: bool,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -159,10 +164,60 @@ pub async fn push(args: PushArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read component file {}", args.file.display()))?;
     let size = wasm.len();
     let registries = args.registry.registries(&[reference.registry()]);
+    let component = crate::oci::sha256_digest(&wasm);
+    let artifact = if args.precompile {
+        Some(precompile(&wasm, &component).await?)
+    } else {
+        None
+    };
     let pinned = registries.push(&reference, wasm).await?;
     println!("pushed {} ({size} bytes)", reference);
+    if let Some((config, artifact)) = artifact {
+        let artifact_size = artifact.len();
+        let at = registries
+            .push_precompiled(&reference, &config, artifact)
+            .await
+            .context("the component was pushed, its precompiled artifact was not")?;
+        println!(
+            "pushed the artifact for {} (platform {}, {artifact_size} bytes): {at}",
+            config.target, config.key
+        );
+    }
     println!("{pinned}");
     Ok(())
+}
+
+/// Compiles `wasm` for this machine's architecture ([`PortableCompiler`]); refuses what no
+/// node would take.
+async fn precompile(
+    wasm: &[u8],
+    component: &str,
+) -> anyhow::Result<(crate::oci::PrecompiledConfig, Vec<u8>)> {
+    use crate::engine::portable::PortableCompiler;
+    crate::control::validate::check_binary_kind(wasm)?;
+    let wasm = wasm.to_vec();
+    let component = component.to_string();
+    tokio::task::spawn_blocking(move || {
+        let compiler = PortableCompiler::new().context("building the compiler")?;
+        let artifact = compiler
+            .precompile(&wasm)
+            .context("the component does not compile, so nothing was pushed")?;
+        if crate::engine::snapshot::exports_init(&wasm) {
+            eprintln!(
+                "note: the component exports wizer-initialize, so nodes snapshot it at deploy \
+                 and compile the snapshot; the artifact serves apps deployed with \
+                 snapshot = false"
+            );
+        }
+        let config = crate::oci::PrecompiledConfig {
+            component,
+            key: compiler.key(),
+            target: compiler.target(),
+            edge: env!("CARGO_PKG_VERSION").into(),
+        };
+        Ok((config, artifact))
+    })
+    .await?
 }
 
 pub async fn run(command: FleetCommand) -> anyhow::Result<()> {
@@ -202,7 +257,11 @@ async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
     let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
     let registries = args.registry.registries(&hosts);
     let link = FleetLink::connect(&args.nats.config(), true).await?;
-    for (key, revision, apps) in link.apply(file, &registries).await? {
+    let (written, notes) = link.apply(file, &registries).await?;
+    for note in notes {
+        println!("{note}");
+    }
+    for (key, revision, apps) in written {
         println!("{key}: {apps} apps (revision {revision})");
     }
     Ok(())

@@ -58,6 +58,9 @@ pub struct DeploySpec {
     pub reuse: Reuse,
     /// Set when the bytes were pulled from a registry.
     pub source: Option<SourceRecord>,
+    /// An artifact compiled elsewhere for this node's platform, used instead of compiling
+    /// when this node's engine can load it (the fleet agent's, `[fleet] accept_precompiled`).
+    pub precompiled: Option<Vec<u8>>,
 }
 
 impl Default for DeploySpec {
@@ -71,6 +74,7 @@ impl Default for DeploySpec {
             limits: AppLimits::default(),
             reuse: Reuse::default(),
             source: None,
+            precompiled: None,
         }
     }
 }
@@ -107,6 +111,20 @@ pub struct DeployOutcome {
     pub warnings: Vec<String>,
     /// Whose code served first (baseline: optimized code follows in the background).
     pub tier: Tier,
+    /// What became of the artifact compiled elsewhere, when the deploy brought one.
+    pub precompiled: Option<Precompiled>,
+}
+
+/// How many times its component's size limit a precompiled artifact may be.
+const PRECOMPILED_SIZE_FACTOR: u64 = 8;
+
+/// What became of an artifact compiled elsewhere that came with a deploy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precompiled {
+    /// The node serves its code; nothing was compiled here.
+    Used,
+    /// Why not: the node compiled the component itself.
+    NotUsed(String),
 }
 
 /// Bounds the threads compiling components (wasmtime compiles functions in parallel on
@@ -534,6 +552,26 @@ impl Node {
             .await?)
     }
 
+    /// Fetches the precompiled artifact `reference` (pinned by digest) of the component
+    /// `component` (`sha256:…`). Artifacts run to a few times their component's size, so
+    /// the bound is [`PRECOMPILED_SIZE_FACTOR`] times `[limits] max_component_bytes`.
+    pub async fn pull_precompiled(
+        &self,
+        reference: &str,
+        component: &str,
+    ) -> Result<Vec<u8>, DeployError> {
+        let reference = OciRef::parse(reference)?;
+        let limit = self
+            .config
+            .limits
+            .max_component_bytes
+            .saturating_mul(PRECOMPILED_SIZE_FACTOR);
+        Ok(self
+            .registries
+            .pull_precompiled(&reference, component, limit)
+            .await?)
+    }
+
     /// Validates, compiles, persists and swaps in a new version of `name`.
     pub async fn deploy(
         self: &Arc<Self>,
@@ -609,12 +647,17 @@ impl Node {
         let node = self.clone();
         let app_name = name.to_string();
         let snapshot_wasm = snapshot.map(|(_, bytes)| bytes);
+        let foreign = spec.precompiled;
         let prepared = tokio::task::spawn_blocking(move || {
+            let precompiled = foreign.map(|artifact| {
+                node.adopt_precompiled(&version, snapshot_wasm.is_some(), &artifact)
+            });
             node.compile_and_prepare(&app_name, version, wasm, snapshot_wasm, concurrency)
+                .map(|(loaded, compile_time)| (loaded, compile_time, precompiled))
         })
         .await
         .context("compile task failed")??;
-        let (loaded, compile_time) = prepared;
+        let (loaded, compile_time, precompiled) = prepared;
 
         // Redeploying exactly what runs (same bytes and settings) keeps the previous version
         // reachable by rollback instead of replacing it with a copy of the current one.
@@ -651,6 +694,7 @@ impl Node {
             compile_time,
             warnings,
             tier,
+            precompiled,
         })
     }
 
@@ -780,6 +824,28 @@ impl Node {
             init_ms: snap.init_time.as_secs_f64() * 1e3,
         };
         Ok((record, snap.wasm))
+    }
+
+    /// Stores an artifact compiled elsewhere as the code of `version` where this node can
+    /// load it, so that [`Self::compile_and_prepare`] finds it instead of compiling.
+    fn adopt_precompiled(
+        &self,
+        version: &VersionRecord,
+        snapshotted: bool,
+        artifact: &[u8],
+    ) -> Precompiled {
+        if snapshotted {
+            return Precompiled::NotUsed(
+                "the node snapshots this component at deploy (it exports wizer-initialize), \
+                 so it serves other bytes than the artifact was compiled from; set \
+                 snapshot = false to use the artifact"
+                    .into(),
+            );
+        }
+        match self.compiler.adopt(version.served_digest(), artifact) {
+            Ok(()) => Precompiled::Used,
+            Err(why) => Precompiled::NotUsed(why),
+        }
     }
 
     fn compile_and_prepare(

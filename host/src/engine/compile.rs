@@ -113,6 +113,23 @@ impl CompileCache {
         Ok((path, started.elapsed()))
     }
 
+    /// Takes `artifact`, compiled elsewhere for this node's platform ([`super::portable`]),
+    /// as the optimized code of the component `digest`, when no artifact is stored for it
+    /// yet and this node's engine can load it. Says why not otherwise; nothing is stored then.
+    pub fn adopt(&self, digest: &str, artifact: &[u8]) -> Result<(), String> {
+        let tag = self.engine.compatibility_tag();
+        if self.repo.artifact_path(digest, &tag).exists() {
+            return Err("this node had already compiled the component".into());
+        }
+        self.engine
+            .check_foreign_artifact(artifact)
+            .map_err(|err| format!("this node cannot load it ({err:#})"))?;
+        self.repo
+            .store_artifact(digest, &tag, artifact)
+            .map(drop)
+            .map_err(|err| format!("cannot store it ({err:#})"))
+    }
+
     /// The tier of a component this cache returned.
     pub fn tier_of(&self, component: &Component) -> Tier {
         match self.engine.is_baseline(component.engine()) {

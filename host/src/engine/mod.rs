@@ -1,8 +1,10 @@
 //! The one wasmtime [`Engine`] of a node and everything tied to it: allocator choice, epoch
 //! ticking for timeouts, the linker with the interfaces this node provides, compilation and
-//! its artifact cache ([`compile`]), and deploy-time snapshots ([`snapshot`]).
+//! its artifact cache ([`compile`]), artifacts compiled elsewhere for a CPU baseline
+//! ([`portable`]), and deploy-time snapshots ([`snapshot`]).
 
 pub mod compile;
+pub mod portable;
 pub mod snapshot;
 
 use std::sync::{Arc, OnceLock};
@@ -137,6 +139,23 @@ impl NodeEngine {
         hex::encode(&hasher.0.finalize()[..8])
     }
 
+    /// Whether this engine can load `artifact`, compiled elsewhere ([`portable`]): wasmtime
+    /// checks its header (version, target, settings, wasm features, CPU features) and
+    /// refuses one this node cannot run, with the reason.
+    ///
+    /// Only artifacts whose digest the fleet's operator pinned reach this call (see
+    /// `[fleet] accept_precompiled`): loading native code is trusting whoever made it.
+    #[expect(
+        unsafe_code,
+        reason = "loading native code the fleet operator pinned by digest, opted into per node"
+    )]
+    pub fn check_foreign_artifact(&self, artifact: &[u8]) -> anyhow::Result<()> {
+        // SAFETY: see above; wasmtime refuses artifacts of an incompatible engine or CPU.
+        unsafe { Component::deserialize(&self.engine, artifact) }
+            .map(drop)
+            .map_err(anyhow::Error::from)
+    }
+
     /// Loads a precompiled artifact by mapping the file.
     ///
     /// Artifacts are only ever written by this node into its own data folder (atomically,
@@ -259,7 +278,7 @@ fn start_epoch_ticker(engine: &Engine) {
 }
 
 /// Feeds what a `Hash` implementation writes into SHA-256.
-struct Sha256Hasher(sha2::Sha256);
+pub(crate) struct Sha256Hasher(pub(crate) sha2::Sha256);
 
 impl std::hash::Hasher for Sha256Hasher {
     fn write(&mut self, bytes: &[u8]) {

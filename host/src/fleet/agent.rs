@@ -24,7 +24,8 @@ use super::status::{AppState, AppStatus, NodeStatus};
 use super::{FleetConfig, group_key, node_key};
 use crate::capabilities::messaging::{nats_connection_hint, nats_with_credentials};
 use crate::control::audit::AuditEvent;
-use crate::control::node::Node;
+use crate::control::node::{Node, Precompiled};
+use crate::engine::portable::PortableCompiler;
 use crate::error::DeployError;
 use crate::names::unix_now;
 use crate::oci::OciError;
@@ -48,6 +49,12 @@ pub struct FleetAgent {
     revisions: BTreeMap<String, u64>,
     wanted: BTreeMap<String, DesiredApp>,
     attempts: BTreeMap<String, Attempt>,
+    /// What became of each app's precompiled artifact at its last deploy ("used", or why
+    /// not), for the status report.
+    precompiled: BTreeMap<String, String>,
+    /// This node's platform key for precompiled artifacts, once computed (`None` inside:
+    /// it could not be).
+    platform_key: Option<Option<String>>,
 }
 
 /// Starts the agent for `node` when `[fleet]` is configured.
@@ -64,6 +71,8 @@ pub fn spawn(node: Arc<Node>) -> Option<tokio::task::JoinHandle<()>> {
         revisions: BTreeMap::new(),
         wanted: BTreeMap::new(),
         attempts: BTreeMap::new(),
+        precompiled: BTreeMap::new(),
+        platform_key: None,
     };
     Some(tokio::spawn(agent.run()))
 }
@@ -265,8 +274,12 @@ impl FleetAgent {
                 continue;
             }
             match self.deploy(name, app).await {
-                Ok(()) => {
+                Ok(precompiled) => {
                     self.attempts.remove(name);
+                    match precompiled {
+                        Some(note) => self.precompiled.insert(name.clone(), note),
+                        None => self.precompiled.remove(name),
+                    };
                 }
                 Err(err) => self.note_failure(name, spec_digest, err.to_string()),
             }
@@ -290,7 +303,13 @@ impl FleetAgent {
             })
     }
 
-    async fn deploy(&self, name: &str, app: &DesiredApp) -> Result<(), DeployError> {
+    /// Deploys `app` as `name`; returns what became of its precompiled artifact, if the
+    /// desired state pins one for this node's platform.
+    async fn deploy(
+        &mut self,
+        name: &str,
+        app: &DesiredApp,
+    ) -> Result<Option<String>, DeployError> {
         let pulled = self.node.pull(&app.source).await?;
         if !app.component.is_empty() && pulled.layer_digest != app.component {
             return Err(OciError::DigestMismatch {
@@ -304,10 +323,24 @@ impl FleetAgent {
             .layer_digest
             .trim_start_matches("sha256:")
             .to_string();
-        let outcome = self
-            .node
-            .deploy(name, pulled.bytes, app.deploy_spec())
-            .await;
+        let mut spec = app.deploy_spec();
+        let mut precompiled_note = None;
+        if let Some(reference) = self.precompiled_for(app).await {
+            if !self.config.accept_precompiled {
+                precompiled_note =
+                    Some("not used: [fleet] accept_precompiled is off on this node".to_string());
+            } else {
+                match self
+                    .node
+                    .pull_precompiled(&reference, &pulled.layer_digest)
+                    .await
+                {
+                    Ok(artifact) => spec.precompiled = Some(artifact),
+                    Err(err) => precompiled_note = Some(format!("not used: {err}")),
+                }
+            }
+        }
+        let outcome = self.node.deploy(name, pulled.bytes, spec).await;
         self.node
             .record_audit(AuditEvent {
                 token: AUDIT_ACTOR.into(),
@@ -322,11 +355,49 @@ impl FleetAgent {
             })
             .await;
         let outcome = outcome?;
-        tracing::info!(app = name, source = %app.source, "fleet: deployed");
+        match &outcome.precompiled {
+            Some(Precompiled::Used) => precompiled_note = Some("used".into()),
+            Some(Precompiled::NotUsed(why)) => precompiled_note = Some(format!("not used: {why}")),
+            None => {}
+        }
+        tracing::info!(
+            app = name,
+            source = %app.source,
+            precompiled = precompiled_note.as_deref().unwrap_or("none offered"),
+            "fleet: deployed"
+        );
         for warning in outcome.warnings {
             tracing::warn!(app = name, "fleet: {warning}");
         }
-        Ok(())
+        Ok(precompiled_note)
+    }
+
+    /// The precompiled artifact the desired state pins for this node's platform, if any.
+    async fn precompiled_for(&mut self, app: &DesiredApp) -> Option<String> {
+        if app.precompiled.is_empty() {
+            return None;
+        }
+        if self.platform_key.is_none() {
+            let key = tokio::task::spawn_blocking(|| PortableCompiler::new().map(|c| c.key()))
+                .await
+                .map_err(anyhow::Error::new)
+                .and_then(|key| key);
+            self.platform_key = Some(match key {
+                Ok(key) => {
+                    tracing::info!(
+                        key,
+                        "fleet: this node's platform key for precompiled artifacts"
+                    );
+                    Some(key)
+                }
+                Err(err) => {
+                    tracing::warn!("fleet: no platform key, precompiled artifacts unused: {err:#}");
+                    None
+                }
+            });
+        }
+        let key = self.platform_key.as_ref()?.as_ref()?;
+        app.precompiled.get(key).cloned()
     }
 
     fn note_failure(&mut self, name: &str, spec_digest: String, error: String) {
@@ -418,6 +489,7 @@ impl FleetAgent {
                     error: attempt.map(|a| a.error.clone()),
                     attempts: attempt.map_or(0, |a| a.failures),
                     retry_at: attempt.map(|a| a.retry_at),
+                    precompiled: self.precompiled.get(name).cloned(),
                 };
                 (name.clone(), status)
             })

@@ -38,6 +38,11 @@ pub struct FleetConfig {
     /// First wait before a failed deploy is tried again, in seconds; doubled per failure up
     /// to 32 times this. A change to the app's desired state is tried at once.
     pub retry_s: u64,
+    /// Use artifacts compiled elsewhere (`edge push --precompile`) instead of compiling, when
+    /// the desired state pins one for this node's platform. Off by default: such an artifact
+    /// is native code, so whoever can write the fleet's desired state could run code outside
+    /// the sandbox on this node. Turn it on where that is the same people who build it.
+    pub accept_precompiled: bool,
 }
 
 impl Default for FleetConfig {
@@ -55,6 +60,7 @@ impl Default for FleetConfig {
             status_bucket: STATUS_BUCKET.into(),
             heartbeat_s: 15,
             retry_s: 30,
+            accept_precompiled: false,
         }
     }
 }

@@ -52,13 +52,14 @@ impl FleetLink {
         Ok(Self { desired, status })
     }
 
-    /// Writes the file's groups and nodes; returns `(key, revision, apps)` per entry.
+    /// Writes the file's groups and nodes; returns `(key, revision, apps)` per entry, and
+    /// notes for the operator (precompiled artifacts found, or left out and why).
     pub async fn apply(
         &self,
         mut file: FleetFile,
         registries: &Registries,
-    ) -> anyhow::Result<Vec<(String, u64, usize)>> {
-        pin_references(&mut file, registries).await?;
+    ) -> anyhow::Result<(Vec<(String, u64, usize)>, Vec<String>)> {
+        let notes = pin_references(&mut file, registries).await?;
         let mut written = Vec::new();
         for (key, target) in file.entries() {
             let value = serde_json::to_vec(target).context("encoding the desired state")?;
@@ -92,7 +93,7 @@ impl FleetLink {
                 }
             }
         }
-        Ok(written)
+        Ok((written, notes))
     }
 
     /// Puts back the previous distinct document of a group (`node == false`) or node;
@@ -204,8 +205,14 @@ async fn bucket(
 }
 
 /// Replaces every source by the reference pinned to its manifest digest and records the
-/// component digest, checking each is a wasm component. Nothing is written when one fails.
-async fn pin_references(file: &mut FleetFile, registries: &Registries) -> anyhow::Result<()> {
+/// component digest, checking each is a wasm component, and the precompiled artifacts
+/// published beside it (`edge push --precompile`). Nothing is written when a source fails;
+/// a precompiled artifact that is not what its tag says is left out, with a note.
+async fn pin_references(
+    file: &mut FleetFile,
+    registries: &Registries,
+) -> anyhow::Result<Vec<String>> {
+    let mut notes = Vec::new();
     let targets = file.groups.iter_mut().chain(file.nodes.iter_mut());
     for (target_name, target) in targets {
         for (app, desired) in &mut target.apps {
@@ -215,9 +222,28 @@ async fn pin_references(file: &mut FleetFile, registries: &Registries) -> anyhow
                 .resolve(&reference)
                 .await
                 .with_context(|| format!("{target_name}/{app}: nothing was applied"))?;
+            match registries.find_precompiled(&pinned, &component).await {
+                Ok((found, skipped)) => {
+                    for key in found.keys() {
+                        notes.push(format!(
+                            "{target_name}/{app}: precompiled artifact for platform {key}"
+                        ));
+                    }
+                    for why in skipped {
+                        notes.push(format!("{target_name}/{app}: left out: {why}"));
+                    }
+                    desired.precompiled = found;
+                }
+                Err(err) => {
+                    notes.push(format!(
+                        "{target_name}/{app}: no precompiled artifacts ({err}); nodes compile it"
+                    ));
+                    desired.precompiled.clear();
+                }
+            }
             desired.source = pinned.to_string();
             desired.component = component;
         }
     }
-    Ok(())
+    Ok(notes)
 }

@@ -53,6 +53,11 @@ pub struct DesiredApp {
     pub limits: AppLimits,
     #[serde(default = "default_true")]
     pub snapshot: bool,
+    /// Artifacts compiled from the component for a platform (`edge push --precompile`),
+    /// platform key to `oci://…@sha256:…`: found and pinned at apply. A node uses the one
+    /// for its key when `[fleet] accept_precompiled` is on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub precompiled: BTreeMap<String, String>,
 }
 
 fn default_true() -> bool {

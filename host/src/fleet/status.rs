@@ -39,6 +39,11 @@ pub struct AppStatus {
     pub attempts: u32,
     /// When the next attempt is due after a failure, in seconds since the Unix epoch.
     pub retry_at: Option<u64>,
+    /// What became of the precompiled artifact the fleet pinned for this node's platform at
+    /// its last deploy since the node started: `used`, or `not used: WHY` (the node compiled
+    /// it). Absent when none was pinned for its platform.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precompiled: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +135,7 @@ mod tests {
                     error: (*state == AppState::Failed).then(|| "no HTTP handler".to_string()),
                     attempts: u32::from(*state == AppState::Failed),
                     retry_at: None,
+                    precompiled: None,
                 };
                 (format!("app{i}"), app)
             })

@@ -1,7 +1,8 @@
 //! Components in OCI registries, in the CNCF wasm artifact layout (`oci-client` + `oci-wasm`):
 //! one `application/wasm` layer, a `application/vnd.wasm.config.v0+json` config.
 //!
-//! `edge push` publishes a component; `edge deploy NAME oci://…` and the fleet agent pull one
+//! `edge push` publishes a component (and with `--precompile` an artifact compiled from it,
+//! [`precompiled`]); `edge deploy NAME oci://…` and the fleet agent pull one
 //! through [`Registries`], which checks the artifact is a wasm component, bounds its size,
 //! verifies every digest (the manifest's when the reference pins one, the layer's always) and
 //! indexes it in a [`cache`] of manifests, so a reference by digest deploys again without
@@ -10,12 +11,14 @@
 //! `[registry] insecure` lists them.
 
 mod cache;
+mod precompiled;
 mod reference;
 mod registry;
 
 use serde::{Deserialize, Serialize};
 
 pub use cache::{KeptComponents, sha256_digest};
+pub use precompiled::PrecompiledConfig;
 pub use reference::OciRef;
 pub use registry::{Pulled, Registries};
 
@@ -74,6 +77,10 @@ pub enum OciError {
     #[error("{reference} is not a wasm component artifact: {detail}")]
     NotWasm { reference: String, detail: String },
     #[error(
+        "{reference} is not an edge precompiled artifact of this component: {detail}; push one with `edge push --precompile`"
+    )]
+    NotPrecompiled { reference: String, detail: String },
+    #[error(
         "digest mismatch for {reference}: expected {expected}, the registry sent {actual}; nothing was deployed"
     )]
     DigestMismatch {
@@ -98,7 +105,9 @@ impl OciError {
         match self {
             OciError::InvalidReference { .. } => StatusCode::BAD_REQUEST,
             OciError::NotFound { .. } => StatusCode::NOT_FOUND,
-            OciError::NotWasm { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            OciError::NotWasm { .. } | OciError::NotPrecompiled { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             OciError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             OciError::Unauthorized { .. }
             | OciError::Unreachable { .. }

@@ -84,6 +84,17 @@ impl OciRef {
         }
     }
 
+    /// The same repository under `tag`.
+    pub fn with_tag(&self, tag: &str) -> Self {
+        Self {
+            inner: oci_client::Reference::with_tag(
+                self.inner.registry().to_string(),
+                self.inner.repository().to_string(),
+                tag.to_string(),
+            ),
+        }
+    }
+
     pub(super) fn as_client_ref(&self) -> &oci_client::Reference {
         &self.inner
     }

@@ -59,7 +59,7 @@ impl Registries {
         }
     }
 
-    fn client(&self, registry: &str) -> Arc<WasmClient> {
+    pub(super) fn client(&self, registry: &str) -> Arc<WasmClient> {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         clients
             .entry(registry.to_string())
@@ -92,7 +92,7 @@ impl Registries {
         host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
     }
 
-    fn auth(&self, registry: &str) -> RegistryAuth {
+    pub(super) fn auth(&self, registry: &str) -> RegistryAuth {
         self.config
             .credentials
             .iter()
@@ -110,8 +110,18 @@ impl Registries {
             tracing::debug!(%reference, "component served from the registry cache");
             return Ok(pulled);
         }
+        self.within_pull_timeout(reference, self.pull_from_registry(reference, max_bytes))
+            .await
+    }
+
+    /// Runs `pull` for at most `[registry] pull_timeout_ms`.
+    pub(super) async fn within_pull_timeout<T>(
+        &self,
+        reference: &OciRef,
+        pull: impl Future<Output = Result<T, OciError>>,
+    ) -> Result<T, OciError> {
         let timeout = Duration::from_millis(self.config.pull_timeout_ms);
-        tokio::time::timeout(timeout, self.pull_from_registry(reference, max_bytes))
+        tokio::time::timeout(timeout, pull)
             .await
             .map_err(|_| OciError::Unreachable {
                 reference: reference.to_string(),
@@ -166,26 +176,7 @@ impl Registries {
                 layer_digest: layer.digest.clone(),
             });
         }
-        let mut stream = client
-            .pull_blob_stream(image, layer)
-            .await
-            .map_err(|err| classify(reference, err.into()))?;
-        let mut bytes = Vec::with_capacity(usize::try_from(layer.size).unwrap_or(0));
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|err| download_error(reference, &err))?;
-            if (bytes.len() + chunk.len()) as u64 > max_bytes {
-                return Err(too_large());
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        let actual = sha256_digest(&bytes);
-        if actual != layer.digest {
-            return Err(OciError::DigestMismatch {
-                reference: reference.to_string(),
-                expected: layer.digest.clone(),
-                actual,
-            });
-        }
+        let bytes = download_verified(&client, reference, layer, max_bytes).await?;
         self.remember(&manifest_digest, &layer.digest);
         Ok(Pulled {
             bytes,
@@ -238,6 +229,43 @@ impl Registries {
     }
 }
 
+/// Downloads `layer` of `reference`, at most `max_bytes`, and checks its digest.
+pub(super) async fn download_verified(
+    client: &WasmClient,
+    reference: &OciRef,
+    layer: &OciDescriptor,
+    max_bytes: u64,
+) -> Result<Vec<u8>, OciError> {
+    let too_large = || OciError::TooLarge {
+        reference: reference.to_string(),
+        limit: max_bytes,
+    };
+    if u64::try_from(layer.size).unwrap_or(u64::MAX) > max_bytes {
+        return Err(too_large());
+    }
+    let mut stream = client
+        .pull_blob_stream(reference.as_client_ref(), layer)
+        .await
+        .map_err(|err| classify(reference, err.into()))?;
+    let mut bytes = Vec::with_capacity(usize::try_from(layer.size).unwrap_or(0));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|err| download_error(reference, &err))?;
+        if (bytes.len() + chunk.len()) as u64 > max_bytes {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let actual = sha256_digest(&bytes);
+    if actual != layer.digest {
+        return Err(OciError::DigestMismatch {
+            reference: reference.to_string(),
+            expected: layer.digest.clone(),
+            actual,
+        });
+    }
+    Ok(bytes)
+}
+
 /// A failed component download: the client's own digest check, or a broken connection.
 fn download_error(reference: &OciRef, err: &std::io::Error) -> OciError {
     match err.get_ref().and_then(|e| e.downcast_ref::<DigestError>()) {
@@ -254,7 +282,7 @@ fn download_error(reference: &OciRef, err: &std::io::Error) -> OciError {
 }
 
 /// The manifest's digest must be the one the reference pins, if it pins one.
-fn check_pinned(reference: &OciRef, manifest_digest: &str) -> Result<(), OciError> {
+pub(super) fn check_pinned(reference: &OciRef, manifest_digest: &str) -> Result<(), OciError> {
     match reference.digest() {
         Some(expected) if expected != manifest_digest => Err(OciError::DigestMismatch {
             reference: reference.to_string(),
@@ -285,7 +313,7 @@ fn wasm_layer<'m>(
 }
 
 /// Sorts a registry client's error into what the caller can act on.
-fn classify(reference: &OciRef, err: anyhow::Error) -> OciError {
+pub(super) fn classify(reference: &OciRef, err: anyhow::Error) -> OciError {
     let reference_text = reference.to_string();
     let detail = format!("{err:#}");
     let Some(oci) = err.downcast_ref::<OciDistributionError>() else {
