@@ -119,7 +119,7 @@ impl CompileCache {
     pub fn adopt(&self, digest: &str, artifact: &[u8]) -> Result<(), String> {
         let tag = self.engine.compatibility_tag();
         if self.repo.artifact_path(digest, &tag).exists() {
-            return Err("this node had already compiled the component".into());
+            return Err("this node already had compiled code for the component".into());
         }
         self.engine
             .check_foreign_artifact(artifact)

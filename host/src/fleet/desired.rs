@@ -65,10 +65,15 @@ fn default_true() -> bool {
 }
 
 impl DesiredApp {
-    /// A digest of the whole entry: a node runs what the fleet asked for when its record
-    /// carries this digest.
+    /// A digest of the entry: a node runs what the fleet asked for when its record carries
+    /// this digest. The precompiled artifacts are left out: they say how a node may get the
+    /// component's code, not what it runs, so an artifact pushed later redeploys nothing.
     pub fn spec_digest(&self) -> String {
-        let json = serde_json::to_vec(self).unwrap_or_default();
+        let what = Self {
+            precompiled: BTreeMap::new(),
+            ..self.clone()
+        };
+        let json = serde_json::to_vec(&what).unwrap_or_default();
         hex::encode(sha2::Sha256::digest(json))
     }
 
@@ -206,6 +211,11 @@ mod tests {
         assert!(gw2["hello"].source.ends_with(":v2"));
         assert!(merge(&[], "gw-3", &docs).is_empty());
         assert_ne!(gw1["hello"].spec_digest(), gw2["hello"].spec_digest());
+        let mut with_artifact = gw1["hello"].clone();
+        with_artifact
+            .precompiled
+            .insert("0123456789abcdef".into(), "oci://…".into());
+        assert_eq!(with_artifact.spec_digest(), gw1["hello"].spec_digest());
     }
 
     #[test]
