@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Cross-compiles the node for 64-bit ARM gateways (aarch64-unknown-linux-gnu) and smoke-tests
 # the result under qemu-user: `edge serve`, a deploy of the hello guest (compiled by Cranelift
-# to aarch64 code inside the emulated node) and a request to it.
+# to aarch64 code inside the emulated node) and a request to it; then the fleet path for ARM
+# gateways: the aarch64 `edge push --precompile` publishes an aarch64 artifact to a
+# docker-registry, and a second emulated node with `[fleet] accept_precompiled` takes it from
+# a nats-server's desired state instead of compiling (both servers from scripts/setup.sh).
 #
 #   scripts/cross-aarch64.sh            # build and smoke-test
 #   scripts/cross-aarch64.sh --build    # build only
@@ -44,7 +47,12 @@ printf '[pool]\nenabled = false\n' >"$work/node.toml"
 "${run[@]}" serve --config "$work/node.toml" --data-dir "$work/data" \
   --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >"$log" 2>&1 &
 node=$!
-trap 'kill -TERM $node 2>/dev/null; wait $node 2>/dev/null; rm -rf "$work"' EXIT
+fleet_node=""
+cleanup() {
+  for pid in $node $fleet_node; do kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
 for _ in $(seq 1 1200); do
   grep -q '^edge: admin API listening on ' "$log" && break
   kill -0 $node 2>/dev/null || { cat "$log"; echo "cross-aarch64: the node did not start" >&2; exit 1; }
@@ -62,3 +70,34 @@ answer=$(curl -fsS "$data/hello")
   { cat "$log"; echo "cross-aarch64: unexpected answer: $answer" >&2; exit 1; }
 printf 'cross-aarch64: ok: an aarch64 edge under qemu-user deployed hello in %.1f s and answered "%s"\n' \
   "$(echo "$deployed - $started" | bc)" "$answer"
+
+echo "cross-aarch64: the fleet path: an aarch64 precompiled artifact taken by an emulated node"
+source scripts/lib/fleet-servers.sh # its EXIT trap stops the servers, then runs cleanup
+start_fleet_servers
+pushed=$("${run[@]}" push guests/target/wasm32-wasip2/release/hello.wasm \
+  "oci://$registry/edge/hello:arm" --precompile)
+echo "$pushed" | grep -q 'pushed the artifact for aarch64' ||
+  { echo "$pushed"; echo "cross-aarch64: no aarch64 artifact pushed" >&2; exit 1; }
+printf '[pool]\nenabled = false\n[fleet]\nurl = "%s"\nnode_id = "arm"\nretry_s = 1\naccept_precompiled = true\n' \
+  "$nats" >"$work/fleet-node.toml"
+fleet_log=$work/fleet-node.log
+"${run[@]}" serve --config "$work/fleet-node.toml" --data-dir "$work/fleet-data" \
+  --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >"$fleet_log" 2>&1 &
+fleet_node=$!
+printf '[nodes.arm.apps.hello]\nsource = "oci://%s/edge/hello:arm"\nroute = "/hello"\n' \
+  "$registry" >"$work/fleet.toml"
+"${run[@]}" fleet apply "$work/fleet.toml" --nats "$nats"
+state=""
+for _ in $(seq 1 1200); do
+  state=$("${run[@]}" fleet status --json --nats "$nats" |
+    python3 -c 'import json, sys; s = json.load(sys.stdin); print(s[0]["apps"].get("hello", {}).get("precompiled", "") if s else "")')
+  [[ -n $state ]] && break
+  sleep 0.2
+done
+[[ $state == used ]] ||
+  { cat "$fleet_log"; echo "cross-aarch64: the artifact was not used: ${state:-no report}" >&2; exit 1; }
+fleet_data=$(sed -n 's/^edge: data plane listening on //p' "$fleet_log")
+answer=$(curl -fsS "$fleet_data/hello")
+[[ $answer == "hello from edge 1: /hello" ]] ||
+  { cat "$fleet_log"; echo "cross-aarch64: unexpected answer: $answer" >&2; exit 1; }
+echo "cross-aarch64: ok: the emulated fleet node took the aarch64 artifact (precompiled: $state) and answered \"$answer\""
