@@ -130,13 +130,7 @@ impl NodeEngine {
     /// compatibility hash, so the tag is stable across Rust releases (std's `DefaultHasher`
     /// may change its algorithm between them).
     pub fn compatibility_tag(&self) -> String {
-        use sha2::Digest as _;
-        use std::hash::Hash as _;
-        let mut hasher = Sha256Hasher(sha2::Sha256::new());
-        self.engine
-            .precompile_compatibility_hash()
-            .hash(&mut hasher);
-        hex::encode(&hasher.0.finalize()[..8])
+        compatibility_tag(&self.engine)
     }
 
     /// Whether this engine can load `artifact`, compiled elsewhere ([`portable`]): wasmtime
@@ -277,8 +271,18 @@ fn start_epoch_ticker(engine: &Engine) {
     }
 }
 
+/// 16 hex digits of a SHA-256 of `engine`'s compatibility hash: equal for two engines
+/// exactly when artifacts of one load in the other (see [`NodeEngine::compatibility_tag`]).
+fn compatibility_tag(engine: &Engine) -> String {
+    use sha2::Digest as _;
+    use std::hash::Hash as _;
+    let mut hasher = Sha256Hasher(sha2::Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    hex::encode(&hasher.0.finalize()[..8])
+}
+
 /// Feeds what a `Hash` implementation writes into SHA-256.
-pub(crate) struct Sha256Hasher(pub(crate) sha2::Sha256);
+struct Sha256Hasher(sha2::Sha256);
 
 impl std::hash::Hasher for Sha256Hasher {
     fn write(&mut self, bytes: &[u8]) {

@@ -10,9 +10,6 @@
 //! artifact unloadable elsewhere (wasmtime version, target, code generation settings, wasm
 //! features), so a node only fetches artifacts made for its own key.
 
-use std::hash::Hash as _;
-
-use sha2::Digest as _;
 use wasmtime::Engine;
 
 /// The CPU baseline artifacts are compiled for, per architecture: a Cranelift preset.
@@ -50,11 +47,7 @@ impl PortableCompiler {
     /// The platform key: 16 hex digits of a SHA-256 of wasmtime's compatibility hash for
     /// this engine (stable across Rust releases, unlike std's hasher).
     pub fn key(&self) -> String {
-        let mut hasher = super::Sha256Hasher(sha2::Sha256::new());
-        self.engine
-            .precompile_compatibility_hash()
-            .hash(&mut hasher);
-        hex::encode(&hasher.0.finalize()[..8])
+        super::compatibility_tag(&self.engine)
     }
 
     /// The target triple artifacts are compiled for (this machine's).
