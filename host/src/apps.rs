@@ -54,9 +54,11 @@ pub struct LoadedApp {
     /// For a WASI 0.3 HTTP handler: the handler pre-instance, served through
     /// [`crate::triggers::instances`].
     pub handler_pre: Option<wasmtime_wasi_http::handler::ProxyPre<HostState>>,
-    /// Its instances, set up by the HTTP trigger at the first request (see `handler_pre`);
-    /// type-erased so this table does not depend on the triggers.
-    pub instances: OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
+    /// Its instances, set up by the HTTP trigger at the first request (see `handler_pre`):
+    /// one set per data-plane connection thread, so an instance serves the connections of the
+    /// thread it runs on and no request wakes another thread. Type-erased so this table does
+    /// not depend on the triggers.
+    pub instances: Box<[OnceLock<Arc<dyn std::any::Any + Send + Sync>>]>,
     /// For a WASI 0.2 HTTP handler deployed with `--reuse`: its idle instances.
     pub warm: Option<Arc<crate::triggers::warm::WarmInstances>>,
 }

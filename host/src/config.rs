@@ -130,6 +130,10 @@ pub struct ServerConfig {
     /// On SIGTERM, how long requests in flight may finish before they are cut, in ms; the
     /// database is flushed after.
     pub drain_timeout_ms: u64,
+    /// Threads serving data-plane connections, each with its own event loop; unset: one per
+    /// CPU the process may use; 0: the node's shared multi-threaded runtime.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_threads: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -146,11 +150,19 @@ impl Default for ServerConfig {
             max_connections_per_client: 256,
             request_body_timeout_ms: 10_000,
             drain_timeout_ms: 15_000,
+            http_threads: None,
         }
     }
 }
 
 impl ServerConfig {
+    /// How many data-plane connection threads to start (0: none, the shared runtime).
+    pub fn http_thread_count(&self) -> usize {
+        self.http_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
+
     /// The admin TLS files, when both are set.
     pub fn admin_tls(&self) -> Option<(&Path, &Path)> {
         (!self.tls_cert.as_os_str().is_empty() && !self.tls_key.as_os_str().is_empty())

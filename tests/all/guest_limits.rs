@@ -118,8 +118,28 @@ async fn get_owned(url: String) -> crate::harness::Reply {
 /// thread at every epoch tick.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spinning_guests_do_not_starve_other_apps() {
-    // The spinners run until their 6 s limit; hello must answer while they still spin.
-    let host = node_with_misbehave_limits("request_timeout_ms = 6000\n");
+    spinners_leave_room_for_hello("").await;
+}
+
+/// With one data-plane thread, the spinners' connections and hello's share its event loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spinning_guests_on_the_one_connection_thread_do_not_starve_its_other_connections() {
+    spinners_leave_room_for_hello("[server]\nhttp_threads = 1\n").await;
+}
+
+/// Connections served on the node's shared runtime instead of connection threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spinning_guests_on_the_shared_runtime_do_not_starve_other_apps() {
+    spinners_leave_room_for_hello("[server]\nhttp_threads = 0\n").await;
+}
+
+/// Four guests spin until their 6 s limit on a node configured with `server` (TOML lines);
+/// hello must answer while they still spin.
+async fn spinners_leave_room_for_hello(server: &str) {
+    let host = TestHost::start_with_config(&format!(
+        "{server}[limits]\nmax_body_bytes = 65536\nmemory_mib = 32\nrequest_timeout_ms = 6000\n"
+    ));
+    host.deploy("bad", &guest("misbehave"), &[]);
     host.deploy("hello", &guest("hello"), &[]);
     let instances = instances_so_far(&host).await;
     let spinners: Vec<_> = (0..4)

@@ -489,8 +489,12 @@ impl Node {
                     .map_err(wrong_world)?,
             )),
         };
-        let warm = (http.is_some() && version.reuse.enabled())
-            .then(|| crate::triggers::warm::WarmInstances::new(&version.reuse));
+        let warm = (http.is_some() && version.reuse.enabled()).then(|| {
+            crate::triggers::warm::WarmInstances::new(
+                &version.reuse,
+                self.config.server.http_thread_count(),
+            )
+        });
         let message_handler = match handlers.messaging {
             true => Some(HandlerIndices::new(&pre).map_err(wrong_world)?),
             false => None,
@@ -528,7 +532,9 @@ impl Node {
             logs: self.guest_logs.app(name),
             usage: self.usage.app(name),
             handler_pre,
-            instances: std::sync::OnceLock::new(),
+            instances: (0..self.config.server.http_thread_count().max(1))
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
             warm,
         })
     }

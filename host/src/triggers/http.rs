@@ -49,6 +49,22 @@ pub async fn serve_data_plane(
     let server = &node.config.server;
     let connections =
         ConnectionLimits::new(server.max_connections, server.max_connections_per_client);
+    let threads = match server.http_thread_count() {
+        0 => None,
+        count => match super::http_threads::ConnectionThreads::start(count) {
+            Ok(threads) => Some(threads),
+            Err(err) => {
+                tracing::warn!(
+                    "serving connections on the shared runtime: cannot start the data-plane threads: {err:#}"
+                );
+                None
+            }
+        },
+    };
+    tracing::debug!(
+        threads = threads.as_ref().map_or(0, |t| t.count()),
+        "data-plane connection threads"
+    );
     tokio::pin!(shutdown);
     loop {
         let (stream, _peer, slot) = tokio::select! {
@@ -68,13 +84,19 @@ pub async fn serve_data_plane(
             let node = node.clone();
             async move { Ok::<_, Infallible>(handle(&node, req).await) }
         });
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
+        let watcher = graceful.watcher();
+        let http = http.clone();
+        let serve = move |stream| async move {
             let _slot = slot;
-            if let Err(err) = conn.await {
+            let conn = http.serve_connection(TokioIo::new(stream), service);
+            if let Err(err) = watcher.watch(conn).await {
                 tracing::debug!("data-plane connection ended: {err}");
             }
-        });
+        };
+        match &threads {
+            Some(threads) => threads.serve(stream, serve),
+            None => drop(tokio::spawn(serve(stream))),
+        }
     }
     let drain = Duration::from_millis(node.config.server.drain_timeout_ms);
     if tokio::time::timeout(drain, graceful.shutdown())
@@ -85,6 +107,9 @@ pub async fn serve_data_plane(
             drain_ms = node.config.server.drain_timeout_ms,
             "requests still in flight at the drain deadline were cut ([server] drain_timeout_ms)"
         );
+    }
+    if let Some(threads) = threads {
+        let _ = tokio::task::spawn_blocking(move || drop(threads)).await;
     }
 }
 

@@ -3,7 +3,8 @@
 //! and with `--reuse-concurrency` one instance serves several requests at once. (0.2 apps with
 //! `--reuse` take the direct path with [`super::warm`] instances.)
 //!
-//! Each app version gets one [`ProxyHandler`] on its first request. It creates instances with
+//! Each app version gets one [`ProxyHandler`] per data-plane connection thread, on its first
+//! request there (its instances then run on that thread's event loop). It creates instances with
 //! the same store, grants and limits as the direct path ([`super::new_store`]) and lets each
 //! serve up to `reuse.requests` requests, `reuse.concurrency` at once, retiring it when idle
 //! for `reuse.idle_ms`. Per request: the time limit (the request expires, and guest code is
@@ -42,10 +43,12 @@ pub struct Instances {
     node: Weak<Node>,
 }
 
-/// The instances of `app`, set up at its first request.
+/// The instances of `app` for the calling connection thread, set up at its first request
+/// there.
 pub fn of(node: &Arc<Node>, app: &Arc<LoadedApp>) -> Option<Arc<AppInstances>> {
     app.handler_pre.as_ref()?;
-    let erased = app.instances.get_or_init(|| {
+    let set = super::http_threads::current_thread_index().unwrap_or(0) % app.instances.len();
+    let erased = app.instances[set].get_or_init(|| {
         Arc::new(ProxyHandler::new(Instances {
             app: Arc::downgrade(app),
             node: Arc::downgrade(node),

@@ -3,6 +3,7 @@
 //! a fresh store built by [`new_store`]. HTTP is the first; messages (MQTT, NATS) the second.
 
 pub mod http;
+pub mod http_threads;
 pub mod instances;
 pub mod messaging;
 pub mod warm;

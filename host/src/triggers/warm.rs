@@ -8,7 +8,8 @@
 //! trapped, overran its time limit or ran out of memory is dropped with its store. An instance
 //! is retired after `requests` requests or `idle_ms` unused (idle ones are swept by a task
 //! that ends with the app version), and every idle one is dropped when the node's memory
-//! budget for guests runs short.
+//! budget for guests runs short. Idle instances are kept per data-plane connection thread and
+//! taken by their own thread first.
 
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -40,33 +41,42 @@ impl WarmInstance {
     }
 }
 
-/// The idle instances of one app version.
+/// The idle instances of one app version: one list per data-plane connection thread, so a
+/// request first takes an instance its own thread parked (its pages are likeliest in that
+/// core's caches) and only then one from another thread's list.
 pub struct WarmInstances {
-    idle: Mutex<Vec<WarmInstance>>,
+    idle: Box<[Mutex<Vec<WarmInstance>>]>,
     requests: u32,
     idle_for: Duration,
     sweeper: OnceLock<()>,
 }
 
 impl WarmInstances {
-    pub fn new(reuse: &Reuse) -> Arc<Self> {
+    /// Idle lists for `threads` connection threads (at least one).
+    pub fn new(reuse: &Reuse, threads: usize) -> Arc<Self> {
         Arc::new(Self {
-            idle: Mutex::new(Vec::new()),
+            idle: (0..threads.max(1))
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
             requests: reuse.requests,
             idle_for: Duration::from_millis(reuse.idle_ms),
             sweeper: OnceLock::new(),
         })
     }
 
-    /// The most recently parked idle instance that has not expired (its pages are the
-    /// likeliest still in cache), or `None` when there is none.
+    /// The most recently parked idle instance of the caller's thread that has not expired,
+    /// else one of another thread's, or `None` when there is none.
     pub fn take(&self) -> Option<WarmInstance> {
-        let (expired, taken) = {
-            let mut idle = self.lock();
-            (self.split_off_expired(&mut idle), idle.pop())
-        };
-        drop(expired);
-        taken
+        let home = self.home();
+        let lists = self.idle.len();
+        (0..lists).find_map(|offset| {
+            let (expired, taken) = {
+                let mut idle = lock(&self.idle[(home + offset) % lists]);
+                (self.split_off_expired(&mut idle), idle.pop())
+            };
+            drop(expired);
+            taken
+        })
     }
 
     /// Gives back an instance whose request was answered: kept for the next request unless
@@ -77,27 +87,31 @@ impl WarmInstances {
             return;
         }
         instance.parked = Instant::now();
-        self.lock().push(instance);
+        lock(&self.idle[self.home()]).push(instance);
         self.sweeper
             .get_or_init(|| start_sweeper(Arc::downgrade(self)));
     }
 
     /// Drops every idle instance (the node's memory for guests is short).
     pub fn retire_all(&self) {
-        let idle = std::mem::take(&mut *self.lock());
-        drop(idle);
+        for list in &self.idle {
+            let idle = std::mem::take(&mut *lock(list));
+            drop(idle);
+        }
     }
 
     /// How many instances are idle now.
     pub fn idle_count(&self) -> usize {
-        self.lock().len()
+        self.idle.iter().map(|list| lock(list).len()).sum()
     }
 
     /// Drops the instances idle for `idle_ms` or longer; their stores (and pool slots)
     /// go after the lock is released.
     fn sweep(&self) {
-        let expired = self.split_off_expired(&mut self.lock());
-        drop(expired);
+        for list in &self.idle {
+            let expired = self.split_off_expired(&mut lock(list));
+            drop(expired);
+        }
     }
 
     /// Removes the expired instances from `idle`. Instances are pushed as they are parked,
@@ -107,12 +121,16 @@ impl WarmInstances {
         idle.drain(..expired).collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<WarmInstance>> {
-        // A panic while holding the lock leaves a plain list of instances: still usable.
-        self.idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// The list of the calling connection thread (the first one off those threads).
+    fn home(&self) -> usize {
+        super::http_threads::current_thread_index().unwrap_or(0) % self.idle.len()
     }
+}
+
+fn lock(list: &Mutex<Vec<WarmInstance>>) -> std::sync::MutexGuard<'_, Vec<WarmInstance>> {
+    // A panic while holding the lock leaves a plain list of instances: still usable.
+    list.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Sweeps `instances` a few times per idle period until the app version is gone.
