@@ -804,6 +804,31 @@ async fn precompiled_artifacts_serve_where_accepted_and_a_bad_one_falls_back_to_
             .is_some_and(|s| s.starts_with("not used: this node cannot load it"))
     })
     .await;
+
+    // A component the node snapshots at deploy (it exports wizer-initialize) serves the
+    // snapshot's code: its artifact is left alone, and the node says why.
+    let heavy = guest("heavy-init");
+    let heavy_bytes = std::fs::read(&heavy).expect("reading heavy-init");
+    let heavy_digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&heavy_bytes)));
+    let v3 = format!("oci://{}/edge/hello:v3", registry.host());
+    push(&heavy, &v3);
+    push_precompiled_artifact(
+        &format!("{}/edge/hello", registry.host()),
+        &heavy_digest,
+        &key,
+        b"\x7fELF never pulled".to_vec(),
+    )
+    .await;
+    let applied = apply(&nats.url(), &fleet_file(work.path(), "three", &v3, "3"));
+    assert!(applied.ok, "apply: {}", applied.stderr);
+    until(
+        "gw-1 reports the snapshot's code serving instead",
+        || async {
+            precompiled_state(&nats.url(), "gw-1")
+                .is_some_and(|s| s.starts_with("not used: the node snapshots this component"))
+        },
+    )
+    .await;
     let log = accepting.host().log();
     assert!(!log.contains("panicked"), "{log}");
 }

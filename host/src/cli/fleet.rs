@@ -197,18 +197,18 @@ async fn precompile(
     crate::control::validate::check_binary_kind(wasm)?;
     let wasm = wasm.to_vec();
     let component = component.to_string();
+    if crate::engine::snapshot::exports_init(&wasm) {
+        eprintln!(
+            "note: the component exports wizer-initialize, so nodes snapshot it at deploy \
+             and compile the snapshot; the artifact serves apps deployed with \
+             snapshot = false"
+        );
+    }
     tokio::task::spawn_blocking(move || {
         let compiler = PortableCompiler::new().context("building the compiler")?;
         let artifact = compiler
             .precompile(&wasm)
             .context("the component does not compile, so nothing was pushed")?;
-        if crate::engine::snapshot::exports_init(&wasm) {
-            eprintln!(
-                "note: the component exports wizer-initialize, so nodes snapshot it at deploy \
-                 and compile the snapshot; the artifact serves apps deployed with \
-                 snapshot = false"
-            );
-        }
         let config = crate::oci::PrecompiledConfig {
             component,
             key: compiler.key(),

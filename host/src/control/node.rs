@@ -626,7 +626,7 @@ impl Node {
                     .into(),
             ));
         }
-        let snapshot = if spec.snapshot && snapshot::exports_init(&wasm) {
+        let snapshot = if snapshot::taken_at_deploy(spec.snapshot, &wasm) {
             Some(self.pre_initialise(&wasm, limits.memory_bytes).await?)
         } else {
             None
@@ -841,12 +841,7 @@ impl Node {
         artifact: &[u8],
     ) -> Precompiled {
         if snapshotted {
-            return Precompiled::NotUsed(
-                "the node snapshots this component at deploy (it exports wizer-initialize), \
-                 so it serves other bytes than the artifact was compiled from; set \
-                 snapshot = false to use the artifact"
-                    .into(),
-            );
+            return Precompiled::NotUsed(snapshot::ARTIFACT_OF_SNAPSHOTTED_COMPONENT.into());
         }
         match self.compiler.adopt(version.served_digest(), artifact) {
             Ok(()) => Precompiled::Used,

@@ -35,6 +35,17 @@ pub fn exports_init(wasm: &[u8]) -> bool {
     exports_matching(wasm, |name| name == INIT_EXPORT)
 }
 
+/// Whether a deploy of `wasm` takes a snapshot: it exports [`INIT_EXPORT`] and the deploy
+/// did not turn snapshots off (`wanted`).
+pub fn taken_at_deploy(wanted: bool, wasm: &[u8]) -> bool {
+    wanted && exports_init(wasm)
+}
+
+/// Why a precompiled artifact cannot serve a component the node snapshots.
+pub const ARTIFACT_OF_SNAPSHOTTED_COMPONENT: &str = "the node snapshots this component at deploy \
+     (it exports wizer-initialize), so it serves other bytes than the artifact was compiled \
+     from; set snapshot = false to use the artifact";
+
 /// Whether the component's top level exports WASI 0.3's `wasi:http/handler@0.3.x`.
 pub fn exports_p3_handler(wasm: &[u8]) -> bool {
     exports_matching(wasm, |name| name.starts_with("wasi:http/handler@0.3"))

@@ -329,6 +329,12 @@ impl FleetAgent {
             if !self.config.accept_precompiled {
                 precompiled_note =
                     Some("not used: [fleet] accept_precompiled is off on this node".to_string());
+            } else if crate::engine::snapshot::taken_at_deploy(spec.snapshot, &pulled.bytes) {
+                // Not even pulled: the node will serve the snapshot's code.
+                precompiled_note = Some(format!(
+                    "not used: {}",
+                    crate::engine::snapshot::ARTIFACT_OF_SNAPSHOTTED_COMPONENT
+                ));
             } else {
                 match self
                     .node

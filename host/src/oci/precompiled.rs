@@ -4,7 +4,7 @@
 //! the component's repository.
 //!
 //! `edge push --precompile` publishes one per platform it is run on; `edge fleet apply` finds
-//! those of each component it pins (by listing the repository's tags) and pins them by digest
+//! those of each component it pins (by listing the repository's tags, page by page) and pins them by digest
 //! in the desired state; a node that accepts precompiled artifacts pulls the one for its key by
 //! that digest. A registry alone can thus never hand a node native code the operator did not
 //! pin.
@@ -96,13 +96,25 @@ impl Registries {
     ) -> Result<(BTreeMap<String, String>, Vec<String>), OciError> {
         let auth = self.auth(pinned.registry());
         let client = self.client(pinned.registry());
-        let tags = client
-            .list_tags(pinned.as_client_ref(), &auth, None, None)
-            .await
-            .map_err(|err| super::registry::classify(pinned, err.into()))?;
+        let tags = all_pages(TAGS_PER_PAGE, MAX_TAG_PAGES, |last| {
+            let (client, auth) = (&client, &auth);
+            async move {
+                client
+                    .list_tags(
+                        pinned.as_client_ref(),
+                        auth,
+                        Some(TAGS_PER_PAGE),
+                        last.as_deref(),
+                    )
+                    .await
+                    .map(|page| page.tags)
+                    .map_err(|err| super::registry::classify(pinned, err.into()))
+            }
+        })
+        .await?;
         let mut found = BTreeMap::new();
         let mut skipped = Vec::new();
-        for tag in &tags.tags {
+        for tag in &tags {
             let Some(key) = key_of(tag, component) else {
                 continue;
             };
@@ -186,9 +198,87 @@ impl Registries {
     }
 }
 
+/// Tags asked for per page of a repository's tag list (the distribution API's `n`).
+const TAGS_PER_PAGE: usize = 1000;
+/// Pages of tags read at most: a repository with more tags than this shows only its first
+/// ones (artifacts past them cost their nodes a compile, never a wrong deploy).
+const MAX_TAG_PAGES: usize = 100;
+
+/// Every item of a paged listing: `fetch(last)` returns the page after `last` (`None`: the
+/// first). Reading stops at a short page, at a page that brings nothing new (a registry that
+/// ignores `n` and `last` and returns everything each time), or after `max_pages`.
+async fn all_pages<F, Fut, E>(
+    per_page: usize,
+    max_pages: usize,
+    mut fetch: F,
+) -> Result<Vec<String>, E>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<String>, E>>,
+{
+    let mut items: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut last = None;
+    for _ in 0..max_pages {
+        let page = fetch(last.clone()).await?;
+        let full = page.len() >= per_page;
+        let before = items.len();
+        for item in page {
+            if seen.insert(item.clone()) {
+                items.push(item);
+            }
+        }
+        if !full || items.len() == before {
+            break;
+        }
+        last = items.last().cloned();
+    }
+    Ok(items)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A registry's tag list of `total` tags, paged by `n` and `last` when `pages` is set,
+    /// whole every time otherwise.
+    fn listing(
+        total: usize,
+        pages: bool,
+    ) -> impl FnMut(Option<String>) -> std::future::Ready<Result<Vec<String>, ()>> {
+        let tags: Vec<String> = (0..total).map(|i| format!("t{i:05}")).collect();
+        move |last: Option<String>| {
+            let start = last.map_or(0, |last| tags.iter().position(|t| *t == last).unwrap() + 1);
+            let end = if pages {
+                (start + 3).min(tags.len())
+            } else {
+                tags.len()
+            };
+            let page = if pages {
+                tags[start..end].to_vec()
+            } else {
+                tags.clone()
+            };
+            std::future::ready(Ok(page))
+        }
+    }
+
+    #[tokio::test]
+    async fn tag_listings_are_read_across_pages_and_a_registry_ignoring_pages_ends_the_loop() {
+        let paged = all_pages(3, 100, listing(10, true)).await.unwrap();
+        assert_eq!(paged.len(), 10, "{paged:?}");
+        assert_eq!(paged.last().map(String::as_str), Some("t00009"));
+        let exact = all_pages(3, 100, listing(9, true)).await.unwrap();
+        assert_eq!(exact.len(), 9);
+        let whole = all_pages(3, 100, listing(10, false)).await.unwrap();
+        assert_eq!(
+            whole.len(),
+            10,
+            "the same full list again adds nothing and stops"
+        );
+        let capped = all_pages(3, 2, listing(10, true)).await.unwrap();
+        assert_eq!(capped.len(), 6, "at most max_pages pages");
+    }
 
     #[test]
     fn tags_carry_the_key_and_the_component_and_nothing_else_matches() {
