@@ -16,6 +16,7 @@ use crate::control::repository::VersionRecord;
 use crate::guest_logs::AppLog;
 use crate::host_state::HostState;
 use crate::names::route_matches;
+use crate::triggers::http_threads::PerThread;
 use crate::usage::AppUsage;
 
 /// One app version, compiled and pre-instantiated: a request only creates a store.
@@ -58,7 +59,7 @@ pub struct LoadedApp {
     /// one set per data-plane connection thread, so an instance serves the connections of the
     /// thread it runs on and no request wakes another thread. Type-erased so this table does
     /// not depend on the triggers.
-    pub instances: Box<[OnceLock<Arc<dyn std::any::Any + Send + Sync>>]>,
+    pub instances: PerThread<OnceLock<Arc<dyn std::any::Any + Send + Sync>>>,
     /// For a WASI 0.2 HTTP handler deployed with `--reuse`: its idle instances.
     pub warm: Option<Arc<crate::triggers::warm::WarmInstances>>,
 }

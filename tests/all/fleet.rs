@@ -733,9 +733,35 @@ fn precompiled_state(nats: &str, node: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Pushes `wasm` to `edge/hello:TAG` and `artifact` as its precompiled artifact for platform
+/// `key`; returns the component's reference.
+async fn push_with_artifact(
+    registry: &Registry,
+    wasm: &Path,
+    tag: &str,
+    key: &str,
+    artifact: Vec<u8>,
+) -> String {
+    use sha2::Digest as _;
+    let bytes = std::fs::read(wasm).expect("reading the component");
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+    let reference = format!("oci://{}/edge/hello:{tag}", registry.host());
+    push(wasm, &reference);
+    push_precompiled_artifact(
+        &format!("{}/edge/hello", registry.host()),
+        &digest,
+        key,
+        artifact,
+    )
+    .await;
+    reference
+}
+
+/// gw-1's `[limits] max_component_bytes`: it downloads artifacts of at most 8 times this.
+const GW1_MAX_COMPONENT_BYTES: u64 = 1 << 20;
+
 #[tokio::test]
 async fn precompiled_artifacts_serve_where_accepted_and_a_bad_one_falls_back_to_compiling() {
-    use sha2::Digest as _;
     let registry = Registry::start();
     let nats = Broker::nats();
     let work = tempfile::tempdir().expect("temp dir");
@@ -755,7 +781,13 @@ async fn precompiled_artifacts_serve_where_accepted_and_a_bad_one_falls_back_to_
         .and_then(|rest| rest.split(',').next())
         .unwrap_or_else(|| panic!("the platform key is printed: {}", pushed.stdout))
         .to_string();
-    let accepting = FleetNode::start_with("gw-1", &nats.url(), "accept_precompiled = true\n");
+    let accepting = FleetNode::start_with(
+        "gw-1",
+        &nats.url(),
+        &format!(
+            "accept_precompiled = true\n[limits]\nmax_component_bytes = {GW1_MAX_COMPONENT_BYTES}\n"
+        ),
+    );
     let default = FleetNode::start("gw-2", &nats.url());
 
     let applied = apply(&nats.url(), &fleet_file(work.path(), "one", &v1, "1"));
@@ -782,13 +814,10 @@ async fn precompiled_artifacts_serve_where_accepted_and_a_bad_one_falls_back_to_
     // v2's artifact under the right tag is not a wasmtime artifact: the node says so,
     // compiles v2 itself and serves it.
     let v2_wasm = variant_of(&hello, "v2", work.path());
-    let v2_bytes = std::fs::read(&v2_wasm).expect("reading v2");
-    let v2_digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&v2_bytes)));
-    let v2 = format!("oci://{}/edge/hello:v2", registry.host());
-    push(&v2_wasm, &v2);
-    push_precompiled_artifact(
-        &format!("{}/edge/hello", registry.host()),
-        &v2_digest,
+    let v2 = push_with_artifact(
+        &registry,
+        &v2_wasm,
+        "v2",
         &key,
         b"\x7fELF not really an artifact".to_vec(),
     )
@@ -806,19 +835,10 @@ async fn precompiled_artifacts_serve_where_accepted_and_a_bad_one_falls_back_to_
     .await;
 
     // A component the node snapshots at deploy (it exports wizer-initialize) serves the
-    // snapshot's code: its artifact is left alone, and the node says why.
-    let heavy = guest("heavy-init");
-    let heavy_bytes = std::fs::read(&heavy).expect("reading heavy-init");
-    let heavy_digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&heavy_bytes)));
-    let v3 = format!("oci://{}/edge/hello:v3", registry.host());
-    push(&heavy, &v3);
-    push_precompiled_artifact(
-        &format!("{}/edge/hello", registry.host()),
-        &heavy_digest,
-        &key,
-        b"\x7fELF never pulled".to_vec(),
-    )
-    .await;
+    // snapshot's code: its artifact is not even pulled, and the node says why. The artifact
+    // is over gw-1's download limit, so a pull would have been reported as that instead.
+    let oversized = vec![0u8; (GW1_MAX_COMPONENT_BYTES * 8 + 1) as usize];
+    let v3 = push_with_artifact(&registry, &guest("heavy-init"), "v3", &key, oversized).await;
     let applied = apply(&nats.url(), &fleet_file(work.path(), "three", &v3, "3"));
     assert!(applied.ok, "apply: {}", applied.stderr);
     until(

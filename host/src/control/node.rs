@@ -38,6 +38,7 @@ use crate::guest_logs::GuestLogs;
 use crate::metrics::{Metrics, OutboundLabel};
 use crate::names::{normalize_route, validate_app_name};
 use crate::oci::{OciRef, Pulled, Registries};
+use crate::triggers::http_threads::PerThread;
 use crate::usage::{MemoryBudget, Usage};
 use wasmtime_wasi_http::handler::ProxyPre as HandlerPre;
 
@@ -187,6 +188,9 @@ pub struct Node {
     changes: Mutex<()>,
     /// Digests whose optimized code is being compiled in the background.
     optimizing: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// How many data-plane connection threads serve HTTP (0: the shared runtime), read once
+    /// at start: apps keep an instance set or idle list per thread.
+    pub http_threads: usize,
 }
 
 impl Node {
@@ -231,7 +235,9 @@ impl Node {
             Arc::new(move |hex: &str| kept.component_path(hex)),
         )?;
         let baseline_from = config.limits.baseline_tier_min_bytes();
+        let http_threads = config.server.http_thread_count();
         let node = Arc::new(Self {
+            http_threads,
             registries,
             kv,
             models,
@@ -489,12 +495,8 @@ impl Node {
                     .map_err(wrong_world)?,
             )),
         };
-        let warm = (http.is_some() && version.reuse.enabled()).then(|| {
-            crate::triggers::warm::WarmInstances::new(
-                &version.reuse,
-                self.config.server.http_thread_count(),
-            )
-        });
+        let warm = (http.is_some() && version.reuse.enabled())
+            .then(|| crate::triggers::warm::WarmInstances::new(&version.reuse, self.http_threads));
         let message_handler = match handlers.messaging {
             true => Some(HandlerIndices::new(&pre).map_err(wrong_world)?),
             false => None,
@@ -532,9 +534,7 @@ impl Node {
             logs: self.guest_logs.app(name),
             usage: self.usage.app(name),
             handler_pre,
-            instances: (0..self.config.server.http_thread_count().max(1))
-                .map(|_| std::sync::OnceLock::new())
-                .collect(),
+            instances: PerThread::new(self.http_threads, std::sync::OnceLock::new),
             warm,
         })
     }

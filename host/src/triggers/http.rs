@@ -49,7 +49,7 @@ pub async fn serve_data_plane(
     let server = &node.config.server;
     let connections =
         ConnectionLimits::new(server.max_connections, server.max_connections_per_client);
-    let threads = match server.http_thread_count() {
+    let threads = match node.http_threads {
         0 => None,
         count => match super::http_threads::ConnectionThreads::start(count) {
             Ok(threads) => Some(threads),

@@ -30,6 +30,42 @@ pub fn current_thread_index() -> Option<usize> {
     THREAD_INDEX.with(std::cell::Cell::get)
 }
 
+/// One value per connection thread (an app's instance set, its idle instances): each thread
+/// uses its own, so nothing it holds is touched from another core on the request path. Code
+/// off the connection threads (the shared runtime, the inference workers) uses the first.
+pub struct PerThread<T> {
+    slots: Box<[T]>,
+}
+
+impl<T> PerThread<T> {
+    /// `threads` values (at least one), each made by `make`.
+    pub fn new(threads: usize, make: impl FnMut() -> T) -> Self {
+        Self {
+            slots: std::iter::repeat_with(make).take(threads.max(1)).collect(),
+        }
+    }
+
+    /// The calling thread's value.
+    pub fn current(&self) -> &T {
+        &self.slots[self.current_index()]
+    }
+
+    /// Every value, the calling thread's first, then the others in thread order after it.
+    pub fn current_first(&self) -> impl Iterator<Item = &T> {
+        let (before, from_current) = self.slots.split_at(self.current_index());
+        from_current.iter().chain(before)
+    }
+
+    /// Every value.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.slots.iter()
+    }
+
+    fn current_index(&self) -> usize {
+        current_thread_index().unwrap_or(0) % self.slots.len()
+    }
+}
+
 /// The connection threads of one data plane; dropping it stops them (connections still open
 /// are cut, so drain first).
 pub struct ConnectionThreads {
@@ -168,5 +204,41 @@ mod tests {
             ["edge-http-0", "edge-http-0", "edge-http-1", "edge-http-1"],
             "each thread holds two of the four open connections"
         );
+    }
+
+    #[test]
+    fn each_connection_thread_uses_its_own_value_and_other_threads_the_first() {
+        let values = PerThread::new(3, {
+            let mut next = 0;
+            move || {
+                next += 1;
+                next * 10
+            }
+        });
+        assert_eq!(
+            *values.current(),
+            10,
+            "off the connection threads: the first"
+        );
+        let seen_by = |index: usize| {
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        THREAD_INDEX.with(|cell| cell.set(Some(index)));
+                        let order: Vec<i32> = values.current_first().copied().collect();
+                        (*values.current(), order)
+                    })
+                    .join()
+                    .unwrap()
+            })
+        };
+        assert_eq!(seen_by(1), (20, vec![20, 30, 10]));
+        assert_eq!(seen_by(2), (30, vec![30, 10, 20]));
+        assert_eq!(
+            seen_by(4),
+            (20, vec![20, 30, 10]),
+            "more threads than values wrap around"
+        );
+        assert_eq!(values.iter().count(), 3);
     }
 }

@@ -47,8 +47,7 @@ pub struct Instances {
 /// there.
 pub fn of(node: &Arc<Node>, app: &Arc<LoadedApp>) -> Option<Arc<AppInstances>> {
     app.handler_pre.as_ref()?;
-    let set = super::http_threads::current_thread_index().unwrap_or(0) % app.instances.len();
-    let erased = app.instances[set].get_or_init(|| {
+    let erased = app.instances.current().get_or_init(|| {
         Arc::new(ProxyHandler::new(Instances {
             app: Arc::downgrade(app),
             node: Arc::downgrade(node),

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use wasmtime::Store;
 use wasmtime_wasi_http::p2::bindings::Proxy;
 
+use super::http_threads::PerThread;
 use crate::api::Reuse;
 use crate::host_state::HostState;
 
@@ -45,7 +46,7 @@ impl WarmInstance {
 /// request first takes an instance its own thread parked (its pages are likeliest in that
 /// core's caches) and only then one from another thread's list.
 pub struct WarmInstances {
-    idle: Box<[Mutex<Vec<WarmInstance>>]>,
+    idle: PerThread<Mutex<Vec<WarmInstance>>>,
     requests: u32,
     idle_for: Duration,
     sweeper: OnceLock<()>,
@@ -55,9 +56,7 @@ impl WarmInstances {
     /// Idle lists for `threads` connection threads (at least one).
     pub fn new(reuse: &Reuse, threads: usize) -> Arc<Self> {
         Arc::new(Self {
-            idle: (0..threads.max(1))
-                .map(|_| Mutex::new(Vec::new()))
-                .collect(),
+            idle: PerThread::new(threads, || Mutex::new(Vec::new())),
             requests: reuse.requests,
             idle_for: Duration::from_millis(reuse.idle_ms),
             sweeper: OnceLock::new(),
@@ -67,11 +66,9 @@ impl WarmInstances {
     /// The most recently parked idle instance of the caller's thread that has not expired,
     /// else one of another thread's, or `None` when there is none.
     pub fn take(&self) -> Option<WarmInstance> {
-        let home = self.home();
-        let lists = self.idle.len();
-        (0..lists).find_map(|offset| {
+        self.idle.current_first().find_map(|list| {
             let (expired, taken) = {
-                let mut idle = lock(&self.idle[(home + offset) % lists]);
+                let mut idle = lock(list);
                 (self.split_off_expired(&mut idle), idle.pop())
             };
             drop(expired);
@@ -87,14 +84,14 @@ impl WarmInstances {
             return;
         }
         instance.parked = Instant::now();
-        lock(&self.idle[self.home()]).push(instance);
+        lock(self.idle.current()).push(instance);
         self.sweeper
             .get_or_init(|| start_sweeper(Arc::downgrade(self)));
     }
 
     /// Drops every idle instance (the node's memory for guests is short).
     pub fn retire_all(&self) {
-        for list in &self.idle {
+        for list in self.idle.iter() {
             let idle = std::mem::take(&mut *lock(list));
             drop(idle);
         }
@@ -108,7 +105,7 @@ impl WarmInstances {
     /// Drops the instances idle for `idle_ms` or longer; their stores (and pool slots)
     /// go after the lock is released.
     fn sweep(&self) {
-        for list in &self.idle {
+        for list in self.idle.iter() {
             let expired = self.split_off_expired(&mut lock(list));
             drop(expired);
         }
@@ -119,11 +116,6 @@ impl WarmInstances {
     fn split_off_expired(&self, idle: &mut Vec<WarmInstance>) -> Vec<WarmInstance> {
         let expired = idle.partition_point(|instance| instance.parked.elapsed() >= self.idle_for);
         idle.drain(..expired).collect()
-    }
-
-    /// The list of the calling connection thread (the first one off those threads).
-    fn home(&self) -> usize {
-        super::http_threads::current_thread_index().unwrap_or(0) % self.idle.len()
     }
 }
 
