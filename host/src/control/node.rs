@@ -116,6 +116,14 @@ pub struct DeployOutcome {
     pub precompiled: Option<Precompiled>,
 }
 
+/// What a deploy serves: the component, the snapshot taken of it (served instead), and
+/// its code when a precompiled artifact was adopted (nothing to compile then).
+struct Sources {
+    wasm: Vec<u8>,
+    snapshot_wasm: Option<Vec<u8>>,
+    adopted: Option<Component>,
+}
+
 /// How many times its component's size limit a precompiled artifact may be.
 const PRECOMPILED_SIZE_FACTOR: u64 = 8;
 
@@ -655,10 +663,20 @@ impl Node {
         let snapshot_wasm = snapshot.map(|(_, bytes)| bytes);
         let foreign = spec.precompiled;
         let prepared = tokio::task::spawn_blocking(move || {
-            let precompiled = foreign.map(|artifact| {
-                node.adopt_precompiled(&version, snapshot_wasm.is_some(), &artifact)
-            });
-            node.compile_and_prepare(&app_name, version, wasm, snapshot_wasm, concurrency)
+            let (precompiled, adopted) = match foreign {
+                Some(artifact) => {
+                    let (state, adopted) =
+                        node.adopt_precompiled(&version, snapshot_wasm.is_some(), &artifact);
+                    (Some(state), adopted)
+                }
+                None => (None, None),
+            };
+            let sources = Sources {
+                wasm,
+                snapshot_wasm,
+                adopted,
+            };
+            node.compile_and_prepare(&app_name, version, sources, concurrency)
                 .map(|(loaded, compile_time)| (loaded, compile_time, precompiled))
         })
         .await
@@ -833,19 +851,21 @@ impl Node {
     }
 
     /// Stores an artifact compiled elsewhere as the code of `version` where this node can
-    /// load it, so that [`Self::compile_and_prepare`] finds it instead of compiling.
+    /// load it (restarts map it from there) and returns it loaded, for
+    /// [`Self::compile_and_prepare`] to serve instead of compiling.
     fn adopt_precompiled(
         &self,
         version: &VersionRecord,
         snapshotted: bool,
         artifact: &[u8],
-    ) -> Precompiled {
+    ) -> (Precompiled, Option<Component>) {
         if snapshotted {
-            return Precompiled::NotUsed(snapshot::ARTIFACT_OF_SNAPSHOTTED_COMPONENT.into());
+            let why = snapshot::ARTIFACT_OF_SNAPSHOTTED_COMPONENT.into();
+            return (Precompiled::NotUsed(why), None);
         }
         match self.compiler.adopt(version.served_digest(), artifact) {
-            Ok(()) => Precompiled::Used,
-            Err(why) => Precompiled::NotUsed(why),
+            Ok(component) => (Precompiled::Used, Some(component)),
+            Err(why) => (Precompiled::NotUsed(why), None),
         }
     }
 
@@ -853,13 +873,23 @@ impl Node {
         &self,
         name: &str,
         version: VersionRecord,
-        wasm: Vec<u8>,
-        snapshot_wasm: Option<Vec<u8>>,
+        sources: Sources,
         concurrency: Option<Arc<Semaphore>>,
     ) -> Result<(LoadedApp, Duration), DeployError> {
+        let Sources {
+            wasm,
+            snapshot_wasm,
+            adopted,
+        } = sources;
         let served = snapshot_wasm.as_deref().unwrap_or(&wasm);
-        let (component, compile_time, _tier) =
-            self.compiler.component(version.served_digest(), served)?;
+        let (component, compile_time) = match adopted {
+            Some(component) => (component, Duration::ZERO),
+            None => {
+                let (component, compile_time, _tier) =
+                    self.compiler.component(version.served_digest(), served)?;
+                (component, compile_time)
+            }
+        };
         let prepared = self.prepare(name, version.clone(), &component, concurrency);
         if prepared.is_err() {
             // Nothing refers to this artifact; drop it (best effort) so junk does not pile up.

@@ -115,19 +115,25 @@ impl CompileCache {
 
     /// Takes `artifact`, compiled elsewhere for this node's platform ([`super::portable`]),
     /// as the optimized code of the component `digest`, when no artifact is stored for it
-    /// yet and this node's engine can load it. Says why not otherwise; nothing is stored then.
-    pub fn adopt(&self, digest: &str, artifact: &[u8]) -> Result<(), String> {
+    /// yet and this node's engine can load it: stored, then loaded from where it is stored
+    /// (one deserialization, the code mapped from the file). Says why not otherwise; nothing
+    /// stays stored then.
+    pub fn adopt(&self, digest: &str, artifact: &[u8]) -> Result<Component, String> {
         let tag = self.engine.compatibility_tag();
         if self.repo.artifact_path(digest, &tag).exists() {
             return Err("this node already had compiled code for the component".into());
         }
-        self.engine
-            .check_foreign_artifact(artifact)
-            .map_err(|err| format!("this node cannot load it ({err:#})"))?;
-        self.repo
+        let path = self
+            .repo
             .store_artifact(digest, &tag, artifact)
-            .map(drop)
-            .map_err(|err| format!("cannot store it ({err:#})"))
+            .map_err(|err| format!("cannot store it ({err:#})"))?;
+        self.engine.load_foreign_artifact(&path).map_err(|err| {
+            // Left in place, it would be tried again at every start.
+            if let Err(remove) = std::fs::remove_file(&path) {
+                tracing::warn!("removing an artifact this node cannot load: {remove}");
+            }
+            format!("this node cannot load it ({err:#})")
+        })
     }
 
     /// The tier of a component this cache returned.

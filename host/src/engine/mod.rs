@@ -133,9 +133,9 @@ impl NodeEngine {
         compatibility_tag(&self.engine)
     }
 
-    /// Whether this engine can load `artifact`, compiled elsewhere ([`portable`]): wasmtime
-    /// checks its header (version, target, settings, wasm features, CPU features) and
-    /// refuses one this node cannot run, with the reason.
+    /// Loads an artifact compiled elsewhere ([`portable`]) and stored at `path`, by mapping
+    /// the file: wasmtime checks its header (version, target, settings, wasm features, CPU
+    /// features) and refuses one this node cannot run, with the reason.
     ///
     /// Only artifacts whose digest the fleet's operator pinned reach this call (see
     /// `[fleet] accept_precompiled`): loading native code is trusting whoever made it.
@@ -143,11 +143,10 @@ impl NodeEngine {
         unsafe_code,
         reason = "loading native code the fleet operator pinned by digest, opted into per node"
     )]
-    pub fn check_foreign_artifact(&self, artifact: &[u8]) -> anyhow::Result<()> {
-        // SAFETY: see above; wasmtime refuses artifacts of an incompatible engine or CPU.
-        unsafe { Component::deserialize(&self.engine, artifact) }
-            .map(drop)
-            .map_err(anyhow::Error::from)
+    pub fn load_foreign_artifact(&self, path: &std::path::Path) -> anyhow::Result<Component> {
+        // SAFETY: see above; wasmtime refuses artifacts of an incompatible engine or CPU, and
+        // the file sits in the node's private data folder, not modified while mapped.
+        unsafe { Component::deserialize_file(&self.engine, path) }.map_err(anyhow::Error::from)
     }
 
     /// Loads a precompiled artifact by mapping the file.
