@@ -1,6 +1,7 @@
 //! The admin API: deploy, list, inspect, remove and roll back apps; health and metrics;
 //! tokens and the audit log. Everything but `/healthz` needs a bearer token whose role allows
-//! the route ([`required_role`]); every change is recorded in the audit log.
+//! the route ([`required_role`]); every change is recorded in the audit log. A deploy's
+//! options are read in [`deploy_query`], `edge kv`'s routes are in [`kv_api`].
 
 use std::sync::Arc;
 
@@ -16,17 +17,21 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use crate::api::{
-    AppView, AuditEntry, AuditVerification, CONFIG_HEADER, DeployReply, LimitsView, PreviousView,
-    RemoveReply, SnapshotView, TokenCreated, TokenRequest, TokenView,
+    AppView, AuditEntry, AuditVerification, DeployReply, LimitsView, PreviousView, RemoveReply,
+    SnapshotView, TokenCreated, TokenRequest, TokenView,
 };
 use crate::auth::{self, Caller, Role};
-use crate::capabilities::config::ConfigValues;
 use crate::capabilities::kv::KvError;
 use crate::control::audit::AuditEvent;
-use crate::control::node::{DeploySpec, Node};
-use crate::control::repository::{AppRecord, SourceRecord, VersionRecord};
+use crate::control::node::Node;
+use crate::control::repository::{AppRecord, VersionRecord};
 use crate::control::tokens::{TokenError, TokenStore};
 use crate::error::DeployError;
+
+mod deploy_query;
+mod kv_api;
+
+use deploy_query::{parse_config_header, parse_deploy_query};
 
 /// What the admin handlers share.
 #[derive(Clone)]
@@ -551,108 +556,6 @@ async fn run_to_completion<T: Send + 'static>(
     })
 }
 
-/// Deploy options travel in the query: `route=/x`, and `env=KEY=VALUE` any number of times.
-fn parse_deploy_query(query: &str) -> Result<DeploySpec, ApiError> {
-    let mut spec = DeploySpec::default();
-    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        match key.as_ref() {
-            "route" => spec.route = Some(value.into_owned()),
-            // Pulled by the handler; the record keeps the reference pinned to its digest.
-            "source" => {
-                spec.source = Some(SourceRecord {
-                    reference: value.into_owned(),
-                    fleet_spec: None,
-                })
-            }
-            "kv" => spec.grants.kv = parse_flag(&key, &value)?,
-            "model" => {
-                if !spec.grants.models.iter().any(|m| *m == value) {
-                    spec.grants.models.push(value.into_owned());
-                }
-            }
-            "snapshot" => spec.snapshot = parse_flag(&key, &value)?,
-            "memory_mib" => spec.limits.memory_mib = Some(parse_number(&key, &value)?),
-            "timeout_ms" => spec.limits.timeout_ms = Some(parse_number(&key, &value)?),
-            "concurrency" => spec.limits.concurrency = Some(parse_number(&key, &value)?),
-            "max_body_bytes" => spec.limits.max_body_bytes = Some(parse_number(&key, &value)?),
-            "kv_quota_mib" => spec.limits.kv_quota_mib = Some(parse_number(&key, &value)?),
-            "kv_buckets" => spec.limits.kv_buckets = Some(parse_number(&key, &value)?),
-            "reuse" => spec.reuse.requests = parse_number(&key, &value)?,
-            "reuse_concurrency" => spec.reuse.concurrency = parse_number(&key, &value)?,
-            "reuse_idle_ms" => spec.reuse.idle_ms = parse_number(&key, &value)?,
-            "subscribe" => push_unique(&mut spec.grants.messaging.subscribe, &value),
-            "publish" => push_unique(&mut spec.grants.messaging.publish, &value),
-            "allow_outbound" => {
-                if !spec.grants.outbound.0.iter().any(|o| *o == value) {
-                    spec.grants.outbound.0.push(value.into_owned());
-                }
-            }
-            "env" => {
-                let (k, v) = value.split_once('=').ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        format!("invalid env setting {value:?}: expected KEY=VALUE"),
-                    )
-                })?;
-                spec.env.push((k.to_string(), v.to_string()));
-            }
-            other => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "unknown deploy option {other:?}: expected source, route, env, kv, model, \
-                         allow_outbound, subscribe, publish, snapshot, memory_mib, timeout_ms, \
-                         concurrency, max_body_bytes, reuse, reuse_concurrency or reuse_idle_ms"
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(spec)
-}
-
-/// The app's wasi:config values, from the [`CONFIG_HEADER`] (hex-encoded JSON object of
-/// strings). Errors never echo a value.
-fn parse_config_header(headers: &HeaderMap) -> Result<ConfigValues, ApiError> {
-    let Some(raw) = headers.get(CONFIG_HEADER) else {
-        return Ok(ConfigValues::default());
-    };
-    let invalid = || {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("invalid {CONFIG_HEADER} header: expected hex-encoded JSON object of strings"),
-        )
-    };
-    let bytes = hex::decode(raw.as_bytes()).map_err(|_| invalid())?;
-    serde_json::from_slice(&bytes).map_err(|_| invalid())
-}
-
-fn push_unique(list: &mut Vec<String>, value: &str) {
-    if !list.iter().any(|v| v == value) {
-        list.push(value.to_string());
-    }
-}
-
-fn parse_number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ApiError> {
-    value.parse().map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("invalid value {value:?} for {key}: expected a whole number"),
-        )
-    })
-}
-
-fn parse_flag(key: &str, value: &str) -> Result<bool, ApiError> {
-    match value {
-        "" | "true" | "1" => Ok(true),
-        "false" | "0" => Ok(false),
-        other => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("invalid value {other:?} for {key}: expected true or false"),
-        )),
-    }
-}
-
 #[derive(Debug, Default, Deserialize)]
 struct RemoveQuery {
     #[serde(default)]
@@ -821,126 +724,5 @@ impl From<KvError> for ApiError {
             _ => StatusCode::BAD_REQUEST,
         };
         Self::new(status, err.to_string())
-    }
-}
-
-/// Operator access to an app's key-value data (`edge kv`).
-mod kv_api {
-    use super::*;
-    use crate::api::KeyPage;
-    use crate::capabilities::kv::Bucket;
-    use crate::names::validate_app_name;
-
-    #[derive(Debug, Default, Deserialize)]
-    pub struct ListQuery {
-        after: Option<String>,
-    }
-
-    fn bucket(state: &AdminState, app: &str, bucket: &str) -> Result<Bucket, ApiError> {
-        validate_app_name(app).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
-        // The operator writes within the app's quota, as the app would.
-        let quota = state
-            .node
-            .routes
-            .current()
-            .get(app)
-            .map(|loaded| loaded.limits.kv)
-            .or_else(|| {
-                let defaults = crate::api::AppLimits::default();
-                state
-                    .node
-                    .config
-                    .limits
-                    .resolve(&defaults)
-                    .ok()
-                    .map(|l| l.kv)
-            })
-            .unwrap_or_default();
-        Ok(state.node.kv.bucket(app, bucket, quota)?)
-    }
-
-    pub async fn list_keys(
-        State(state): State<AdminState>,
-        Path((app, name)): Path<(String, String)>,
-        Query(query): Query<ListQuery>,
-    ) -> Result<axum::Json<KeyPage>, ApiError> {
-        let bucket = bucket(&state, &app, &name)?;
-        let page_size = state.node.kv.config().page_size;
-        Ok(axum::Json(
-            bucket.list_keys(query.after.as_deref(), page_size)?,
-        ))
-    }
-
-    pub async fn get_value(
-        State(state): State<AdminState>,
-        Path((app, name, key)): Path<(String, String, String)>,
-    ) -> Result<Response, ApiError> {
-        let bucket = bucket(&state, &app, &name)?;
-        match state.node.kv.get(&bucket, &key)? {
-            Some(value) => {
-                Ok(([(header::CONTENT_TYPE, "application/octet-stream")], value).into_response())
-            }
-            None => Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("no key {key:?} in bucket {name} of app {app}"),
-            )),
-        }
-    }
-
-    pub async fn set_value(
-        State(state): State<AdminState>,
-        Extension(caller): Extension<Caller>,
-        Path((app, name, key)): Path<(String, String, String)>,
-        body: axum::body::Bytes,
-    ) -> Result<StatusCode, ApiError> {
-        // The same checked, persisted write a guest's `set` makes.
-        let kv = state.node.kv.clone();
-        let target = (app, name, key.clone());
-        audited_change(&state, caller, "kv.set", target, async move |bucket| {
-            kv.set(&bucket, &key, &body).await
-        })
-        .await
-    }
-
-    pub async fn delete_value(
-        State(state): State<AdminState>,
-        Extension(caller): Extension<Caller>,
-        Path((app, name, key)): Path<(String, String, String)>,
-    ) -> Result<StatusCode, ApiError> {
-        let kv = state.node.kv.clone();
-        let target = (app, name, key.clone());
-        audited_change(&state, caller, "kv.delete", target, async move |bucket| {
-            kv.delete(&bucket, &key).await
-        })
-        .await
-    }
-
-    /// Runs a change to one key of an app's bucket and records it in the audit log.
-    async fn audited_change(
-        state: &AdminState,
-        caller: Caller,
-        action: &'static str,
-        (app, name, key): (String, String, String),
-        change: impl AsyncFnOnce(Bucket) -> Result<(), KvError>,
-    ) -> Result<StatusCode, ApiError> {
-        let result = match bucket(state, &app, &name) {
-            Ok(bucket) => change(bucket).await.map_err(ApiError::from),
-            Err(err) => Err(err),
-        };
-        state
-            .node
-            .record_audit(AuditEvent {
-                token: caller.token,
-                action,
-                app: Some(app),
-                target: Some(format!("{name}/{key}")),
-                result: match &result {
-                    Ok(()) => "ok".to_string(),
-                    Err(err) => format!("refused: {}", err.message),
-                },
-                ..AuditEvent::default()
-            })
-            .await;
-        result.map(|()| StatusCode::NO_CONTENT)
     }
 }
