@@ -4,10 +4,10 @@
 //! the component's repository.
 //!
 //! `edge push --precompile` publishes one per platform it is run on; `edge fleet apply` finds
-//! those of each component it pins (by listing the repository's tags, page by page) and pins them by digest
-//! in the desired state; a node that accepts precompiled artifacts pulls the one for its key by
-//! that digest. A registry alone can thus never hand a node native code the operator did not
-//! pin.
+//! those of each component it pins (by listing the repository's tags, page by page) and pins
+//! them by digest in the desired state; a node that accepts precompiled artifacts pulls the one
+//! for its key by that digest. A registry alone can thus never hand a node native code the
+//! operator did not pin.
 
 use std::collections::BTreeMap;
 
@@ -248,18 +248,11 @@ mod tests {
     ) -> impl FnMut(Option<String>) -> std::future::Ready<Result<Vec<String>, ()>> {
         let tags: Vec<String> = (0..total).map(|i| format!("t{i:05}")).collect();
         move |last: Option<String>| {
+            if !pages {
+                return std::future::ready(Ok(tags.clone()));
+            }
             let start = last.map_or(0, |last| tags.iter().position(|t| *t == last).unwrap() + 1);
-            let end = if pages {
-                (start + 3).min(tags.len())
-            } else {
-                tags.len()
-            };
-            let page = if pages {
-                tags[start..end].to_vec()
-            } else {
-                tags.clone()
-            };
-            std::future::ready(Ok(page))
+            std::future::ready(Ok(tags[start..(start + 3).min(tags.len())].to_vec()))
         }
     }
 

@@ -205,12 +205,13 @@ impl Node {
         let foreign = spec.precompiled;
         let prepared = tokio::task::spawn_blocking(move || {
             let (precompiled, adopted) = match foreign {
-                Some(artifact) => {
-                    let (state, adopted) =
-                        node.adopt_precompiled(&version, snapshot_wasm.is_some(), &artifact);
-                    (Some(state), adopted)
-                }
                 None => (None, None),
+                Some(artifact) => {
+                    match node.adopt_precompiled(&version, snapshot_wasm.is_some(), &artifact) {
+                        Ok(component) => (Some(Precompiled::Used), Some(component)),
+                        Err(why) => (Some(Precompiled::NotUsed(why)), None),
+                    }
+                }
             };
             let sources = Sources {
                 wasm,
@@ -370,21 +371,17 @@ impl Node {
 
     /// Stores an artifact compiled elsewhere as the code of `version` where this node can
     /// load it (restarts map it from there) and returns it loaded, for
-    /// [`Self::compile_and_prepare`] to serve instead of compiling.
+    /// [`Self::compile_and_prepare`] to serve instead of compiling; else why not.
     fn adopt_precompiled(
         &self,
         version: &VersionRecord,
         snapshotted: bool,
         artifact: &[u8],
-    ) -> (Precompiled, Option<Component>) {
+    ) -> Result<Component, String> {
         if snapshotted {
-            let why = snapshot::ARTIFACT_OF_SNAPSHOTTED_COMPONENT.into();
-            return (Precompiled::NotUsed(why), None);
+            return Err(snapshot::ARTIFACT_OF_SNAPSHOTTED_COMPONENT.into());
         }
-        match self.compiler.adopt(version.served_digest(), artifact) {
-            Ok(component) => (Precompiled::Used, Some(component)),
-            Err(why) => (Precompiled::NotUsed(why), None),
-        }
+        self.compiler.adopt(version.served_digest(), artifact)
     }
 
     fn compile_and_prepare(
