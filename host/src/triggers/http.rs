@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use wasmtime_wasi_http::WasiHttpView as _;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 
+use super::body_ahead::with_body_started;
 use crate::apps::LoadedApp;
 use crate::capabilities::nn::{AppModels, InferenceWorkers};
 use crate::connections::ConnectionLimits;
@@ -542,7 +543,8 @@ async fn run_on_instances_on_workers(
 }
 
 /// Passes the request to the app's instances (WASI 0.3, or reuse): a new or reused instance
-/// answers it; the concurrency permit is held until the response body ends.
+/// answers it; the concurrency permit is held until the response body ends. The start of the
+/// body is read before the head goes to hyper ([`with_body_started`]), so they leave together.
 async fn run_on_instances(
     app: &Arc<LoadedApp>,
     instances: &super::instances::AppInstances,
@@ -557,9 +559,9 @@ async fn run_on_instances(
     let req = req.map(http_body_util::BodyExt::boxed_unsync);
     let started = Instant::now();
     match tokio::time::timeout(timeout, instances.handle(request_id, req)).await {
-        Ok(Ok(response)) => Ok(response.map(|body| {
+        Ok(Ok(response)) => Ok(with_body_started(response).await.map(|body| {
             CountedBody {
-                inner: body,
+                inner: body.boxed_unsync(),
                 sent: 0,
                 usage: None,
                 _permit: Some(permit),

@@ -2,6 +2,7 @@
 //! listener (or broker connection), its delivery semantics and its limits, and runs the app in
 //! a fresh store built by [`new_store`]. HTTP is the first; messages (MQTT, NATS) the second.
 
+pub mod body_ahead;
 pub mod http;
 pub mod http_threads;
 pub mod instances;
