@@ -7,8 +7,11 @@
 # Rows: a Python hello (componentize-py from PyPI), a JavaScript hello (componentize-js from
 # npm), both built here into .cache/languages/, and guests/hello-p3 (WASI 0.3). Each is
 # measured four ways: edge and wasmtime serve with a fresh instance per request, and both with
-# reuse (128 requests per instance; 16 at once for the 0.3 component). Needs network to PyPI
-# and npm the first time; installs wasmtime-cli like scripts/bench-hello.sh.
+# reuse (128 requests per instance; 16 at once for the 0.3 component). A third column runs
+# `wasmtime serve -W timeout=60s`: the same epoch checks the node compiles into every guest so
+# that a request can be stopped at its time limit (plain `wasmtime serve` has none and cannot
+# stop a guest in a loop), the like-for-like reference for guest-bound rows. Needs network to
+# PyPI and npm the first time; installs wasmtime-cli like scripts/bench-hello.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-6}
@@ -74,12 +77,13 @@ deploy() {
   echo "$took"
 }
 
-# wasmtime_serve FILE REUSE CONCURRENT: starts `wasmtime serve`, sets wasmtime_url
+# wasmtime_serve FILE REUSE CONCURRENT [OPTIONS...]: starts `wasmtime serve`, sets wasmtime_url
 wasmtime_serve() {
-  local port
+  local port file=$1 reuse=$2 concurrent=$3
+  shift 3
   port=$(free_port)
-  "$wasmtime" serve -S cli,p3 --addr "127.0.0.1:$port" --max-instance-reuse-count "$2" \
-    --max-instance-concurrent-reuse-count "$3" "$1" >"$work/wasmtime-$port.out" 2>&1 &
+  "$wasmtime" serve -S cli,p3 "$@" --addr "127.0.0.1:$port" --max-instance-reuse-count "$reuse" \
+    --max-instance-concurrent-reuse-count "$concurrent" "$file" >"$work/wasmtime-$port.out" 2>&1 &
   pids+=($!)
   wasmtime_pid=$!
   wasmtime_url="http://127.0.0.1:$port/bench"
@@ -105,8 +109,8 @@ measure() {
 
 echo
 echo "wrk -t1 -c$connections -d${duration}s, $(nproc) cores, $(uname -m); same run"
-printf '%-10s %-14s %10s %10s %10s %10s %8s %10s\n' component reuse "edge rps" "p99 ms" \
-  "wasmtime" "p99 ms" ratio "deploy s"
+printf '%-10s %-14s %10s %10s %10s %10s %8s %12s %8s %10s\n' component reuse "edge rps" "p99 ms" \
+  "wasmtime" "p99 ms" ratio "-W timeout" ratio "deploy s"
 for row in "python $python_wasm 128 1" "js $js_wasm 128 1" "hello-p3 $p3_wasm 128 16"; do
   read -r name file reuse concurrent <<<"$row"
   for mode in off on; do
@@ -123,13 +127,19 @@ for row in "python $python_wasm 128 1" "js $js_wasm 128 1" "hello-p3 $p3_wasm 12
     app="$name-$mode"
     deploy_s=$(deploy "$app" "$file" --route "/$app" "${flags[@]}")
     wasmtime_serve "$file" "$w_reuse" "$w_concurrent"
-    wrk -t1 -c"$connections" -d2s "$data/$app/bench" >/dev/null
-    wrk -t1 -c"$connections" -d2s "$wasmtime_url" >/dev/null
+    plain_url=$wasmtime_url plain_pid=$wasmtime_pid
+    wasmtime_serve "$file" "$w_reuse" "$w_concurrent" -W timeout=60s
+    checked_url=$wasmtime_url checked_pid=$wasmtime_pid
+    for url in "$data/$app/bench" "$plain_url" "$checked_url"; do
+      wrk -t1 -c"$connections" -d2s "$url" >/dev/null
+    done
     read -r e_rps e_p99 < <(measure "$data/$app/bench")
-    read -r w_rps w_p99 < <(measure "$wasmtime_url")
-    kill "$wasmtime_pid" 2>/dev/null || true
+    read -r w_rps w_p99 < <(measure "$plain_url")
+    read -r c_rps _ < <(measure "$checked_url")
+    kill "$plain_pid" "$checked_pid" 2>/dev/null || true
     ratio=$(awk -v a="$e_rps" -v b="$w_rps" 'BEGIN { printf "%.2fx", a / b }')
-    printf '%-10s %-14s %10s %10s %10s %10s %8s %10s\n' "$name" "$mode ${flags[*]:-}" \
-      "$e_rps" "$e_p99" "$w_rps" "$w_p99" "$ratio" "$deploy_s"
+    checked_ratio=$(awk -v a="$e_rps" -v b="$c_rps" 'BEGIN { printf "%.2fx", a / b }')
+    printf '%-10s %-14s %10s %10s %10s %10s %8s %12s %8s %10s\n' "$name" "$mode ${flags[*]:-}" \
+      "$e_rps" "$e_p99" "$w_rps" "$w_p99" "$ratio" "$c_rps" "$checked_ratio" "$deploy_s"
   done
 done
