@@ -6,7 +6,7 @@
 //! the body is usually a turn of that loop away; hyper then finds no body, sends the head alone
 //! and the body in a second write: two system calls, and two wake-ups of the client, per request.
 //! [`with_body_started`] polls the body first, giving the guest up to [`TURNS`] turns of the
-//! loop, and keeps what it read (the first frame, and the end if it follows at once). A body
+//! loop, and keeps what it read (up to two frames, or a short body whole with its end). A body
 //! that has not started by then goes as before, so a streaming guest's head waits at most those
 //! turns, never for its data.
 
@@ -20,7 +20,7 @@ use http_body_util::BodyExt as _;
 use hyper::body::{Body, Frame, SizeHint};
 
 /// Turns of the event loop a response waits for its body to start.
-pub const TURNS: usize = 2;
+const TURNS: usize = 2;
 
 /// `response` with the start of its body already read (see the module doc).
 pub async fn with_body_started<B>(response: Response<B>) -> Response<BodyAhead<B>>
