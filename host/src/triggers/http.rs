@@ -561,7 +561,7 @@ async fn run_on_instances(
     match tokio::time::timeout(timeout, instances.handle(request_id, req)).await {
         Ok(Ok(response)) => Ok(with_body_started(response).await.map(|body| {
             CountedBody {
-                inner: body.boxed_unsync(),
+                inner: body,
                 sent: 0,
                 usage: None,
                 _permit: Some(permit),
@@ -766,14 +766,17 @@ impl Body for LimitedBody {
 
 /// A response body that adds the bytes it sent to the app's usage when it ends, and holds
 /// the app's concurrency permit while it streams (instances path).
-struct CountedBody {
-    inner: ServeBody,
+struct CountedBody<B = ServeBody> {
+    inner: B,
     sent: u64,
     usage: Option<Arc<AppUsage>>,
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
-impl Body for CountedBody {
+impl<B> Body for CountedBody<B>
+where
+    B: Body<Data = Bytes, Error = wasmtime_wasi_http::Error> + Unpin,
+{
     type Data = Bytes;
     type Error = wasmtime_wasi_http::Error;
 
@@ -797,7 +800,7 @@ impl Body for CountedBody {
     }
 }
 
-impl Drop for CountedBody {
+impl<B> Drop for CountedBody<B> {
     fn drop(&mut self) {
         if let Some(usage) = &self.usage {
             usage.bytes_out.fetch_add(self.sent, Ordering::Relaxed);
