@@ -31,6 +31,7 @@ if ! command -v wrk >/dev/null; then
   fi
 fi
 scripts/setup.sh >/dev/null
+source scripts/lib/freezes.sh
 # Error values capture a backtrace per error when RUST_BACKTRACE is set; the node turns that
 # off for itself (RUST_LIB_BACKTRACE=0), so give the reference the same footing.
 export RUST_LIB_BACKTRACE=0
@@ -44,6 +45,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+start_freeze_canary "$work"
+pids+=("$canary_pid")
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -115,7 +118,8 @@ wrk -t1 -c"$connections" -d2s "$edge_url" >/dev/null
 wrk -t1 -c"$connections" -d2s "$nometer_url" >/dev/null
 wrk -t1 -c"$connections" -d2s "$wasmtime_url" >/dev/null
 
-printf '%-6s %-10s %12s %10s %10s\n' round server "requests/s" "p50 ms" "p99 ms"
+printf '%-6s %-10s %12s %10s %10s  %s\n' round server "requests/s" "p50 ms" "p99 ms" \
+  "machine froze (scripts/lib/freeze_canary.py)"
 : >"$work/edge.results"
 : >"$work/nometer.results"
 : >"$work/wasmtime.results"
@@ -124,9 +128,13 @@ for round in $(seq 1 "$rounds"); do
     url=$edge_url
     [[ $server == nometer ]] && url=$nometer_url
     [[ $server == wasmtime ]] && url=$wasmtime_url
+    mark=$(freeze_mark)
     read -r rps p50 p99 < <(measure "$url")
+    read -r froze longest < <(freezes_since "$mark")
     echo "$rps $p50 $p99" >>"$work/$server.results"
-    printf '%-6s %-10s %12s %10s %10s\n' "$round" "$server" "$rps" "$p50" "$p99"
+    frozen="-"
+    [[ $froze -gt 0 ]] && frozen="${froze}x, longest $longest ms"
+    printf '%-6s %-10s %12s %10s %10s  %s\n' "$round" "$server" "$rps" "$p50" "$p99" "$frozen"
   done
 done
 
@@ -144,3 +152,4 @@ awk -v a="$e_rps" -v b="$w_rps" -v c="$e_p99" -v d="$w_p99" \
   'BEGIN { printf "edge / wasmtime serve: throughput %.2fx, p99 %.2fx\n", a / b, c / d }'
 awk -v a="$e_rps" -v b="$n_rps" -v c="$e_p99" -v d="$n_p99" \
   'BEGIN { printf "metering on / off: throughput %.3fx, p99 %.2fx\n", a / b, c / d }'
+freeze_summary

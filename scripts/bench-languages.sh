@@ -28,6 +28,7 @@ scripts/setup.sh >/dev/null
 # --- the components ---
 source scripts/lib/language-hellos.sh
 source scripts/lib/optimized.sh
+source scripts/lib/freezes.sh
 
 # --- servers ---
 work=$(mktemp -d)
@@ -38,6 +39,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+start_freeze_canary "$work"
+pids+=("$canary_pid")
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -133,8 +136,14 @@ for row in "python $python_wasm 128 1" "js $js_wasm 128 1" "hello-p3 $p3_wasm 12
     for url in "$data/$app/bench" "$plain_url" "$checked_url"; do
       wrk -t1 -c"$connections" -d2s "$url" >/dev/null
     done
+    mark=$(freeze_mark)
     read -r e_rps e_p99 < <(measure "$data/$app/bench")
+    read -r froze _ < <(freezes_since "$mark")
+    [[ $froze -gt 0 ]] && e_p99="$e_p99*"
+    mark=$(freeze_mark)
     read -r w_rps w_p99 < <(measure "$plain_url")
+    read -r froze _ < <(freezes_since "$mark")
+    [[ $froze -gt 0 ]] && w_p99="$w_p99*"
     read -r c_rps _ < <(measure "$checked_url")
     kill "$plain_pid" "$checked_pid" 2>/dev/null || true
     ratio=$(awk -v a="$e_rps" -v b="$w_rps" 'BEGIN { printf "%.2fx", a / b }')
@@ -143,3 +152,5 @@ for row in "python $python_wasm 128 1" "js $js_wasm 128 1" "hello-p3 $p3_wasm 12
       "$e_rps" "$e_p99" "$w_rps" "$w_p99" "$ratio" "$c_rps" "$checked_ratio" "$deploy_s"
   done
 done
+echo "* the machine froze for 20 ms or more during that measurement (scripts/lib/freeze_canary.py)"
+freeze_summary

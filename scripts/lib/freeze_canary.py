@@ -1,0 +1,40 @@
+"""Logs the times this machine stopped running anything at all: a benchmark helper.
+
+Sleeps 5 ms at a time at real-time priority (SCHED_FIFO, so nothing else on the machine can
+hold it off) and appends a line `MONOTONIC_S GAP_MS` to LOG for every wake-up that came 20 ms
+or more late. A gap here means the whole machine was stopped, e.g. a VM whose host throttles
+it at the end of its CPU-quota period (docs/benchmarks.md, "Freezes of the machine"), and
+every request in flight then shows it in its latency, whichever server answers.
+
+    python3 scripts/lib/freeze_canary.py LOG
+"""
+
+import os
+import sys
+import time
+
+SLEEP_S = 0.005
+LATE_S = 0.020
+
+
+def main() -> None:
+    log = open(sys.argv[1], "a", buffering=1)
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+    except (AttributeError, PermissionError, OSError):
+        # Without real-time priority a busy machine can also delay the canary itself, so a gap
+        # may be this machine's own scheduling rather than a freeze.
+        print("freeze canary: no real-time priority (needs root); gaps may be scheduling",
+              file=sys.stderr)
+    last = time.monotonic()
+    while True:
+        time.sleep(SLEEP_S)
+        now = time.monotonic()
+        gap = now - last - SLEEP_S
+        if gap >= LATE_S:
+            log.write(f"{last:.4f} {gap * 1000:.1f}\n")
+        last = now
+
+
+if __name__ == "__main__":
+    main()
