@@ -46,7 +46,7 @@ cleanup() {
 }
 trap cleanup EXIT
 start_freeze_canary "$work"
-pids+=("$canary_pid")
+pids+=("${canary_pids[@]}")
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -119,7 +119,7 @@ wrk -t1 -c"$connections" -d2s "$nometer_url" >/dev/null
 wrk -t1 -c"$connections" -d2s "$wasmtime_url" >/dev/null
 
 printf '%-6s %-10s %12s %10s %10s  %s\n' round server "requests/s" "p50 ms" "p99 ms" \
-  "machine froze (scripts/lib/freeze_canary.py)"
+  "CPU froze (scripts/lib/freeze_canary.py)"
 : >"$work/edge.results"
 : >"$work/nometer.results"
 : >"$work/wasmtime.results"

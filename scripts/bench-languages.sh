@@ -40,7 +40,7 @@ cleanup() {
 }
 trap cleanup EXIT
 start_freeze_canary "$work"
-pids+=("$canary_pid")
+pids+=("${canary_pids[@]}")
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -152,5 +152,5 @@ for row in "python $python_wasm 128 1" "js $js_wasm 128 1" "hello-p3 $p3_wasm 12
       "$e_rps" "$e_p99" "$w_rps" "$w_p99" "$ratio" "$c_rps" "$checked_ratio" "$deploy_s"
   done
 done
-echo "* the machine froze for 20 ms or more during that measurement (scripts/lib/freeze_canary.py)"
+echo "* a CPU froze for 20 ms or more during that measurement (scripts/lib/freeze_canary.py)"
 freeze_summary

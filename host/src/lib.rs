@@ -43,6 +43,7 @@ pub mod group_commit;
 pub mod guest_logs;
 pub mod heap;
 pub mod host_state;
+pub mod lateness;
 pub mod metrics;
 pub mod names;
 pub mod oci;

@@ -1,6 +1,8 @@
 //! The admin API's Prometheus metrics reflect what the node did.
 
-use crate::harness::{TestHost, client, get, guest, metric, send};
+use std::time::Duration;
+
+use crate::harness::{PATIENCE, TestHost, client, get, guest, metric, send};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_report_instantiation_first_byte_startup_and_snapshot_sizes() {
@@ -39,5 +41,60 @@ async fn metrics_report_instantiation_first_byte_startup_and_snapshot_sizes() {
     assert_eq!(
         metric(&text, "edge_time_to_first_byte_seconds_bucket{le=\"+Inf\"}"),
         6.0
+    );
+}
+
+/// Observations of `edge_wakeup_lateness_seconds` over one second late, and their sum.
+fn late_wake_ups(text: &str) -> (f64, f64) {
+    let bucket = |le: &str| {
+        metric(
+            text,
+            &format!("edge_wakeup_lateness_seconds_bucket{{le=\"{le}\"}}"),
+        )
+    };
+    (
+        bucket("+Inf") - bucket("1.0"),
+        metric(text, "edge_wakeup_lateness_seconds_sum"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_by_its_machine_reports_the_time_it_lost() {
+    let host = TestHost::start();
+    let (late_before, sum_before) = late_wake_ups(&host.metrics().await);
+
+    // What a host that stops its VM, or a container's CPU quota, does to the whole process.
+    let pid = host.pid().to_string();
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .expect("kill -STOP");
+    assert!(stopped.success());
+    std::thread::sleep(Duration::from_millis(1_500));
+    let resumed = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .expect("kill -CONT");
+    assert!(resumed.success());
+
+    // The epoch thread wakes as soon as the process runs again; wait for the metric anyway.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let (late_after, sum_after) = loop {
+        let (late, sum) = late_wake_ups(&host.metrics().await);
+        if late > late_before || std::time::Instant::now() > deadline {
+            break (late, sum);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        late_after > late_before,
+        "no wake-up over a second late after a 1.5 s stop"
+    );
+    // The wake-up due during the stop came at least the stop less one tick late.
+    assert!(sum_after - sum_before >= 1.4, "{sum_before} -> {sum_after}");
+    assert!(
+        host.wait_for_log("the node did not run for"),
+        "{}",
+        host.log()
     );
 }

@@ -28,6 +28,7 @@ use crate::engine::compile::CompileCache;
 use crate::error::DeployError;
 use crate::group_commit::GroupCommit;
 use crate::guest_logs::GuestLogs;
+use crate::lateness::WakeupLateness;
 use crate::metrics::Metrics;
 use crate::names::validate_app_name;
 use crate::oci::Registries;
@@ -108,7 +109,8 @@ impl Node {
     /// Opens the repository and loads every deployed app from its precompiled artifact.
     pub fn open(config: NodeConfig) -> anyhow::Result<Arc<Self>> {
         bound_compile_threads(config.limits.compile_threads);
-        let engine = NodeEngine::new(&config.pool, &config.limits)?;
+        let lateness = WakeupLateness::default();
+        let engine = NodeEngine::new(&config.pool, &config.limits, lateness.clone())?;
         crate::auth::create_private_dir(&config.server.data_dir)?;
         let disk = Arc::new(DiskGuard::new(&config.server.data_dir, &config.storage));
         disk.prepare_for_start();
@@ -122,6 +124,7 @@ impl Node {
         let commit = Arc::new(GroupCommit::new(repo.db()));
         let kv = KvBackend::new(repo.db(), config.kv.clone(), commit.clone(), disk);
         let mut metrics = Metrics::new();
+        lateness.register(metrics.registry_mut());
         let nn_metrics = NnMetrics::register(metrics.registry_mut());
         let messaging_metrics = MessagingMetrics::register(metrics.registry_mut());
         // Called on a blocking thread of the runtime: connecting happens in the background.

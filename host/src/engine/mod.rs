@@ -16,6 +16,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::config::{LimitsConfig, PoolConfig};
 use crate::host_state::HostState;
+use crate::lateness::WakeupLateness;
 
 /// How often the epoch advances: the time slice after which a running guest yields to other
 /// requests, and the granularity of request timeouts.
@@ -75,7 +76,12 @@ pub struct BaselineTier {
 impl NodeEngine {
     /// Builds the engine: pooling allocator when enabled and the address space reservation
     /// succeeds, on-demand otherwise (logged), copy-on-write memory images, epoch interruption.
-    pub fn new(pool: &PoolConfig, limits: &LimitsConfig) -> anyhow::Result<Self> {
+    /// Its epoch thread records how late it wakes in `lateness`.
+    pub fn new(
+        pool: &PoolConfig,
+        limits: &LimitsConfig,
+        lateness: WakeupLateness,
+    ) -> anyhow::Result<Self> {
         let (engine, allocator) = if pool.enabled {
             match Engine::new(&base_config(Some(pooling_config(pool, limits)))) {
                 Ok(engine) => (engine, Allocator::Pooling),
@@ -92,7 +98,7 @@ impl NodeEngine {
             (Engine::new(&base_config(None))?, Allocator::OnDemand)
         };
         let linker = Arc::new(crate::host_state::linker(&engine)?);
-        start_epoch_ticker(&engine);
+        start_epoch_ticker(&engine, Some(lateness));
         let baseline = Arc::new(LazyBaseline {
             enabled: limits.baseline_tier,
             tier: OnceLock::new(),
@@ -185,7 +191,7 @@ fn baseline_tier() -> Option<Arc<BaselineTier>> {
     })();
     match built {
         Ok((engine, linker)) => {
-            start_epoch_ticker(&engine);
+            start_epoch_ticker(&engine, None);
             let threads = rayon::ThreadPoolBuilder::new()
                 .thread_name(|i| format!("edge-baseline-{i}"))
                 .build()
@@ -253,8 +259,10 @@ fn pooling_config(pool: &PoolConfig, limits: &LimitsConfig) -> PoolingAllocation
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] on a plain thread, so a guest stuck in a
-/// loop is interrupted even when every async worker is busy. The thread ends with the engine.
-fn start_epoch_ticker(engine: &Engine) {
+/// loop is interrupted even when every async worker is busy, and records in `lateness` how
+/// late each wake-up came (the node's engine only: one thread measures the machine). The
+/// thread ends with the engine.
+fn start_epoch_ticker(engine: &Engine, lateness: Option<WakeupLateness>) {
     let weak = engine.weak();
     let spawned = std::thread::Builder::new()
         .name("edge-epoch".into())
@@ -262,7 +270,11 @@ fn start_epoch_ticker(engine: &Engine) {
             while let Some(engine) = weak.upgrade() {
                 engine.increment_epoch();
                 drop(engine);
+                let asleep = std::time::Instant::now();
                 std::thread::sleep(EPOCH_TICK);
+                if let Some(lateness) = &lateness {
+                    lateness.record(asleep.elapsed().saturating_sub(EPOCH_TICK));
+                }
             }
         });
     if let Err(err) = spawned {
