@@ -29,8 +29,10 @@ def main() -> None:
         # may be this machine's own scheduling rather than a freeze.
         print("freeze canary: no real-time priority (needs root); gaps may be scheduling",
               file=sys.stderr)
+    parent = os.getppid()
     last = time.monotonic()
-    while True:
+    # Ends with the benchmark that started it, even one killed before its clean-up ran.
+    while os.getppid() == parent:
         time.sleep(SLEEP_S)
         now = time.monotonic()
         gap = now - last - SLEEP_S
