@@ -2,8 +2,9 @@
 //! running at all. That thread sleeps one [`EPOCH_TICK`](crate::engine::EPOCH_TICK) at a time;
 //! anything past the tick is time the machine did not give it: run-queue delay on a busy
 //! machine (milliseconds), CPU-quota throttling of a container (`cpu.max`, up to its period,
-//! usually 100 ms) or of a VM by its host, or a process stopped outright (`SIGSTOP`, a
-//! suspended VM). Requests in flight on that CPU waited as long, so a p99 spike that lines
+//! usually 100 ms) or of a VM by its host, or a process stopped outright (`SIGSTOP`). (A
+//! whole machine suspended to RAM is not counted: the monotonic clock stops with it.)
+//! Requests in flight on that CPU waited as long, so a p99 spike that lines
 //! up with late wake-ups was the machine's, not the guest's or the node's code. It sees the
 //! CPU the thread was on; a host that throttles CPUs one by one stops the others at other
 //! moments (often at the same one when all are busy; docs/benchmarks.md, "Freezes").
