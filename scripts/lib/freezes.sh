@@ -9,7 +9,8 @@ start_freeze_canary() {
   : >"$canary_log"
   canary_pids=()
   local cpu
-  for cpu in $(seq 0 $(($(nproc) - 1))); do
+  # The CPUs this process may run on (an affinity mask or cpuset may leave out CPU 0).
+  for cpu in $(python3 -c 'import os; print(*sorted(os.sched_getaffinity(0)))'); do
     python3 scripts/lib/freeze_canary.py "$canary_log" "$cpu" &
     canary_pids+=($!)
   done
