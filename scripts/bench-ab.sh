@@ -58,9 +58,7 @@ for app in fresh reused; do
       after=$(cpu_ticks "${node_pids[$i]}")
       us=$(awk -v t=$((after - before)) -v hz="$ticks_per_s" -v r="$rps" -v s="$seconds" \
         'BEGIN { printf "%.1f", t / hz * 1e6 / (r * s) }')
-      read -r froze longest < <(freezes_since "$mark")
-      frozen="-"
-      [[ $froze -gt 0 ]] && frozen="${froze}x, longest $longest ms"
+      frozen=$(freezes_label "$mark")
       printf '%-7s %-3s %10.0f %18s  %s\n' "$app" "$([[ $i == 0 ]] && echo A || echo B)" "$rps" \
         "$us" "$frozen"
     done

@@ -130,10 +130,8 @@ for round in $(seq 1 "$rounds"); do
     [[ $server == wasmtime ]] && url=$wasmtime_url
     mark=$(freeze_mark)
     read -r rps p50 p99 < <(measure "$url")
-    read -r froze longest < <(freezes_since "$mark")
+    frozen=$(freezes_label "$mark")
     echo "$rps $p50 $p99" >>"$work/$server.results"
-    frozen="-"
-    [[ $froze -gt 0 ]] && frozen="${froze}x, longest $longest ms"
     printf '%-6s %-10s %12s %10s %10s  %s\n' "$round" "$server" "$rps" "$p50" "$p99" "$frozen"
   done
 done

@@ -3,6 +3,7 @@
 #   start_freeze_canary DIR      starts the canaries, logging into DIR; sets canary_pids (kill them on exit)
 #   freeze_mark                  prints the canary log's line count now (a mark)
 #   freezes_since MARK           prints "N MAX_MS": CPU freezes logged since MARK, and the longest
+#   freezes_label MARK           prints "-", or "Nx, longest MAX ms" for the freezes since MARK
 #   freeze_summary               a line on the whole run's freezes and what they do to p99
 start_freeze_canary() {
   canary_log="$1/freezes.log"
@@ -22,6 +23,12 @@ freeze_mark() {
 
 freezes_since() {
   tail -n +"$(($1 + 1))" "$canary_log" | awk '{ n++; if ($2 > max) max = $2 } END { printf "%d %.0f\n", n, max }'
+}
+
+freezes_label() {
+  local n max
+  read -r n max < <(freezes_since "$1")
+  if [[ $n -gt 0 ]]; then echo "${n}x, longest $max ms"; else echo "-"; fi
 }
 
 freeze_summary() {
