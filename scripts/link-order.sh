@@ -78,9 +78,10 @@ header() {
   echo "# them first. $(rustc -V)"
 }
 { header; cat "$work/ran"; } >host/link-order.txt
-# Second pass, on the normal build laid out with the first: what the ordered code calls.
+# Second pass, on a normal build: the profile's names as that build spells them, then what
+# they call. (Its layout does not matter; it is laid out with the raw names.)
 cargo build --release --locked -p edge-host --bin edge
-python3 scripts/lib/link_order.py callees target/release/edge host/link-order.txt >"$work/called"
-{ header; cat "$work/ran" "$work/called"; } >host/link-order.txt
+python3 scripts/lib/link_order.py finish target/release/edge "$work/ran" >"$work/final"
+{ header; cat "$work/final"; } >host/link-order.txt
 cargo build --release --locked -p edge-host --bin edge
 echo "link-order: wrote host/link-order.txt ($(grep -vc '^#' host/link-order.txt) symbols)"

@@ -1,7 +1,7 @@
 """Writes the link order of the `edge` binary (scripts/link-order.sh), in two passes.
 
     python3 scripts/lib/link_order.py profile INSTRUMENTED_EDGE PROFRAW...
-    python3 scripts/lib/link_order.py callees EDGE ORDER_FILE
+    python3 scripts/lib/link_order.py finish EDGE RAN_FILE
 
 `profile` reads the raw LLVM profiles an instrumented node wrote and prints the functions
 that ran. The binary is built with `-C profile-generate -C llvm-args=-pgo-function-entry-
@@ -10,10 +10,13 @@ version 10, LLVM 19 and later) holds, per function, the MD5 of its name and wher
 is; the names section maps the hashes back. Names are printed in the order the instrumented
 binary lays the functions out, which keeps each crate's code together.
 
-`callees` reads a normal build linked with that order and prints the functions the ordered
-ones call directly that are not ordered yet and not cold (`.text.unlikely`): the standard
-library (precompiled, so not instrumented), C and assembly code, and generic instances the
-optimizer made differently from the instrumented build.
+`finish` reads a normal build and prints the final order: the functions `profile` listed, as
+that build names them (a function called across codegen units carries a `.llvm.NUMBER`
+suffix that differs between the two builds: one placed name in eight, more once the code
+has changed since the profile), then the functions they call directly that are not placed
+yet and not cold (`.text.unlikely`): the standard library (precompiled, so not
+instrumented), C and assembly code, and generic instances the optimizer made differently
+from the instrumented build.
 """
 
 import hashlib
@@ -124,38 +127,92 @@ def profile(exe, profiles):
     print(f"link_order: {len(ran)} functions ran, {len(placed)} have a symbol", file=sys.stderr)
 
 
-def callees(exe, order_file):
+LLVM_SUFFIX = re.compile(r"\.llvm\.\d+$")
+
+
+def stem(name):
+    """`name` without the `.llvm.NUMBER` suffix rustc gives a function called across codegen
+    units: the number changes with the crate's code and differs between the instrumented and
+    the normal build, the rest of the name does not."""
+    return LLVM_SUFFIX.sub("", name)
+
+
+def resolve(symbols, ran):
+    """The functions in `ran` (names from the profile) under their names in the normal build:
+    the same name, else every symbol with the same name up to its `.llvm.NUMBER` suffix."""
+    exact = {name for _address, _size, name in symbols}
+    by_stem = {}
+    for _address, _size, name in symbols:
+        by_stem.setdefault(stem(name), []).append(name)
+    resolved, seen, renamed = [], set(), 0
+    for name in ran:
+        if name in exact:
+            found = [name]
+        else:
+            found = by_stem.get(stem(name), [])
+            renamed += bool(found)
+        for symbol in found:
+            if symbol not in seen:
+                seen.add(symbol)
+                resolved.append(symbol)
+    print(f"link_order: {len(resolved)} functions placed, {renamed} of them found under another "
+          f"suffix", file=sys.stderr)
+    return resolved
+
+
+def direct_callees(exe, functions, extent):
+    """Addresses that `functions` (names) call or jump to, from a disassembly of `exe`."""
+    wanted = {extent[name][0] for name in functions}
+    header = re.compile(r"^([0-9a-f]+) <.*>:$")
+    branch = re.compile(r"\s(?:call|jmp)\s+([0-9a-f]+) <")
+    targets, inside = set(), False
+    listing = subprocess.Popen(["objdump", "-d", "--no-show-raw-insn", "-j", ".text", exe],
+                               stdout=subprocess.PIPE, text=True)
+    for line in listing.stdout:
+        if line.endswith(">:\n"):
+            match = header.match(line)
+            inside = bool(match) and int(match.group(1), 16) in wanted
+        elif inside:
+            match = branch.search(line)
+            if match:
+                targets.add(int(match.group(1), 16))
+    if listing.wait() != 0:
+        sys.exit(f"link_order: objdump failed on {exe}")
+    return targets
+
+
+def finish(exe, ran_file):
+    """Prints the final order: the profile's functions as the normal build names them, then the
+    functions they call directly that are not placed yet and not cold."""
     symbols = function_symbols(exe)
+    ran = [line.strip() for line in open(ran_file) if line.strip() and not line.startswith("#")]
+    ordered = resolve(symbols, ran)
+    extent = {name: (address, size) for address, size, name in symbols}
     by_address = {}
     for address, _size, name in symbols:
         by_address.setdefault(address, []).append(name)
-    extent = {name: (address, size) for address, size, name in symbols}
-    ordered = {line.strip() for line in open(order_file) if not line.startswith("#")}
-    placed = [extent[name] for name in ordered if name in extent]
-    start = min(address for address, _ in placed)
-    end = max(address + size for address, size in placed)
     cold = section_ranges(exe).get(".text.unlikely", range(0))
-    listing = subprocess.run(
-        ["objdump", "-d", "--no-show-raw-insn", f"--start-address={start:#x}",
-         f"--stop-address={end:#x}", exe], capture_output=True, text=True, check=True).stdout
-    targets = {int(m.group(1), 16) for m in re.finditer(r"\s(?:call|jmp)\s+([0-9a-f]+) <", listing)}
+    placed = set(ordered)
+    own = {extent[name][0] for name in ordered}
+    for name in ordered:
+        print(name)
     added = 0
-    for target in sorted(targets):
-        if start <= target < end or target in cold:
+    for target in sorted(direct_callees(exe, ordered, extent)):
+        if target in own or target in cold:
             continue
         for name in by_address.get(target, []):
-            if name not in ordered:
-                ordered.add(name)
+            if name not in placed:
+                placed.add(name)
                 added += 1
                 print(name)
-    print(f"link_order: {added} functions called from the ordered ones", file=sys.stderr)
+    print(f"link_order: {added} functions called from the placed ones", file=sys.stderr)
 
 
 def main():
     if len(sys.argv) >= 4 and sys.argv[1] == "profile":
         profile(sys.argv[2], sys.argv[3:])
-    elif len(sys.argv) == 4 and sys.argv[1] == "callees":
-        callees(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 4 and sys.argv[1] == "finish":
+        finish(sys.argv[2], sys.argv[3])
     else:
         sys.exit(__doc__)
 
