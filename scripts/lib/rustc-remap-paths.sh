@@ -1,0 +1,15 @@
+#!/bin/sh
+# rustc wrapper (.cargo/config.toml): runs the rustc command cargo gives (`$@`, which may
+# start with clippy-driver) with this checkout's absolute path mapped to /edge and cargo's
+# home to /cargo, in debug info, panic locations and file!().
+#
+# Why: rustc names a function called across codegen units `NAME.llvm.NUMBER`, the NUMBER a
+# hash of its codegen unit, which holds the absolute paths of the build (the compile
+# directory in the line tables, generated sources under target/). Built in two folders, the
+# same commit gave about half of those names different numbers, so the function order in
+# host/link-order.txt (generated in one folder) missed them in every other: 26.7-28.0 MiB
+# resident instead of 20.7-20.8 for the idle node of docs/benchmarks.md. With the paths
+# mapped, builds of one commit in two folders are the same to the byte.
+root=$(cd "$(dirname "$0")/../.." && pwd)
+home=${CARGO_HOME:-$HOME/.cargo}
+exec "$@" --remap-path-prefix="$home=/cargo" --remap-path-prefix="$root=/edge"
