@@ -56,6 +56,8 @@ done
 
 echo
 echo "== 3. idle memory after a restart with the 20 apps =="
+# The binary's share depends on host/link-order.txt matching this build.
+python3 scripts/lib/link_order.py check "$edge" host/link-order.txt
 printf '[models]\n' >"$work/no-model.toml"
 for setting in "no model" "default model"; do
   args=()

@@ -2,6 +2,7 @@
 
     python3 scripts/lib/link_order.py profile INSTRUMENTED_EDGE PROFRAW...
     python3 scripts/lib/link_order.py finish EDGE RAN_FILE
+    python3 scripts/lib/link_order.py check EDGE ORDER_FILE
 
 `profile` reads the raw LLVM profiles an instrumented node wrote and prints the functions
 that ran. The binary is built with `-C profile-generate -C llvm-args=-pgo-function-entry-
@@ -17,6 +18,10 @@ has changed since the profile), then the functions they call directly that are n
 yet and not cold (`.text.unlikely`): the standard library (precompiled, so not
 instrumented), C and assembly code, and generic instances the optimizer made differently
 from the instrumented build.
+
+`check` says how many of the order file's names a build has: after a change to the code a
+node runs, fewer (the names not found are left where they were), and it is time to rerun
+scripts/link-order.sh.
 """
 
 import hashlib
@@ -208,11 +213,21 @@ def finish(exe, ran_file):
     print(f"link_order: {added} functions called from the placed ones", file=sys.stderr)
 
 
+def check(exe, order_file):
+    names = {name for _address, _size, name in function_symbols(exe)}
+    listed = [line.strip() for line in open(order_file) if line.strip() and not line.startswith("#")]
+    found = sum(name in names for name in listed)
+    print(f"link order: {found} of the {len(listed)} functions {order_file} lists are in {exe} "
+          f"({100 * found / max(len(listed), 1):.0f} %)")
+
+
 def main():
     if len(sys.argv) >= 4 and sys.argv[1] == "profile":
         profile(sys.argv[2], sys.argv[3:])
     elif len(sys.argv) == 4 and sys.argv[1] == "finish":
         finish(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 4 and sys.argv[1] == "check":
+        check(sys.argv[2], sys.argv[3])
     else:
         sys.exit(__doc__)
 
