@@ -7,8 +7,8 @@
 # hash of its codegen unit, which holds the absolute paths of the build (the compile
 # directory in the line tables, generated sources under target/). Built in two folders, the
 # same commit gave about half of those names different numbers, so the function order in
-# host/link-order.txt (generated in one folder) missed them in every other: 25.2-28.0 MiB
-# resident instead of 20.2-20.8 for the idle node of docs/benchmarks.md. With the paths
+# host/link-order.txt (generated in one folder) missed them in every other: 23.9 MiB
+# resident instead of 20.4-21.1 for the idle node of docs/benchmarks.md. With the paths
 # mapped, builds of one commit in two folders name every function the same. (C that build
 # scripts compile still records its folder in its debug info; that changes no name.)
 root=$(cd "$(dirname "$0")/../.." && pwd)
