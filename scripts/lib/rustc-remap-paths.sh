@@ -9,8 +9,8 @@
 # same commit gave about half of those names different numbers, so the function order in
 # host/link-order.txt (generated in one folder) missed them in every other: 23.9 MiB
 # resident instead of 20.4-21.1 for the idle node of docs/benchmarks.md. With the paths
-# mapped, builds of one commit in two folders name every function the same. (C that build
-# scripts compile still records its folder in its debug info; that changes no name.)
+# mapped, builds in two folders named every function the same; a third folder still
+# differed (docs/benchmarks.md, "Not yet in every folder").
 root=$(cd "$(dirname "$0")/../.." && pwd)
 home=${CARGO_HOME:-$HOME/.cargo}
 exec "$@" --remap-path-prefix="$home=/cargo" --remap-path-prefix="$root=/edge"
