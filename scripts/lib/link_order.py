@@ -132,6 +132,11 @@ def profile(exe, profiles):
     print(f"link_order: {len(ran)} functions ran, {len(placed)} have a symbol", file=sys.stderr)
 
 
+def listed_names(path):
+    """The function names a list file holds, one per line, `#` lines being comments."""
+    return [line.strip() for line in open(path) if line.strip() and not line.startswith("#")]
+
+
 LLVM_SUFFIX = re.compile(r"\.llvm\.\d+$")
 
 
@@ -190,8 +195,7 @@ def finish(exe, ran_file):
     """Prints the final order: the profile's functions as the normal build names them, then the
     functions they call directly that are not placed yet and not cold."""
     symbols = function_symbols(exe)
-    ran = [line.strip() for line in open(ran_file) if line.strip() and not line.startswith("#")]
-    ordered = resolve(symbols, ran)
+    ordered = resolve(symbols, listed_names(ran_file))
     extent = {name: (address, size) for address, size, name in symbols}
     by_address = {}
     for address, _size, name in symbols:
@@ -214,8 +218,9 @@ def finish(exe, ran_file):
 
 
 def check(exe, order_file):
+    """Prints how many of the functions `order_file` lists `exe` has."""
     names = {name for _address, _size, name in function_symbols(exe)}
-    listed = [line.strip() for line in open(order_file) if line.strip() and not line.startswith("#")]
+    listed = listed_names(order_file)
     found = sum(name in names for name in listed)
     print(f"link order: {found} of the {len(listed)} functions {order_file} lists are in {exe} "
           f"({100 * found / max(len(listed), 1):.0f} %)")
