@@ -9,8 +9,9 @@
 # same commit gave about half of those names different numbers, so the function order in
 # host/link-order.txt (generated in one folder) missed them in every other: 23.9 MiB
 # resident instead of 20.4-21.1 for the idle node of docs/benchmarks.md. With the paths
-# mapped, builds in two folders named every function the same; a third folder still
-# differed (docs/benchmarks.md, "Not yet in every folder").
+# mapped, the other crates' numbers no longer depend on the folder; the node crate's own
+# still changed with the length of the folder's path until it was built in one codegen unit
+# (Cargo.toml; docs/benchmarks.md, "Every folder").
 root=$(cd "$(dirname "$0")/../.." && pwd)
 home=${CARGO_HOME:-$HOME/.cargo}
 exec "$@" --remap-path-prefix="$home=/cargo" --remap-path-prefix="$root=/edge"
