@@ -37,29 +37,9 @@ source scripts/lib/freezes.sh
 export RUST_LIB_BACKTRACE=0
 
 hello=guests/target/wasm32-wasip2/release/hello.wasm
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source scripts/lib/bench-servers.sh
 start_freeze_canary "$work"
 pids+=("${canary_pids[@]}")
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_for_200() {
-  for _ in $(seq 1 300); do
-    [[ $(curl -s -o /dev/null -w '%{http_code}' "$1" || true) == 200 ]] && return 0
-    sleep 0.1
-  done
-  echo "bench: $1 never answered 200" >&2
-  exit 1
-}
 
 # --- edge, with metering (the default) and without ---
 # start_edge NAME [serve args...]: starts a node with hello deployed; sets hello_url
