@@ -3,7 +3,8 @@
 # (`a`, `b`, granted efficientnet-lite0) and one client alternates its requests between them
 # (A B, then B A, ...), so the change is measured against the build without it under the same
 # noise, request by request. Prints each build's p50 latency, the guest's own timing of its
-# wasi-nn calls (`server-timing: inference`), the time outside them, and B against A.
+# wasi-nn calls (`server-timing: inference`), the time outside them, the mean and p90 latency,
+# and B against A.
 #
 #   scripts/bench-guest-ab.sh A.wasm B.wasm [REQUESTS=500] [PATH=/classify/tensor] [BODY]
 #
@@ -82,10 +83,14 @@ for i in range(requests):
         if timing:
             inference[app].append(float(timing.group(1)))
 p50 = {app: statistics.median(values) for app, values in total.items()}
-print(f"{'':4}{'p50 ms':>10}{'wasi-nn p50 ms':>16}{'outside ms':>12}")
+mean = {app: statistics.fmean(values) for app, values in total.items()}
+p90 = {app: statistics.quantiles(values, n=10)[-1] for app, values in total.items()}
+print(f"{'':4}{'p50 ms':>10}{'wasi-nn p50 ms':>16}{'outside ms':>12}{'mean ms':>10}{'p90 ms':>10}")
 for app in ("a", "b"):
     nn = statistics.median(inference[app]) if inference[app] else float("nan")
-    print(f"{app.upper():4}{p50[app]:>10.3f}{nn:>16.3f}{p50[app] - nn:>12.3f}")
-print(f"B vs A: p50 {p50['b'] / p50['a']:.3f}x ({(p50['b'] - p50['a']):+.3f} ms)")
+    print(f"{app.upper():4}{p50[app]:>10.3f}{nn:>16.3f}{p50[app] - nn:>12.3f}"
+          f"{mean[app]:>10.3f}{p90[app]:>10.3f}")
+print(f"B vs A: p50 {p50['b'] / p50['a']:.3f}x ({(p50['b'] - p50['a']):+.3f} ms), "
+      f"mean {(mean['b'] - mean['a']):+.3f} ms, p90 {(p90['b'] - p90['a']):+.3f} ms")
 PY
 echo "($((requests - requests / 10)) requests each, alternating, concurrency 1, $(nproc) cores)"

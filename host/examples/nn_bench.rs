@@ -211,7 +211,89 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         println!("{line}");
     }
+    // The tensor rows once more with the two servers' requests interleaved one by one, so
+    // drift on a shared machine (which moves the ratios above from run to run) hits both alike.
+    let paired = runtime.block_on(post_paired(
+        &http,
+        [&native_url, &tensor_url],
+        &tensor,
+        duration,
+    ))?;
+    println!("{}", paired.summary());
     Ok(())
+}
+
+/// The tensor body posted to native over HTTP and to the component alternately, one request
+/// at a time (native first in one pair, the component first in the next).
+struct Paired {
+    /// Per pair: the component's latency over native's, and the component's wasi-nn calls
+    /// less native's inference in its server (ms).
+    ratios: Vec<f64>,
+    inference_differences: Vec<f64>,
+}
+
+impl Paired {
+    fn summary(&self) -> String {
+        let median = |values: &[f64]| {
+            let mut sorted = values.to_vec();
+            sorted.sort_by(f64::total_cmp);
+            sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
+        };
+        let mut ratios = self.ratios.clone();
+        ratios.sort_by(f64::total_cmp);
+        let quartile = |q: usize| {
+            ratios
+                .get(ratios.len() * q / 4)
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        format!(
+            "paired, {} requests each alternating (tensor body): component over HTTP vs native \
+             over HTTP, median of per-pair ratios {:.3}x (quartiles {:.3}x to {:.3}x); \
+             wasi-nn calls vs native's own timing behind HTTP, median per pair {:+.3} ms",
+            self.ratios.len(),
+            median(&self.ratios),
+            quartile(1),
+            quartile(3),
+            median(&self.inference_differences),
+        )
+    }
+}
+
+/// Pairs of requests for `duration` at concurrency 1: `urls[0]` is native, `urls[1]` the
+/// component; both must report `server-timing: inference`.
+async fn post_paired(
+    http: &reqwest::Client,
+    urls: [&str; 2],
+    body: &[u8],
+    duration: Duration,
+) -> Result<Paired, Box<dyn std::error::Error>> {
+    let body = bytes::Bytes::copy_from_slice(body);
+    let started = Instant::now();
+    let mut paired = Paired {
+        ratios: Vec::new(),
+        inference_differences: Vec::new(),
+    };
+    let mut component_first = false;
+    while started.elapsed() < duration {
+        let mut timed = [(Duration::ZERO, 0.0); 2];
+        let order = if component_first { [1, 0] } else { [0, 1] };
+        for side in order {
+            let sent = Instant::now();
+            let response = http.post(urls[side]).body(body.clone()).send().await?;
+            let inference = inference_ms(response.headers());
+            let response = response.error_for_status()?;
+            response.bytes().await?;
+            let inference = inference.ok_or("an answer without its inference timing")?;
+            timed[side] = (sent.elapsed(), inference);
+        }
+        paired
+            .ratios
+            .push(timed[1].0.as_secs_f64() / timed[0].0.as_secs_f64());
+        paired.inference_differences.push(timed[1].1 - timed[0].1);
+        component_first = !component_first;
+    }
+    Ok(paired)
 }
 
 /// POSTs `body` to `url` once and returns the answer, which must be a success.

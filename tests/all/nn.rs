@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::harness::{PATIENCE, TestHost, client, get, guest, metric, photo, send};
+use crate::harness::{PATIENCE, TestHost, client, get, guest, metric, metric_or_zero, photo, send};
 
 const MODEL: &str = "efficientnet-lite0";
 
@@ -457,6 +457,56 @@ async fn wasi_nn_misuse_gets_errors_and_never_takes_the_node_down() {
     let (status, _) = post_json(&format!("{}/classify", host.data_url), photo("coffee.png")).await;
     assert_eq!(status, 200);
     assert!(!host.log().contains("panicked"), "{}", host.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn model_app_computing_past_its_time_limit_is_stopped_while_others_classify() {
+    // A guest of an app granted a model that computes forever after an inference is stopped
+    // at its time limit, and while two such requests compute, another app classifies.
+    let host = TestHost::start_with_config("[inference]\nworkers = 2\n");
+    host.deploy("classify", &guest("classify"), &["--model", MODEL]);
+    host.deploy(
+        "misuse",
+        &guest("nn-misuse"),
+        &["--model", MODEL, "--route", "/nn", "--timeout", "5s"],
+    );
+    let inferences = format!("edge_inferences_total{{model=\"{MODEL}\"}}");
+    let before = metric_or_zero(&host.metrics().await, &inferences);
+    let started = Instant::now();
+    let spinning: Vec<_> = (0..2)
+        .map(|_| {
+            let url = format!("{}/nn/spin", host.data_url);
+            tokio::spawn(async move { get(&url).await })
+        })
+        .collect();
+    // One has inferred: from here on it computes.
+    host.wait_for_metric(&inferences, before + 1.0).await;
+
+    let (status, answer) =
+        post_json(&format!("{}/classify", host.data_url), photo("chelsea.png")).await;
+    assert_eq!(status, 200, "{answer}");
+    let cats = ["tiger cat", "tabby", "Egyptian cat"];
+    assert!(
+        cats.contains(&top_labels(&answer)[0].0.as_str()),
+        "{answer}"
+    );
+    assert!(
+        spinning.iter().all(|spin| !spin.is_finished()),
+        "the other app's classification waited for the spinning guests"
+    );
+
+    for spin in spinning {
+        let spun = spin.await.expect("spin request");
+        assert_eq!(spun.status, 504, "{}", spun.body);
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "stopped before its time limit: {:?}",
+        started.elapsed()
+    );
+    assert!(host.wait_for_log("time limit"), "{}", host.log());
+    let reply = get(&format!("{}/nn/ok", host.data_url)).await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "ok 0[1, 1000]"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
