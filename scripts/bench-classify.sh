@@ -3,7 +3,9 @@
 # native OpenVINO on the same IR, device, performance hint and input tensor, in one run
 # (host/examples/nn_bench.rs). Rows: native; the component given the preprocessed tensor (no
 # decoding); the component given the image (decode + preprocess in wasm). p50/p99 latency at
-# concurrency 1, images/s at concurrency 1 and 2.
+# concurrency 1, images/s at concurrency 1 and 2. Last, a paired line: the tensor posted to
+# native over HTTP and to the component alternately, request by request, so the machine's
+# drift cannot move that ratio (median and quartiles of the per-pair ratios).
 #
 #   scripts/bench-classify.sh [SECONDS=5] [IMAGE=.cache/photos/chelsea.png]
 # PRECISION=f32|bf16|f16|auto (default f32, the node's default) sets the model's inference
