@@ -462,7 +462,9 @@ async fn wasi_nn_misuse_gets_errors_and_never_takes_the_node_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn model_app_computing_past_its_time_limit_is_stopped_while_others_classify() {
     // A guest of an app granted a model that computes forever after an inference is stopped
-    // at its time limit, and while two such requests compute, another app classifies.
+    // at its time limit, and while two such requests are in, another app classifies. The
+    // second waits for the app's turn on the workers (one of two) and reaches its limit
+    // there or while it instantiates: 504 as well, not 503.
     let host = TestHost::start_with_config("[inference]\nworkers = 2\n");
     host.deploy("classify", &guest("classify"), &["--model", MODEL]);
     host.deploy(

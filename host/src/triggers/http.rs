@@ -593,16 +593,18 @@ impl std::fmt::Display for InstantiationFailed {
 }
 
 fn classify_guest_failure(app: &str, err: &wasmtime::Error) -> Outcome {
-    if err.downcast_ref::<InstantiationFailed>().is_some() {
-        tracing::warn!(app, "cannot instantiate: {err:#}");
-        return Outcome::Overloaded;
-    }
+    // First: an instantiation interrupted at the deadline (the request spent its time waiting
+    // for a turn on the inference workers) is the request's time limit, not overload.
     if matches!(
         err.downcast_ref::<wasmtime::Trap>(),
         Some(wasmtime::Trap::Interrupt)
     ) {
         tracing::warn!(app, "guest interrupted at its time limit");
         return Outcome::TimedOut;
+    }
+    if err.downcast_ref::<InstantiationFailed>().is_some() {
+        tracing::warn!(app, "cannot instantiate: {err:#}");
+        return Outcome::Overloaded;
     }
     tracing::warn!(app, "guest trapped: {err:?}");
     Outcome::Trapped
