@@ -809,3 +809,20 @@ impl<B> Drop for CountedBody<B> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instantiation_interrupted_at_the_deadline_is_a_time_out_not_overload() {
+        let interrupted =
+            wasmtime::Error::from(wasmtime::Trap::Interrupt).context(InstantiationFailed);
+        assert_eq!(
+            classify_guest_failure("app", &interrupted),
+            Outcome::TimedOut
+        );
+        let no_slot = wasmtime::Error::msg("no free slot in the pool").context(InstantiationFailed);
+        assert_eq!(classify_guest_failure("app", &no_slot), Outcome::Overloaded);
+    }
+}
