@@ -219,7 +219,11 @@ async fn route_and_run(node: &Arc<Node>, req: Request<Incoming>) -> Response<Ser
                 let id = request_id.clone();
                 run_on_instances_on_workers(&app, instances, models, workers, req, permit, id).await
             }
-            _ => run_on_instances(&app, &instances, req, permit, request_id.clone()).await,
+            _ => {
+                let deadline = Instant::now() + app.limits.timeout;
+                let id = request_id.clone();
+                run_on_instances(&app, &instances, req, permit, id, deadline).await
+            }
         },
         None => run_guest(node, &app, req, permit, request_id.clone()).await,
     };
@@ -528,13 +532,15 @@ async fn run_on_instances_on_workers(
     request_id: Arc<str>,
 ) -> Result<Response<ServeBody>, Outcome> {
     let (share, app) = (models.worker_share(), app.clone());
+    let deadline = Instant::now() + app.limits.timeout;
     let on_workers = workers.spawn(async move {
-        let timeout = app.limits.timeout;
-        let Ok(Ok(_turn)) = tokio::time::timeout(timeout, share.acquire_owned()).await else {
+        let turn = tokio::time::timeout_at(deadline.into(), share.acquire_owned()).await;
+        let Ok(Ok(_turn)) = turn else {
+            let timeout = app.limits.timeout;
             tracing::warn!(app = %app.name, "request exceeded the {timeout:?} time limit");
             return Err(Outcome::TimedOut);
         };
-        run_on_instances(&app, &instances, req, permit, request_id).await
+        run_on_instances(&app, &instances, req, permit, request_id, deadline).await
     });
     on_workers.await.unwrap_or_else(|join| {
         tracing::error!("request task failed: {join}");
@@ -543,22 +549,24 @@ async fn run_on_instances_on_workers(
 }
 
 /// Passes the request to the app's instances (WASI 0.3, or reuse): a new or reused instance
-/// answers it; the concurrency permit is held until the response body ends. The start of the
-/// body is read before the head goes to hyper ([`with_body_started`]), so they leave together.
+/// answers it by `deadline` (the request's arrival plus its time limit); the concurrency
+/// permit is held until the response body ends. The start of the body is read before the
+/// head goes to hyper ([`with_body_started`]), so they leave together.
 async fn run_on_instances(
     app: &Arc<LoadedApp>,
     instances: &super::instances::AppInstances,
     req: Request<LimitedBody>,
     permit: tokio::sync::OwnedSemaphorePermit,
     request_id: Arc<str>,
+    deadline: Instant,
 ) -> Result<Response<ServeBody>, Outcome> {
     if let Some(usage) = &app.usage {
         usage.count_invocation(Trigger::Http);
     }
     let timeout = app.limits.timeout;
     let req = req.map(http_body_util::BodyExt::boxed_unsync);
-    let started = Instant::now();
-    match tokio::time::timeout(timeout, instances.handle(request_id, req)).await {
+    let handled = instances.handle(request_id, req);
+    match tokio::time::timeout_at(deadline.into(), handled).await {
         Ok(Ok(response)) => Ok(with_body_started(response).await.map(|body| {
             CountedBody {
                 inner: body,
@@ -569,7 +577,7 @@ async fn run_on_instances(
             .boxed_unsync()
         })),
         // An instance interrupted at the deadline ends as a trap of the whole instance.
-        Ok(Err(_)) if started.elapsed() >= timeout => {
+        Ok(Err(_)) if Instant::now() >= deadline => {
             tracing::warn!(app = %app.name, "request exceeded the {timeout:?} time limit");
             Err(Outcome::TimedOut)
         }
