@@ -229,6 +229,37 @@ async fn p3_component_classifies_through_wasi_nn_on_the_inference_workers() {
     assert_hello_stays_fast_while_posting(&host, &url, tensor, Some(&expected)).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn p3_model_app_request_waiting_for_its_turn_ends_at_its_time_limit() {
+    // One inference worker: the app's share is that worker, so while one request computes
+    // forever the next waits for its turn. The wait counts toward its time limit: it ends
+    // with 504 one limit after it arrived, not a fresh limit after its turn came.
+    const LIMIT: Duration = Duration::from_secs(3);
+    let host = TestHost::start_with_config("[inference]\nworkers = 1\n");
+    host.deploy(
+        "p3-nn",
+        &guest("p3-nn"),
+        &["--model", MODEL, "--timeout", "3s"],
+    );
+    let url = format!("{}/p3-nn/spin", host.data_url);
+    let first = tokio::spawn({
+        let url = url.clone();
+        async move { send(client().post(&url)).await }
+    });
+    // The first holds the turn once it is counted (on its way to an instance).
+    let invocations = "edge_app_invocations_total{app=\"p3-nn\",trigger=\"http\"}";
+    host.wait_for_metric(invocations, 1.0).await;
+    let started = Instant::now();
+    let second = send(client().post(&url)).await;
+    let waited = started.elapsed();
+    assert_eq!(second.status, 504, "{}", second.body);
+    assert!(
+        waited < LIMIT * 2 - Duration::from_millis(500),
+        "the request waited {waited:?} with a {LIMIT:?} limit"
+    );
+    assert_eq!(first.await.expect("first request").status, 504);
+}
+
 /// Keeps four clients POSTing `body` to `url` (an app granted the model, on one inference
 /// worker) and checks that hello's median latency meanwhile is under a tenth of theirs; with
 /// `expected`, every answer must be that text.
