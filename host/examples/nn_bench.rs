@@ -234,30 +234,26 @@ struct Paired {
 
 impl Paired {
     fn summary(&self) -> String {
-        let median = |values: &[f64]| {
-            let mut sorted = values.to_vec();
-            sorted.sort_by(f64::total_cmp);
-            sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
-        };
-        let mut ratios = self.ratios.clone();
-        ratios.sort_by(f64::total_cmp);
-        let quartile = |q: usize| {
-            ratios
-                .get(ratios.len() * q / 4)
-                .copied()
-                .unwrap_or(f64::NAN)
-        };
+        let ratio = |q| quantile(&self.ratios, q);
         format!(
             "paired, {} requests each alternating (tensor body): component over HTTP vs native \
              over HTTP, median of per-pair ratios {:.3}x (quartiles {:.3}x to {:.3}x); \
              wasi-nn calls vs native's own timing behind HTTP, median per pair {:+.3} ms",
             self.ratios.len(),
-            median(&self.ratios),
-            quartile(1),
-            quartile(3),
-            median(&self.inference_differences),
+            ratio(0.5),
+            ratio(0.25),
+            ratio(0.75),
+            quantile(&self.inference_differences, 0.5),
         )
     }
+}
+
+/// The value at fraction `q` of `values` in ascending order (NaN for none).
+fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let index = (sorted.len() as f64 * q) as usize;
+    sorted.get(index).copied().unwrap_or(f64::NAN)
 }
 
 /// Pairs of requests for `duration` at concurrency 1: `urls[0]` is native, `urls[1]` the

@@ -239,7 +239,12 @@ async fn p3_model_app_request_waiting_for_its_turn_ends_at_its_time_limit() {
     host.deploy(
         "p3-nn",
         &guest("p3-nn"),
-        &["--model", MODEL, "--timeout", "3s"],
+        &[
+            "--model",
+            MODEL,
+            "--timeout",
+            &format!("{}s", LIMIT.as_secs()),
+        ],
     );
     let url = format!("{}/p3-nn/spin", host.data_url);
     let first = tokio::spawn({
