@@ -109,6 +109,11 @@ impl HostState {
         self.deadline = deadline;
     }
 
+    /// When guest code is interrupted.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
     /// Starts the next request on a reused instance: its deadline, the id its log lines
     /// carry, and a new usage window counting one invocation of `trigger`.
     pub fn begin_request(&mut self, deadline: Instant, request_id: Arc<str>, trigger: Trigger) {

@@ -230,10 +230,11 @@ async fn p3_component_classifies_through_wasi_nn_on_the_inference_workers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn p3_model_app_request_waiting_for_its_turn_ends_at_its_time_limit() {
+async fn p3_model_app_request_waiting_for_its_turn_ends_and_stops_computing_at_its_time_limit() {
     // One inference worker: the app's share is that worker, so while one request computes
     // forever the next waits for its turn. The wait counts toward its time limit: it ends
-    // with 504 one limit after it arrived, not a fresh limit after its turn came.
+    // with 504 one limit after it arrived, not a fresh limit after its turn came, and its
+    // guest is interrupted then too, not left computing after the client got its answer.
     const LIMIT: Duration = Duration::from_secs(3);
     let host = TestHost::start_with_config("[inference]\nworkers = 1\n");
     host.deploy(
@@ -263,6 +264,18 @@ async fn p3_model_app_request_waiting_for_its_turn_ends_at_its_time_limit() {
         "the request waited {waited:?} with a {LIMIT:?} limit"
     );
     assert_eq!(first.await.expect("first request").status, 504);
+    // The app's CPU time stops growing once both have ended (each is interrupted at the next
+    // epoch tick after its deadline, well within the settling time).
+    let cpu = "edge_app_cpu_seconds_total{app=\"p3-nn\"}";
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let settled = metric(&host.metrics().await, cpu);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let later = metric(&host.metrics().await, cpu);
+    assert!(
+        later - settled < 0.3,
+        "the app's guest computed {:.2}s of CPU in the 1.5s after its requests ended",
+        later - settled
+    );
 }
 
 /// Keeps four clients POSTing `body` to `url` (an app granted the model, on one inference

@@ -565,7 +565,11 @@ async fn run_on_instances(
     }
     let timeout = app.limits.timeout;
     let req = req.map(http_body_util::BodyExt::boxed_unsync);
-    let handled = instances.handle(request_id, req);
+    let request = super::instances::InstanceRequest {
+        id: request_id,
+        deadline,
+    };
+    let handled = instances.handle(request, req);
     match tokio::time::timeout_at(deadline.into(), handled).await {
         Ok(Ok(response)) => Ok(with_body_started(response).await.map(|body| {
             CountedBody {

@@ -7,15 +7,17 @@
 //! request there (its instances then run on that thread's event loop). It creates instances with
 //! the same store, grants and limits as the direct path ([`super::new_store`]) and lets each
 //! serve up to `reuse.requests` requests, `reuse.concurrency` at once, retiring it when idle
-//! for `reuse.idle_ms`. Per request: the time limit (the request expires, and guest code is
-//! interrupted at its deadline), the body limit and the concurrency permit; per instance: the
-//! memory limit. An instance that traps is dropped, never reused. Usage: invocations per
-//! request; CPU time, wall time and memory-seconds per instance (its worker's polls, and its
-//! store's life less the time it waited idle for a request), so time an instance spends
-//! serving several requests at once is counted once.
+//! for `reuse.idle_ms`. Per request: the time limit, counted from the request's arrival (the
+//! request expires at its deadline, and guest code is interrupted then unless another request
+//! in progress on the instance has a later one), the body limit and the concurrency permit;
+//! per instance: the memory limit. An instance that traps is dropped, never reused. Usage:
+//! invocations per request; CPU time, wall time and memory-seconds per instance (its worker's
+//! polls, and its store's life less the time it waited idle for a request), so time an
+//! instance spends serving several requests at once is counted once.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -36,6 +38,14 @@ use crate::usage::CpuTimed;
 
 /// The instances of one app version.
 pub type AppInstances = ProxyHandler<Instances>;
+
+/// A request handed to an app's instances.
+pub struct InstanceRequest {
+    /// Its id, which the instance's log lines carry while it runs.
+    pub id: Arc<str>,
+    /// Its arrival plus the app's time limit: waiting for a turn or an instance counts.
+    pub deadline: Instant,
+}
 
 /// How the handler makes instances of one app version.
 pub struct Instances {
@@ -118,8 +128,8 @@ impl HandlerState for Instances {
             state: Worker {
                 app: Arc::from(app.name.as_str()),
                 reuse: app.version.reuse,
-                timeout,
                 idle_since,
+                fresh: AtomicBool::new(true),
             },
         })
     }
@@ -184,18 +194,27 @@ impl WorkerExpiration for Expiry {
     }
 }
 
+/// When guest code of an instance starting a request with `deadline` is interrupted: at that
+/// deadline on an instance with nothing else in progress (a fresh one, or one that waited
+/// idle); on a busy one, at the later of it and the `busy` one, since an interrupt ends every
+/// request in progress on the instance and never one before its own deadline. (A request
+/// whose deadline passes first still ends then, by its own expiry.)
+fn guest_deadline(deadline: Instant, busy: Option<Instant>) -> Instant {
+    busy.map_or(deadline, |busy| busy.max(deadline))
+}
+
 /// One instance's request accounting.
 pub struct Worker {
     app: Arc<str>,
     reuse: Reuse,
-    timeout: Duration,
     idle_since: IdleSince,
+    /// No request has started on the instance yet.
+    fresh: AtomicBool,
 }
 
 impl WorkerState for Worker {
     type StoreData = HostState;
-    /// The request id, for the log.
-    type RequestData = Arc<str>;
+    type RequestData = InstanceRequest;
 
     fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
         if total >= self.reuse.requests as usize {
@@ -210,20 +229,25 @@ impl WorkerState for Worker {
     fn on_request_start(
         &self,
         mut store: StoreContextMut<'_, HostState>,
-        request_id: Arc<str>,
+        request: InstanceRequest,
         _task: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + 'static + Send + Sync>> {
-        tracing::trace!(app = %self.app, request = %request_id, "request on an instance");
-        // Guest code of this instance may run until the newest request's deadline, and its
-        // log lines name the newest request.
+        let InstanceRequest { id, deadline } = request;
+        tracing::trace!(app = %self.app, request = %id, "request on an instance");
         let data = store.data_mut();
-        if let Some(since) = self.idle_since.take() {
+        let idle = self.idle_since.take();
+        if let Some(since) = idle {
             data.idle_since(since);
         }
         data.busy_again();
-        data.set_deadline(Instant::now() + self.timeout);
-        data.tag_request(request_id);
-        Box::pin(tokio::time::sleep(self.timeout))
+        let first = self.fresh.swap(false, Ordering::Relaxed);
+        data.set_deadline(guest_deadline(
+            deadline,
+            (!first && idle.is_none()).then(|| data.deadline()),
+        ));
+        // Its log lines name the newest request.
+        data.tag_request(id);
+        Box::pin(tokio::time::sleep_until(deadline.into()))
     }
 
     fn drop(&self, mut store: Store<HostState>, result: wasmtime::Result<()>) {
@@ -235,5 +259,21 @@ impl WorkerState for Worker {
             store.data_mut().idle_since(since);
         }
         drop(store);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_code_stops_at_the_request_deadline_unless_another_request_in_progress_needs_longer() {
+        let now = Instant::now();
+        let (early, late) = (now + Duration::from_secs(1), now + Duration::from_secs(5));
+        // Fresh or idle: the request's own deadline, even one earlier than the last request's.
+        assert_eq!(guest_deadline(early, None), early);
+        // Busy: never cut short the request already in progress, nor the new one.
+        assert_eq!(guest_deadline(early, Some(late)), late);
+        assert_eq!(guest_deadline(late, Some(early)), late);
     }
 }
