@@ -512,8 +512,9 @@ async fn wasi_nn_misuse_gets_errors_and_never_takes_the_node_down() {
 async fn model_app_computing_past_its_time_limit_is_stopped_while_others_classify() {
     // A guest of an app granted a model that computes forever after an inference is stopped
     // at its time limit, and while two such requests are in, another app classifies. The
-    // second waits for the app's turn on the workers (one of two) and reaches its limit
-    // there or while it instantiates: 504 as well, not 503.
+    // second waits for the app's turn on the workers (its share is one of two, so it has
+    // not inferred while the other app did) and reaches its limit there or while it
+    // instantiates: 504 as well, not 503.
     let host = TestHost::start_with_config("[inference]\nworkers = 2\n");
     host.deploy("classify", &guest("classify"), &["--model", MODEL]);
     host.deploy(
@@ -541,9 +542,15 @@ async fn model_app_computing_past_its_time_limit_is_stopped_while_others_classif
         cats.contains(&top_labels(&answer)[0].0.as_str()),
         "{answer}"
     );
+    let inferred = metric(&host.metrics().await, &inferences) - before;
     assert!(
         spinning.iter().all(|spin| !spin.is_finished()),
         "the other app's classification waited for the spinning guests"
+    );
+    assert_eq!(
+        inferred, 2.0,
+        "one spinning request and the classification infer; the second spinning request \
+         waits for its app's share of the workers"
     );
 
     for spin in spinning {
