@@ -19,7 +19,8 @@ pub enum Outcome {
     BadRequest,
     NoRoute,
     BodyTooLarge,
-    /// The start of the body did not arrive within `request_body_timeout_ms`.
+    /// The start of the body did not arrive within `request_body_timeout_ms`, or, for an app
+    /// granted a model (whose body is read whole before it runs), all of it by its deadline.
     BodyTimedOut,
     Overloaded,
     /// The node's memory budget for guests is spent.

@@ -568,6 +568,90 @@ async fn model_app_computing_past_its_time_limit_is_stopped_while_others_classif
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upload_to_a_model_app_holds_none_of_its_turns_on_the_workers_and_ends_in_408() {
+    // Two inference workers: the app's share is one. A client sends the start of a photo,
+    // past the part every request reads first, and stalls: it holds its connection and a
+    // concurrency permit, not the app's turn, so another classification of the same app is
+    // answered meanwhile; the stalled one gets 408 at its time limit.
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let host = TestHost::start_with_config("[inference]\nworkers = 2\n");
+    host.deploy(
+        "classify",
+        &guest("classify"),
+        &["--model", MODEL, "--timeout", "4s"],
+    );
+    let photo = photo("chelsea.png");
+    let addr = host
+        .data_url
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /classify HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\n\r\n",
+        photo.len()
+    );
+    stalled.write_all(head.as_bytes()).await.expect("headers");
+    stalled
+        .write_all(&photo[..128 * 1024])
+        .await
+        .expect("start of the body");
+    let stalled_at = Instant::now();
+    // Time for the node to read that start (on the code before, the request then took the
+    // app's turn and waited in the guest for the rest).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let (status, answer) = post_json(&format!("{}/classify", host.data_url), photo.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    let mut early = [0u8; 64];
+    let unanswered =
+        tokio::time::timeout(Duration::from_millis(10), stalled.read(&mut early)).await;
+    assert!(
+        unanswered.is_err(),
+        "the stalled upload was answered before the other classification"
+    );
+
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(PATIENCE, stalled.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not arrive in time"), "{answer}");
+    assert!(
+        stalled_at.elapsed() >= Duration::from_secs(3),
+        "answered before its time limit: {:?}",
+        stalled_at.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_to_a_model_app_gets_413_declared_or_streamed() {
+    // A model app's body is read whole before it runs: the body limit is enforced there.
+    let host = TestHost::start();
+    host.deploy(
+        "classify",
+        &guest("classify"),
+        &["--model", MODEL, "--max-body", "300000"],
+    );
+    let url = format!("{}/classify", host.data_url);
+    let (status, answer) = post_json(&url, photo("chelsea.png")).await;
+    assert_eq!(status, 200, "{answer}");
+
+    let declared = send(client().post(&url).body(vec![7u8; 300_001])).await;
+    assert_eq!(declared.status, 413, "{}", declared.body);
+    // Chunked, no Content-Length: 320 KiB in 16 KiB chunks.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..20).map(|_| Ok(vec![1u8; 16 * 1024])).collect();
+    let streamed = send(client().post(&url).body(reqwest::Body::wrap_stream(
+        futures_util::stream::iter(chunks),
+    )))
+    .await;
+    assert_eq!(streamed.status, 413, "{}", streamed.body);
+    assert!(streamed.body.contains("larger than"), "{}", streamed.body);
+
+    let (status, answer) = post_json(&url, photo("chelsea.png")).await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_needs_a_grant_for_a_known_model_and_guests_only_see_theirs() {
     let host = TestHost::start();
     let wasm = guest("classify");

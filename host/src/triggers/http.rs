@@ -22,6 +22,7 @@ use wasmtime_wasi_http::WasiHttpView as _;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 
 use super::body_ahead::with_body_started;
+use super::instances::InstanceRequest;
 use crate::apps::LoadedApp;
 use crate::capabilities::nn::{AppModels, InferenceWorkers};
 use crate::connections::ConnectionLimits;
@@ -132,28 +133,58 @@ async fn read_body_head(
     timeout: Duration,
 ) -> Result<(VecDeque<Frame<Bytes>>, bool), HeadError> {
     let mut frames = VecDeque::new();
-    if body.is_end_stream() {
-        return Ok((frames, true));
-    }
-    let read = async {
-        let mut bytes = 0;
-        while bytes < BODY_HEAD_BYTES {
-            match body.frame().await {
-                Some(Ok(frame)) => {
-                    bytes += frame.data_ref().map_or(0, Bytes::len);
-                    frames.push_back(frame);
-                }
-                Some(Err(_)) => return Err(HeadError::ClientGone),
-                None => return Ok(true),
-            }
-        }
-        Ok(body.is_end_stream())
-    };
-    match tokio::time::timeout(timeout, read).await {
+    match tokio::time::timeout(timeout, read_frames(body, &mut frames, BODY_HEAD_BYTES)).await {
         Ok(Ok(ended)) => Ok((frames, ended)),
         Ok(Err(err)) => Err(err),
         Err(_) => Err(HeadError::TimedOut),
     }
+}
+
+/// Reads the rest of a body whose start is in `frames`, by `deadline` and up to `limit` bytes
+/// in all (the app's body limit), for an app that waits for a turn on the inference workers:
+/// a client uploading slowly then holds its connection and concurrency permit, never one of
+/// the app's turns, and the guest reads its body from memory instead of waking this
+/// connection's thread for each frame.
+async fn read_body_rest(
+    body: &mut Incoming,
+    frames: &mut VecDeque<Frame<Bytes>>,
+    limit: u64,
+    deadline: Instant,
+) -> Result<(), Outcome> {
+    let enough = usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX);
+    match tokio::time::timeout_at(deadline.into(), read_frames(body, frames, enough)).await {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => Err(Outcome::BodyTooLarge),
+        Ok(Err(_)) => Err(Outcome::BadRequest),
+        Err(_) => Err(Outcome::BodyTimedOut),
+    }
+}
+
+/// Reads frames of `body` into `frames` until they hold `enough` data bytes or the body
+/// ends. Returns whether it ended.
+async fn read_frames(
+    body: &mut Incoming,
+    frames: &mut VecDeque<Frame<Bytes>>,
+    enough: usize,
+) -> Result<bool, HeadError> {
+    if body.is_end_stream() {
+        return Ok(true);
+    }
+    let mut bytes: usize = frames
+        .iter()
+        .map(|frame| frame.data_ref().map_or(0, Bytes::len))
+        .sum();
+    while bytes < enough {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                bytes += frame.data_ref().map_or(0, Bytes::len);
+                frames.push_back(frame);
+            }
+            Some(Err(_)) => return Err(HeadError::ClientGone),
+            None => return Ok(true),
+        }
+    }
+    Ok(body.is_end_stream())
 }
 
 /// Routes one request and runs it; never fails (errors become platform answers).
@@ -182,12 +213,11 @@ async fn route_and_run(node: &Arc<Node>, req: Request<Incoming>) -> Response<Ser
     }
     let (parts, mut incoming) = req.into_parts();
     let body_timeout = Duration::from_millis(node.config.server.request_body_timeout_ms);
-    let (head, ended) = match read_body_head(&mut incoming, body_timeout).await {
+    let (mut head, mut ended) = match read_body_head(&mut incoming, body_timeout).await {
         Ok(read) => read,
         Err(HeadError::TimedOut) => return platform_answer(node, Outcome::BodyTimedOut),
         Err(HeadError::ClientGone) => return platform_answer(node, Outcome::BadRequest),
     };
-    let req = Request::from_parts(parts, incoming);
     let Ok(permit) = app.concurrency.clone().try_acquire_owned() else {
         return platform_answer(node, Outcome::Overloaded);
     };
@@ -203,8 +233,23 @@ async fn route_and_run(node: &Arc<Node>, req: Request<Incoming>) -> Response<Ser
         }
     }
 
+    let deadline = Instant::now() + app.limits.timeout;
+    let on_workers = match (&app.models, node.models.workers()) {
+        (Some(models), Some(workers)) => Some((models, workers)),
+        _ => None,
+    };
+    if on_workers.is_some() && !ended {
+        if let Err(outcome) = read_body_rest(&mut incoming, &mut head, limit, deadline).await {
+            if outcome == Outcome::BodyTooLarge {
+                tokio::spawn(discard_body(incoming));
+            }
+            return platform_answer(node, outcome);
+        }
+        ended = true;
+    }
+
     let exceeded = Arc::new(AtomicBool::new(false));
-    let req = req.map(|inner| LimitedBody {
+    let req = Request::from_parts(parts, incoming).map(|inner| LimitedBody {
         head,
         inner: (!ended).then_some(inner),
         remaining: limit,
@@ -214,18 +259,22 @@ async fn route_and_run(node: &Arc<Node>, req: Request<Incoming>) -> Response<Ser
     });
     let request_id = super::new_request_id();
     let result = match super::instances::of(node, &app) {
-        Some(instances) => match (&app.models, node.models.workers()) {
-            (Some(models), Some(workers)) => {
-                let id = request_id.clone();
-                run_on_instances_on_workers(&app, instances, models, workers, req, permit, id).await
+        Some(instances) => {
+            let request = InstanceRequest {
+                id: request_id.clone(),
+                deadline,
+            };
+            match on_workers {
+                Some((models, workers)) => {
+                    run_on_instances_on_workers(
+                        &app, instances, models, workers, req, permit, request,
+                    )
+                    .await
+                }
+                None => run_on_instances(&app, &instances, req, permit, request).await,
             }
-            _ => {
-                let deadline = Instant::now() + app.limits.timeout;
-                let id = request_id.clone();
-                run_on_instances(&app, &instances, req, permit, id, deadline).await
-            }
-        },
-        None => run_guest(node, &app, req, permit, request_id.clone()).await,
+        }
+        None => run_guest(node, &app, req, permit, request_id.clone(), deadline).await,
     };
     let outcome = match result {
         Ok(_) if exceeded.load(Ordering::Relaxed) => Err(Outcome::BodyTooLarge),
@@ -259,19 +308,19 @@ async fn route_and_run(node: &Arc<Node>, req: Request<Incoming>) -> Response<Ser
 pub const REQUEST_ID_HEADER: &str = "edge-request-id";
 
 /// Runs the request on a fresh instance of the app (or, with `--reuse`, on an idle one of
-/// its [`super::warm`] instances) and calls its `incoming-handler`.
+/// its [`super::warm`] instances) and calls its `incoming-handler`, answering by `deadline`.
 async fn run_guest(
     node: &Arc<Node>,
     app: &Arc<LoadedApp>,
     req: Request<LimitedBody>,
     permit: tokio::sync::OwnedSemaphorePermit,
     request_id: Arc<str>,
+    deadline: Instant,
 ) -> Result<Response<ServeBody>, Outcome> {
     let timeout = app.limits.timeout;
     let Some(indices) = app.http.clone() else {
         return Err(Outcome::NoRoute);
     };
-    let deadline = Instant::now() + timeout;
     let warm = app.warm.clone();
     let (mut store, kept) = match warm.as_ref().and_then(|warm| warm.take()) {
         Some(mut instance) => {
@@ -330,7 +379,7 @@ async fn run_guest(
         // Epoch interruption stops guest code at the deadline; this also ends a guest that is
         // waiting in the host (e.g. for a body that never comes) or streaming past it. Only
         // an instance whose handler returned normally is kept for the next request.
-        match tokio::time::timeout(timeout, run).await {
+        match tokio::time::timeout_at(deadline.into(), run).await {
             Ok(Ok((mut store, proxy, served))) => {
                 if let Some(warm) = warm {
                     store.data_mut().end_request();
@@ -357,19 +406,23 @@ async fn run_guest(
             let _turn = share.acquire_owned().await;
             run_request.await
         });
-        return answer_of_task(&app.name, timeout, receiver, task).await;
+        return answer_of_task(&app.name, (timeout, deadline), receiver, task).await;
     }
-    answer_inline(&app.name, timeout, receiver, RunsToEnd::new(run_request)).await
+    let run = RunsToEnd::new(run_request);
+    answer_inline(&app.name, (timeout, deadline), receiver, run).await
 }
 
-/// The response of a request running in its own `task`, within `timeout`.
+/// A request's time limit and the deadline it sets: its arrival plus the limit.
+type TimeLimit = (Duration, Instant);
+
+/// The response of a request running in its own `task`, within its time limit.
 async fn answer_of_task(
     app: &str,
-    timeout: Duration,
+    (timeout, deadline): TimeLimit,
     receiver: ResponseReceiver,
     task: tokio::task::JoinHandle<wasmtime::Result<()>>,
 ) -> Result<Response<ServeBody>, Outcome> {
-    match tokio::time::timeout(timeout, receiver).await {
+    match tokio::time::timeout_at(deadline.into(), receiver).await {
         Ok(Ok(answer)) => guest_answer(app, answer),
         // The guest ended without calling `response-outparam::set`: find out why.
         Ok(Err(_)) => Err(match task.await {
@@ -395,14 +448,14 @@ async fn answer_of_task(
 /// own, as does one whose client leaves first ([`RunsToEnd`]).
 async fn answer_inline<F>(
     app: &str,
-    timeout: Duration,
+    (timeout, deadline): TimeLimit,
     mut receiver: ResponseReceiver,
     mut run: RunsToEnd<F>,
 ) -> Result<Response<ServeBody>, Outcome>
 where
     F: std::future::Future<Output = wasmtime::Result<()>> + Send + 'static,
 {
-    let limit = tokio::time::sleep(timeout);
+    let limit = tokio::time::sleep_until(deadline.into());
     tokio::pin!(limit);
     tokio::select! {
         biased;
@@ -529,18 +582,17 @@ async fn run_on_instances_on_workers(
     workers: &InferenceWorkers,
     req: Request<LimitedBody>,
     permit: tokio::sync::OwnedSemaphorePermit,
-    request_id: Arc<str>,
+    request: InstanceRequest,
 ) -> Result<Response<ServeBody>, Outcome> {
     let (share, app) = (models.worker_share(), app.clone());
-    let deadline = Instant::now() + app.limits.timeout;
     let on_workers = workers.spawn(async move {
-        let turn = tokio::time::timeout_at(deadline.into(), share.acquire_owned()).await;
+        let turn = tokio::time::timeout_at(request.deadline.into(), share.acquire_owned()).await;
         let Ok(Ok(_turn)) = turn else {
             let timeout = app.limits.timeout;
             tracing::warn!(app = %app.name, "request exceeded the {timeout:?} time limit");
             return Err(Outcome::TimedOut);
         };
-        run_on_instances(&app, &instances, req, permit, request_id, deadline).await
+        run_on_instances(&app, &instances, req, permit, request).await
     });
     on_workers.await.unwrap_or_else(|join| {
         tracing::error!("request task failed: {join}");
@@ -549,7 +601,7 @@ async fn run_on_instances_on_workers(
 }
 
 /// Passes the request to the app's instances (WASI 0.3, or reuse): a new or reused instance
-/// answers it by `deadline` (the request's arrival plus its time limit); the concurrency
+/// answers it by its deadline (the request's arrival plus its time limit); the concurrency
 /// permit is held until the response body ends. The start of the body is read before the
 /// head goes to hyper ([`with_body_started`]), so they leave together.
 async fn run_on_instances(
@@ -557,18 +609,13 @@ async fn run_on_instances(
     instances: &super::instances::AppInstances,
     req: Request<LimitedBody>,
     permit: tokio::sync::OwnedSemaphorePermit,
-    request_id: Arc<str>,
-    deadline: Instant,
+    request: InstanceRequest,
 ) -> Result<Response<ServeBody>, Outcome> {
     if let Some(usage) = &app.usage {
         usage.count_invocation(Trigger::Http);
     }
-    let timeout = app.limits.timeout;
+    let (timeout, deadline) = (app.limits.timeout, request.deadline);
     let req = req.map(http_body_util::BodyExt::boxed_unsync);
-    let request = super::instances::InstanceRequest {
-        id: request_id,
-        deadline,
-    };
     let handled = instances.handle(request, req);
     match tokio::time::timeout_at(deadline.into(), handled).await {
         Ok(Ok(response)) => Ok(with_body_started(response).await.map(|body| {
