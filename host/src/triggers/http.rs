@@ -153,6 +153,8 @@ async fn read_body_rest(
 ) -> Result<(), Outcome> {
     let enough = usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX);
     match tokio::time::timeout_at(deadline.into(), read_frames(body, frames, enough)).await {
+        // Stopped past the limit, or ended with a last frame that went past it.
+        Ok(Ok(_)) if data_bytes(frames) as u64 > limit => Err(Outcome::BodyTooLarge),
         Ok(Ok(true)) => Ok(()),
         Ok(Ok(false)) => Err(Outcome::BodyTooLarge),
         Ok(Err(_)) => Err(Outcome::BadRequest),
@@ -170,10 +172,7 @@ async fn read_frames(
     if body.is_end_stream() {
         return Ok(true);
     }
-    let mut bytes: usize = frames
-        .iter()
-        .map(|frame| frame.data_ref().map_or(0, Bytes::len))
-        .sum();
+    let mut bytes = data_bytes(frames);
     while bytes < enough {
         match body.frame().await {
             Some(Ok(frame)) => {
@@ -185,6 +184,14 @@ async fn read_frames(
         }
     }
     Ok(body.is_end_stream())
+}
+
+/// The data bytes `frames` hold.
+fn data_bytes(frames: &VecDeque<Frame<Bytes>>) -> usize {
+    frames
+        .iter()
+        .map(|frame| frame.data_ref().map_or(0, Bytes::len))
+        .sum()
 }
 
 /// Routes one request and runs it; never fails (errors become platform answers).
