@@ -1,7 +1,7 @@
 //! Guests that trap, loop forever, exhaust memory or get oversized bodies: the platform
 //! answers for them and the node keeps serving.
 
-use crate::harness::{TestHost, client, get, guest, metric_or_zero, send};
+use crate::harness::{TestHost, client, get, guest, metric_or_zero, post_chunked, send};
 
 fn node_with_misbehave() -> TestHost {
     node_with_misbehave_limits("request_timeout_ms = 1000\n")
@@ -72,12 +72,7 @@ async fn oversized_body_gets_413_declared_or_streamed() {
     assert_eq!(declared.status, 413);
 
     // Chunked, no Content-Length: the limit is enforced while the guest reads.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        (0..20).map(|_| Ok(vec![1u8; 16 * 1024])).collect();
-    let streamed = send(client().post(&url).body(reqwest::Body::wrap_stream(
-        futures_util::stream::iter(chunks),
-    )))
-    .await;
+    let streamed = post_chunked(&url, 20).await;
     assert_eq!(streamed.status, 413, "{}", streamed.body);
     assert_still_serving(&host).await;
 }

@@ -347,6 +347,14 @@ pub async fn get(url: &str) -> Reply {
     send(client().get(url)).await
 }
 
+/// POSTs `chunks` chunks of 16 KiB to `url` as a chunked body (no `content-length`).
+pub async fn post_chunked(url: &str, chunks: usize) -> Reply {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..chunks).map(|_| Ok(vec![1u8; 16 * 1024])).collect();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    send(client().post(url).body(body)).await
+}
+
 pub async fn send(request: reqwest::RequestBuilder) -> Reply {
     let response = request.send().await.expect("HTTP request");
     let status = response.status().as_u16();

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::harness::{PATIENCE, TestHost, client, get, guest, metric, metric_or_zero, photo, send};
+use crate::harness::{
+    PATIENCE, TestHost, client, get, guest, metric, metric_or_zero, photo, post_chunked, send,
+};
 
 const MODEL: &str = "efficientnet-lite0";
 
@@ -637,15 +639,34 @@ async fn an_oversized_body_to_a_model_app_gets_413_declared_or_streamed() {
 
     let declared = send(client().post(&url).body(vec![7u8; 300_001])).await;
     assert_eq!(declared.status, 413, "{}", declared.body);
-    // Chunked, no Content-Length: 320 KiB in 16 KiB chunks.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        (0..20).map(|_| Ok(vec![1u8; 16 * 1024])).collect();
-    let streamed = send(client().post(&url).body(reqwest::Body::wrap_stream(
-        futures_util::stream::iter(chunks),
-    )))
-    .await;
+    // Chunked, no Content-Length: 320 KiB.
+    let streamed = post_chunked(&url, 20).await;
     assert_eq!(streamed.status, 413, "{}", streamed.body);
     assert!(streamed.body.contains("larger than"), "{}", streamed.body);
+
+    let (status, answer) = post_json(&url, photo("chelsea.png")).await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_app_body_read_before_its_turn_takes_its_room_from_the_node_memory_budget() {
+    // 48 MiB for all guests, and a model app that accepts 64 MiB bodies: its body is held by
+    // the node while the request waits for a turn, so a 50 MiB one is refused as it is read
+    // (503) instead of buffered, and its room comes back.
+    let host = TestHost::start_with_config("[limits]\nnode_memory_mib = 48\n");
+    host.deploy(
+        "classify",
+        &guest("classify"),
+        &["--model", MODEL, "--max-body", "64MiB"],
+    );
+    let url = format!("{}/classify", host.data_url);
+    let refused = post_chunked(&url, 50 * 64).await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(refused.body.contains("memory"), "{}", refused.body);
+    assert_eq!(
+        metric(&host.metrics().await, "edge_guest_memory_bytes"),
+        0.0
+    );
 
     let (status, answer) = post_json(&url, photo("chelsea.png")).await;
     assert_eq!(status, 200, "{answer}");

@@ -28,7 +28,7 @@ use crate::capabilities::nn::{AppModels, InferenceWorkers};
 use crate::connections::ConnectionLimits;
 use crate::control::node::Node;
 use crate::metrics::Outcome;
-use crate::usage::{AppUsage, CpuTimed, Trigger};
+use crate::usage::{AppUsage, BudgetShare, CpuTimed, Trigger};
 
 /// Body type of every data-plane response.
 pub type ServeBody = UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
@@ -123,6 +123,8 @@ const BODY_HEAD_BYTES: usize = 64 * 1024;
 enum HeadError {
     TimedOut,
     ClientGone,
+    /// The node's memory budget for guests had no room for it.
+    NoMemory,
 }
 
 /// Reads the start of the request body (up to [`BODY_HEAD_BYTES`], or all of a smaller one)
@@ -133,7 +135,8 @@ async fn read_body_head(
     timeout: Duration,
 ) -> Result<(VecDeque<Frame<Bytes>>, bool), HeadError> {
     let mut frames = VecDeque::new();
-    match tokio::time::timeout(timeout, read_frames(body, &mut frames, BODY_HEAD_BYTES)).await {
+    let read = read_frames(body, &mut frames, BODY_HEAD_BYTES, None);
+    match tokio::time::timeout(timeout, read).await {
         Ok(Ok(ended)) => Ok((frames, ended)),
         Ok(Err(err)) => Err(err),
         Err(_) => Err(HeadError::TimedOut),
@@ -144,30 +147,38 @@ async fn read_body_head(
 /// in all (the app's body limit), for an app that waits for a turn on the inference workers:
 /// a client uploading slowly then holds its connection and concurrency permit, never one of
 /// the app's turns, and the guest reads its body from memory instead of waking this
-/// connection's thread for each frame.
+/// connection's thread for each frame. What is read takes its room from `budget` (the node's
+/// memory for guests), so bodies waiting for a turn cannot take more than guests may.
 async fn read_body_rest(
     body: &mut Incoming,
     frames: &mut VecDeque<Frame<Bytes>>,
     limit: u64,
     deadline: Instant,
+    budget: &mut BudgetShare,
 ) -> Result<(), Outcome> {
+    if !budget.take(data_bytes(frames) as u64) {
+        return Err(Outcome::NoMemory);
+    }
     let enough = usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX);
-    match tokio::time::timeout_at(deadline.into(), read_frames(body, frames, enough)).await {
+    let read = read_frames(body, frames, enough, Some(budget));
+    match tokio::time::timeout_at(deadline.into(), read).await {
         // Stopped past the limit, or ended with a last frame that went past it.
         Ok(Ok(_)) if data_bytes(frames) as u64 > limit => Err(Outcome::BodyTooLarge),
         Ok(Ok(true)) => Ok(()),
         Ok(Ok(false)) => Err(Outcome::BodyTooLarge),
+        Ok(Err(HeadError::NoMemory)) => Err(Outcome::NoMemory),
         Ok(Err(_)) => Err(Outcome::BadRequest),
         Err(_) => Err(Outcome::BodyTimedOut),
     }
 }
 
 /// Reads frames of `body` into `frames` until they hold `enough` data bytes or the body
-/// ends. Returns whether it ended.
+/// ends, each frame's bytes taken from `budget` when given. Returns whether it ended.
 async fn read_frames(
     body: &mut Incoming,
     frames: &mut VecDeque<Frame<Bytes>>,
     enough: usize,
+    mut budget: Option<&mut BudgetShare>,
 ) -> Result<bool, HeadError> {
     if body.is_end_stream() {
         return Ok(true);
@@ -176,7 +187,13 @@ async fn read_frames(
     while bytes < enough {
         match body.frame().await {
             Some(Ok(frame)) => {
-                bytes += frame.data_ref().map_or(0, Bytes::len);
+                let len = frame.data_ref().map_or(0, Bytes::len);
+                if let Some(budget) = budget.as_deref_mut()
+                    && !budget.take(len as u64)
+                {
+                    return Err(HeadError::NoMemory);
+                }
+                bytes += len;
                 frames.push_back(frame);
             }
             Some(Err(_)) => return Err(HeadError::ClientGone),
@@ -224,6 +241,7 @@ async fn route_and_run(node: &Arc<Node>, req: Request<Incoming>) -> Response<Ser
         Ok(read) => read,
         Err(HeadError::TimedOut) => return platform_answer(node, Outcome::BodyTimedOut),
         Err(HeadError::ClientGone) => return platform_answer(node, Outcome::BadRequest),
+        Err(HeadError::NoMemory) => return platform_answer(node, Outcome::NoMemory),
     };
     let Ok(permit) = app.concurrency.clone().try_acquire_owned() else {
         return platform_answer(node, Outcome::Overloaded);
@@ -245,9 +263,11 @@ async fn route_and_run(node: &Arc<Node>, req: Request<Incoming>) -> Response<Ser
         (Some(models), Some(workers)) => Some((models, workers)),
         _ => None,
     };
+    let mut buffered = node.memory_budget.share();
     if on_workers.is_some() && !ended {
-        if let Err(outcome) = read_body_rest(&mut incoming, &mut head, limit, deadline).await {
-            if outcome == Outcome::BodyTooLarge {
+        let read = read_body_rest(&mut incoming, &mut head, limit, deadline, &mut buffered);
+        if let Err(outcome) = read.await {
+            if matches!(outcome, Outcome::BodyTooLarge | Outcome::NoMemory) {
                 tokio::spawn(discard_body(incoming));
             }
             return platform_answer(node, outcome);
@@ -263,6 +283,7 @@ async fn route_and_run(node: &Arc<Node>, req: Request<Incoming>) -> Response<Ser
         limit,
         exceeded: exceeded.clone(),
         usage: app.usage.clone(),
+        _buffered: buffered,
     });
     let request_id = super::new_request_id();
     let result = match super::instances::of(node, &app) {
@@ -755,6 +776,8 @@ struct LimitedBody {
     exceeded: Arc<AtomicBool>,
     /// Counts the bytes the guest read (its usage), when metering is on.
     usage: Option<Arc<AppUsage>>,
+    /// The node's memory budget held for a body read whole before the request ran.
+    _buffered: BudgetShare,
 }
 
 impl LimitedBody {

@@ -51,6 +51,16 @@ impl MemoryBudget {
         self.limit
     }
 
+    /// A share of this budget for request bodies the node holds on a guest's behalf (a model
+    /// app's body, read whole before the request runs): empty until it takes bytes, given
+    /// back when dropped.
+    pub fn share(self: &Arc<Self>) -> BudgetShare {
+        BudgetShare {
+            budget: self.clone(),
+            bytes: 0,
+        }
+    }
+
     fn take(&self, bytes: u64) -> bool {
         let before = self.used.fetch_add(bytes, Ordering::SeqCst);
         if before.saturating_add(bytes) > self.limit {
@@ -62,6 +72,29 @@ impl MemoryBudget {
 
     fn give_back(&self, bytes: u64) {
         self.used.fetch_sub(bytes, Ordering::SeqCst);
+    }
+}
+
+/// Bytes taken from a [`MemoryBudget`] outside any store, given back on drop.
+pub struct BudgetShare {
+    budget: Arc<MemoryBudget>,
+    bytes: u64,
+}
+
+impl BudgetShare {
+    /// Takes `bytes` more; false (taking nothing) past the budget's limit.
+    pub fn take(&mut self, bytes: u64) -> bool {
+        if !self.budget.take(bytes) {
+            return false;
+        }
+        self.bytes += bytes;
+        true
+    }
+}
+
+impl Drop for BudgetShare {
+    fn drop(&mut self) {
+        self.budget.give_back(self.bytes);
     }
 }
 
@@ -282,6 +315,19 @@ mod tests {
         assert!(kib_ms >= 32768 * 50, "{kib_ms}");
         assert_eq!(usage.invocations_http.load(Ordering::Relaxed), 1);
         assert!(usage.wall_nanos.load(Ordering::Relaxed) >= 50_000_000);
+    }
+
+    #[test]
+    fn a_budget_share_takes_what_fits_and_gives_it_all_back_when_dropped() {
+        let budget = MemoryBudget::new(10);
+        {
+            let mut share = budget.share();
+            assert!(share.take(6));
+            assert!(!share.take(5), "past the limit");
+            assert!(share.take(4));
+            assert_eq!(budget.used(), 10);
+        }
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-pub use meter::{CpuTimed, InvocationMeter, MemoryBudget, Trigger};
+pub use meter::{BudgetShare, CpuTimed, InvocationMeter, MemoryBudget, Trigger};
 
 /// What an app consumed (`edge usage`, `GET /v1/usage`). docs/operations.md says exactly how
 /// each figure is measured.
