@@ -263,9 +263,10 @@ async fn route_and_run(node: &Arc<Node>, req: Request<Incoming>) -> Response<Ser
         (Some(models), Some(workers)) => Some((models, workers)),
         _ => None,
     };
-    let mut buffered = node.memory_budget.share();
+    let mut buffered = None;
     if on_workers.is_some() && !ended {
-        let read = read_body_rest(&mut incoming, &mut head, limit, deadline, &mut buffered);
+        let share = buffered.insert(node.memory_budget.share());
+        let read = read_body_rest(&mut incoming, &mut head, limit, deadline, share);
         if let Err(outcome) = read.await {
             if matches!(outcome, Outcome::BodyTooLarge | Outcome::NoMemory) {
                 tokio::spawn(discard_body(incoming));
@@ -777,7 +778,7 @@ struct LimitedBody {
     /// Counts the bytes the guest read (its usage), when metering is on.
     usage: Option<Arc<AppUsage>>,
     /// The node's memory budget held for a body read whole before the request ran.
-    _buffered: BudgetShare,
+    _buffered: Option<BudgetShare>,
 }
 
 impl LimitedBody {

@@ -94,7 +94,9 @@ impl BudgetShare {
 
 impl Drop for BudgetShare {
     fn drop(&mut self) {
-        self.budget.give_back(self.bytes);
+        if self.bytes > 0 {
+            self.budget.give_back(self.bytes);
+        }
     }
 }
 
