@@ -119,12 +119,23 @@ pub async fn serve_data_plane(
 /// to this size, the start of a larger one.
 const BODY_HEAD_BYTES: usize = 64 * 1024;
 
-/// Why the start of a request body could not be read.
-enum HeadError {
+/// Why a request body, or its start, could not be read.
+enum BodyReadError {
     TimedOut,
     ClientGone,
     /// The node's memory budget for guests had no room for it.
     NoMemory,
+}
+
+impl BodyReadError {
+    /// The platform answer for it.
+    fn outcome(self) -> Outcome {
+        match self {
+            Self::TimedOut => Outcome::BodyTimedOut,
+            Self::ClientGone => Outcome::BadRequest,
+            Self::NoMemory => Outcome::NoMemory,
+        }
+    }
 }
 
 /// Reads the start of the request body (up to [`BODY_HEAD_BYTES`], or all of a smaller one)
@@ -133,13 +144,13 @@ enum HeadError {
 async fn read_body_head(
     body: &mut Incoming,
     timeout: Duration,
-) -> Result<(VecDeque<Frame<Bytes>>, bool), HeadError> {
+) -> Result<(VecDeque<Frame<Bytes>>, bool), BodyReadError> {
     let mut frames = VecDeque::new();
     let read = read_frames(body, &mut frames, BODY_HEAD_BYTES, None);
     match tokio::time::timeout(timeout, read).await {
         Ok(Ok(ended)) => Ok((frames, ended)),
         Ok(Err(err)) => Err(err),
-        Err(_) => Err(HeadError::TimedOut),
+        Err(_) => Err(BodyReadError::TimedOut),
     }
 }
 
@@ -166,9 +177,8 @@ async fn read_body_rest(
         Ok(Ok(_)) if data_bytes(frames) as u64 > limit => Err(Outcome::BodyTooLarge),
         Ok(Ok(true)) => Ok(()),
         Ok(Ok(false)) => Err(Outcome::BodyTooLarge),
-        Ok(Err(HeadError::NoMemory)) => Err(Outcome::NoMemory),
-        Ok(Err(_)) => Err(Outcome::BadRequest),
-        Err(_) => Err(Outcome::BodyTimedOut),
+        Ok(Err(err)) => Err(err.outcome()),
+        Err(_) => Err(BodyReadError::TimedOut.outcome()),
     }
 }
 
@@ -179,7 +189,7 @@ async fn read_frames(
     frames: &mut VecDeque<Frame<Bytes>>,
     enough: usize,
     mut budget: Option<&mut BudgetShare>,
-) -> Result<bool, HeadError> {
+) -> Result<bool, BodyReadError> {
     if body.is_end_stream() {
         return Ok(true);
     }
@@ -191,12 +201,12 @@ async fn read_frames(
                 if let Some(budget) = budget.as_deref_mut()
                     && !budget.take(len as u64)
                 {
-                    return Err(HeadError::NoMemory);
+                    return Err(BodyReadError::NoMemory);
                 }
                 bytes += len;
                 frames.push_back(frame);
             }
-            Some(Err(_)) => return Err(HeadError::ClientGone),
+            Some(Err(_)) => return Err(BodyReadError::ClientGone),
             None => return Ok(true),
         }
     }
@@ -239,9 +249,7 @@ async fn route_and_run(node: &Arc<Node>, req: Request<Incoming>) -> Response<Ser
     let body_timeout = Duration::from_millis(node.config.server.request_body_timeout_ms);
     let (mut head, mut ended) = match read_body_head(&mut incoming, body_timeout).await {
         Ok(read) => read,
-        Err(HeadError::TimedOut) => return platform_answer(node, Outcome::BodyTimedOut),
-        Err(HeadError::ClientGone) => return platform_answer(node, Outcome::BadRequest),
-        Err(HeadError::NoMemory) => return platform_answer(node, Outcome::NoMemory),
+        Err(err) => return platform_answer(node, err.outcome()),
     };
     let Ok(permit) = app.concurrency.clone().try_acquire_owned() else {
         return platform_answer(node, Outcome::Overloaded);
