@@ -110,6 +110,37 @@ async fn models_are_listed_with_device_and_input_shape() {
     assert_eq!(model["outputs"], 1);
 }
 
+/// Listing OpenVINO's devices loads every device plugin the runtime ships (NPU, AUTO, HETERO
+/// on x86-64); the node unloads them again, so with its model on the CPU it keeps only the
+/// CPU plugin (and the auto-batching one a CPU compile loads) in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_its_model_on_the_cpu_keeps_no_other_device_plugin_loaded() {
+    let host = node_with_classify();
+    let (status, answer) =
+        post_json(&format!("{}/classify", host.data_url), photo("chelsea.png")).await;
+    assert_eq!(status, 200, "{answer}");
+
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", host.pid())).expect("maps");
+    let plugins: std::collections::BTreeSet<&str> = maps
+        .lines()
+        .filter_map(|line| line.rsplit('/').next())
+        .filter(|file| file.starts_with("libopenvino_") && file.contains("_plugin"))
+        .collect();
+    assert!(
+        plugins.iter().any(|p| p.contains("cpu_plugin")),
+        "the CPU plugin is not mapped, so this test is not looking at the right process: \
+         {plugins:?}"
+    );
+    let others: Vec<&&str> = plugins
+        .iter()
+        .filter(|p| !p.contains("cpu_plugin") && !p.contains("auto_batch_plugin"))
+        .collect();
+    assert!(
+        others.is_empty(),
+        "plugins for devices the node's model does not use stay loaded: {others:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_is_compiled_once_for_many_requests_of_many_apps() {
     // The two apps share the model's pooled inference requests, which read each guest's
