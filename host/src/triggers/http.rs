@@ -311,7 +311,10 @@ async fn route_and_run(node: &Arc<Node>, req: Request<Incoming>) -> Response<Ser
                 None => run_on_instances(&app, &instances, req, permit, request).await,
             }
         }
-        None => run_guest(node, &app, req, permit, request_id.clone(), deadline).await,
+        None => {
+            let request_id = request_id.clone();
+            run_guest(node, &app, req, permit, request_id, deadline, on_workers).await
+        }
     };
     let outcome = match result {
         Ok(_) if exceeded.load(Ordering::Relaxed) => Err(Outcome::BodyTooLarge),
@@ -346,6 +349,7 @@ pub const REQUEST_ID_HEADER: &str = "edge-request-id";
 
 /// Runs the request on a fresh instance of the app (or, with `--reuse`, on an idle one of
 /// its [`super::warm`] instances) and calls its `incoming-handler`, answering by `deadline`.
+/// An app granted a model (`on_workers`) runs on the inference workers, within its share.
 async fn run_guest(
     node: &Arc<Node>,
     app: &Arc<LoadedApp>,
@@ -353,8 +357,8 @@ async fn run_guest(
     permit: tokio::sync::OwnedSemaphorePermit,
     request_id: Arc<str>,
     deadline: Instant,
+    on_workers: Option<(&Arc<AppModels>, &InferenceWorkers)>,
 ) -> Result<Response<ServeBody>, Outcome> {
-    let timeout = app.limits.timeout;
     let Some(indices) = app.http.clone() else {
         return Err(Outcome::NoRoute);
     };
@@ -437,35 +441,40 @@ async fn run_guest(
     };
     // Apps granted a model block their thread in inference: keep them off the data plane's,
     // and within the app's share of the inference workers (waiting does not hold a thread).
-    if let (Some(models), Some(workers)) = (&app.models, node.models.workers()) {
+    if let Some((models, workers)) = on_workers {
         let share = models.worker_share();
         let task = workers.spawn(async move {
             let _turn = share.acquire_owned().await;
             run_request.await
         });
-        return answer_of_task(&app.name, (timeout, deadline), receiver, task).await;
+        return answer_of_task(app, deadline, receiver, task).await;
     }
     let run = RunsToEnd::new(run_request);
-    answer_inline(&app.name, (timeout, deadline), receiver, run).await
+    answer_inline(app, deadline, receiver, run).await
 }
 
-/// A request's time limit and the deadline it sets: its arrival plus the limit.
-type TimeLimit = (Duration, Instant);
+/// Logs that a request of `app` ran past its time limit, and gives the answer for that.
+fn time_limit_exceeded(app: &LoadedApp) -> Outcome {
+    let limit = app.limits.timeout;
+    tracing::warn!(app = %app.name, "request exceeded the {limit:?} time limit");
+    Outcome::TimedOut
+}
 
-/// The response of a request running in its own `task`, within its time limit.
+/// The response of a request running in its own `task`, by its `deadline`.
 async fn answer_of_task(
-    app: &str,
-    (timeout, deadline): TimeLimit,
+    app: &LoadedApp,
+    deadline: Instant,
     receiver: ResponseReceiver,
     task: tokio::task::JoinHandle<wasmtime::Result<()>>,
 ) -> Result<Response<ServeBody>, Outcome> {
+    let name = &*app.name;
     match tokio::time::timeout_at(deadline.into(), receiver).await {
-        Ok(Ok(answer)) => guest_answer(app, answer),
+        Ok(Ok(answer)) => guest_answer(name, answer),
         // The guest ended without calling `response-outparam::set`: find out why.
         Ok(Err(_)) => Err(match task.await {
-            Ok(ended) => no_answer(app, ended),
+            Ok(ended) => no_answer(name, ended),
             Err(join) => {
-                tracing::error!(app, "request task failed: {join}");
+                tracing::error!(app = name, "request task failed: {join}");
                 Outcome::Trapped
             }
         }),
@@ -473,8 +482,7 @@ async fn answer_of_task(
             // Wait for the instance to be gone, so its concurrency slot is free when we answer.
             task.abort();
             let _ = task.await;
-            tracing::warn!(app, "request exceeded the {timeout:?} time limit");
-            Err(Outcome::TimedOut)
+            Err(time_limit_exceeded(app))
         }
     }
 }
@@ -484,38 +492,38 @@ async fn answer_of_task(
 /// other thread woken. One still running then (streaming its body) goes on in a task of its
 /// own, as does one whose client leaves first ([`RunsToEnd`]).
 async fn answer_inline<F>(
-    app: &str,
-    (timeout, deadline): TimeLimit,
+    app: &LoadedApp,
+    deadline: Instant,
     mut receiver: ResponseReceiver,
     mut run: RunsToEnd<F>,
 ) -> Result<Response<ServeBody>, Outcome>
 where
     F: std::future::Future<Output = wasmtime::Result<()>> + Send + 'static,
 {
+    let name = &*app.name;
     let limit = tokio::time::sleep_until(deadline.into());
     tokio::pin!(limit);
     tokio::select! {
         biased;
         ended = &mut run => match receiver.try_recv() {
-            Ok(answer) => guest_answer(app, answer),
-            Err(_) => Err(no_answer(app, ended)),
+            Ok(answer) => guest_answer(name, answer),
+            Err(_) => Err(no_answer(name, ended)),
         },
         answer = &mut receiver => {
             match answer {
                 Ok(answer) => {
                     run.detach();
-                    guest_answer(app, answer)
+                    guest_answer(name, answer)
                 }
                 // The guest dropped its response without setting it and runs on: its end says
                 // why (it ends by its own time limit at the latest).
-                Err(_) => Err(no_answer(app, run.await)),
+                Err(_) => Err(no_answer(name, run.await)),
             }
         }
         () = &mut limit => {
             // Dropping the instance now frees its concurrency slot before we answer.
             run.cancel();
-            tracing::warn!(app, "request exceeded the {timeout:?} time limit");
-            Err(Outcome::TimedOut)
+            Err(time_limit_exceeded(app))
         }
     }
 }
@@ -625,9 +633,7 @@ async fn run_on_instances_on_workers(
     let on_workers = workers.spawn(async move {
         let turn = tokio::time::timeout_at(request.deadline.into(), share.acquire_owned()).await;
         let Ok(Ok(_turn)) = turn else {
-            let timeout = app.limits.timeout;
-            tracing::warn!(app = %app.name, "request exceeded the {timeout:?} time limit");
-            return Err(Outcome::TimedOut);
+            return Err(time_limit_exceeded(&app));
         };
         run_on_instances(&app, &instances, req, permit, request).await
     });
@@ -651,7 +657,7 @@ async fn run_on_instances(
     if let Some(usage) = &app.usage {
         usage.count_invocation(Trigger::Http);
     }
-    let (timeout, deadline) = (app.limits.timeout, request.deadline);
+    let deadline = request.deadline;
     let req = req.map(http_body_util::BodyExt::boxed_unsync);
     let handled = instances.handle(request, req);
     match tokio::time::timeout_at(deadline.into(), handled).await {
@@ -665,15 +671,9 @@ async fn run_on_instances(
             .boxed_unsync()
         })),
         // An instance interrupted at the deadline ends as a trap of the whole instance.
-        Ok(Err(_)) if Instant::now() >= deadline => {
-            tracing::warn!(app = %app.name, "request exceeded the {timeout:?} time limit");
-            Err(Outcome::TimedOut)
-        }
+        Ok(Err(_)) if Instant::now() >= deadline => Err(time_limit_exceeded(app)),
         Ok(Err(err)) => Err(super::instances::classify_failure(&app.name, &err)),
-        Err(_elapsed) => {
-            tracing::warn!(app = %app.name, "request exceeded the {timeout:?} time limit");
-            Err(Outcome::TimedOut)
-        }
+        Err(_elapsed) => Err(time_limit_exceeded(app)),
     }
 }
 
