@@ -5,7 +5,9 @@
 # decoding); the component given the image (decode + preprocess in wasm). p50/p99 latency at
 # concurrency 1, images/s at concurrency 1 and 2. Last, a paired line: the tensor posted to
 # native over HTTP and to the component alternately, request by request, so the machine's
-# drift cannot move that ratio (median and quartiles of the per-pair ratios).
+# drift cannot move that ratio (median and quartiles of the per-pair ratios); and runs of 16
+# inferences back to back, the component's (`?repeat=16`) and native's alternating, which
+# compare what the wasi-nn calls add per inference with serving taken out.
 #
 #   scripts/bench-classify.sh [SECONDS=5] [IMAGE=.cache/photos/chelsea.png]
 # PRECISION=f32|bf16|f16|auto (default f32, the node's default) sets the model's inference

@@ -24,6 +24,12 @@
 //! sides: the native pipeline and the native HTTP server turn the logits into the component's
 //! JSON answer with the guest's own code (`guests/classify/src/answer.rs`), and the benchmark
 //! first checks that native and component answer the same classes.
+//!
+//! The last line takes serving out of the comparison: the component runs its wasi-nn calls
+//! [`BACK_TO_BACK`] times in one request (`POST …/tensor?repeat=N`) and native OpenVINO runs
+//! its inference as many times in a row, the two alternating; each side's mean per inference
+//! after its first is compared, pair by pair. What is left between them is what the wasi-nn
+//! calls add to an inference, with OpenVINO's threads in the same state on both sides.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -220,7 +226,76 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         duration,
     ))?;
     println!("{}", paired.summary());
+    let back_to_back = runtime.block_on(back_to_back_paired(
+        &http,
+        &format!("{tensor_url}?repeat={BACK_TO_BACK}"),
+        &native,
+        &tensor,
+        duration,
+    ))?;
+    println!(
+        "paired, {} runs of {BACK_TO_BACK} inferences back to back on each side, alternating: \
+         component's wasi-nn calls vs native inference, mean per inference after the first, \
+         median per pair {:+.3} ms (quartiles {:+.3} to {:+.3} ms), native {:.3} ms",
+        back_to_back.differences.len(),
+        quantile(&back_to_back.differences, 0.5),
+        quantile(&back_to_back.differences, 0.25),
+        quantile(&back_to_back.differences, 0.75),
+        quantile(&back_to_back.native, 0.5),
+    );
     Ok(())
+}
+
+/// Inferences each side runs in a row in [`back_to_back_paired`]; the first of each run is
+/// not counted (the other side's OpenVINO threads may still be winding down during it).
+const BACK_TO_BACK: u32 = 16;
+
+/// Per pair: the component's mean per inference less native's (ms), and native's mean.
+struct BackToBack {
+    differences: Vec<f64>,
+    native: Vec<f64>,
+}
+
+/// Runs of [`BACK_TO_BACK`] inferences, the component's (`repeat_url`, which reports the mean
+/// of its wasi-nn calls after the first as `server-timing: repeated`) and native's alternating
+/// for `duration`, the component first in every other pair.
+async fn back_to_back_paired(
+    http: &reqwest::Client,
+    repeat_url: &str,
+    native: &Native,
+    tensor: &[u8],
+    duration: Duration,
+) -> Result<BackToBack, Box<dyn std::error::Error>> {
+    let body = bytes::Bytes::copy_from_slice(tensor);
+    let started = Instant::now();
+    let mut pairs = BackToBack {
+        differences: Vec::new(),
+        native: Vec::new(),
+    };
+    let mut component_first = false;
+    while started.elapsed() < duration {
+        let mut means = [0.0; 2];
+        let order = if component_first { [1, 0] } else { [0, 1] };
+        for side in order {
+            means[side] = if side == 0 {
+                std::hint::black_box(native.infer_once(tensor)?);
+                let begun = Instant::now();
+                for _ in 1..BACK_TO_BACK {
+                    std::hint::black_box(native.infer_once(tensor)?);
+                }
+                begun.elapsed().as_secs_f64() * 1e3 / f64::from(BACK_TO_BACK - 1)
+            } else {
+                let response = http.post(repeat_url).body(body.clone()).send().await?;
+                let repeated = server_timing_ms(response.headers(), "repeated");
+                response.error_for_status()?.bytes().await?;
+                repeated.ok_or("an answer without its `repeated` timing")?
+            };
+        }
+        pairs.differences.push(means[1] - means[0]);
+        pairs.native.push(means[0]);
+        component_first = !component_first;
+    }
+    Ok(pairs)
 }
 
 /// The tensor body posted to native over HTTP and to the component alternately, one request
@@ -353,11 +428,16 @@ async fn post_for(
 
 /// The `inference;dur=` entry of a `server-timing` header, in ms.
 fn inference_ms(headers: &reqwest::header::HeaderMap) -> Option<f64> {
+    server_timing_ms(headers, "inference")
+}
+
+/// The `NAME;dur=` entry of a `server-timing` header, in ms.
+fn server_timing_ms(headers: &reqwest::header::HeaderMap, name: &str) -> Option<f64> {
     let timing = headers.get("server-timing")?.to_str().ok()?;
     timing
         .split(',')
-        .find_map(|entry| entry.trim().strip_prefix("inference;dur="))
-        .and_then(|ms| ms.parse().ok())
+        .filter_map(|entry| entry.trim().strip_prefix(name)?.strip_prefix(";dur="))
+        .find_map(|ms| ms.parse().ok())
 }
 
 /// The class labels of a JSON answer, in order.

@@ -141,6 +141,69 @@ async fn a_node_with_its_model_on_the_cpu_keeps_no_other_device_plugin_loaded() 
     );
 }
 
+/// `?repeat=N` (the benchmark's back-to-back runs) really runs N inferences, answers as one
+/// does, reports their mean, and is bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tensor_request_with_repeat_runs_that_many_inferences_and_no_more_than_64() {
+    let host = node_with_classify();
+    let base = format!("{}/classify", host.data_url);
+    let tensor = client()
+        .post(format!("{base}/preprocess"))
+        .body(photo("chelsea.png"))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .expect("preprocess")
+        .bytes()
+        .await
+        .expect("tensor");
+    let (status, once) = post_json(&format!("{base}/tensor"), tensor.to_vec()).await;
+    assert_eq!(status, 200, "{once}");
+    let inferences = format!("edge_inferences_total{{model=\"{MODEL}\"}}");
+    let before = metric(&host.metrics().await, &inferences);
+
+    let response = client()
+        .post(format!("{base}/tensor?repeat=5"))
+        .body(tensor.to_vec())
+        .send()
+        .await
+        .expect("repeat request");
+    assert_eq!(response.status(), 200);
+    let timing = response
+        .headers()
+        .get("server-timing")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let answer: serde_json::Value =
+        serde_json::from_slice(&response.bytes().await.expect("body")).expect("JSON");
+    assert_eq!(top_labels(&answer), top_labels(&once), "{answer}");
+    assert!(timing.contains("repeated;dur="), "server-timing: {timing}");
+    assert_eq!(
+        metric(&host.metrics().await, &inferences) - before,
+        5.0,
+        "repeat=5 should run five inferences"
+    );
+
+    for repeat in ["0", "65", "many"] {
+        let url = format!("{base}/tensor?repeat={repeat}");
+        let (status, answer) = post_json(&url, tensor.to_vec()).await;
+        assert_eq!(status, 400, "repeat={repeat}: {answer}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("1 to 64"),
+            "{answer}"
+        );
+    }
+    assert_eq!(
+        metric(&host.metrics().await, &inferences) - before,
+        5.0,
+        "a refused repeat ran an inference"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_is_compiled_once_for_many_requests_of_many_apps() {
     // The two apps share the model's pooled inference requests, which read each guest's

