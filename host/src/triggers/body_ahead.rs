@@ -9,10 +9,18 @@
 //! loop, and keeps what it read (up to two frames, or a short body whole with its end). A body
 //! that has not started by then goes as before, so a streaming guest's head waits at most those
 //! turns, never for its data.
+//!
+//! The guest of an app granted a model runs on an inference worker, another thread: its head
+//! wakes the connection's thread and its body follows a few microseconds later. For those,
+//! [`with_body_started_within`] waits for the body up to a short time instead of turns of the
+//! loop (1 ms from the data plane: one write per classification instead of a head and then
+//! the body or its chunked end, 0.07–0.10 ms less per tensor request in
+//! `scripts/bench-guest-ab.sh`; docs/benchmarks.md).
 
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::Response;
@@ -42,6 +50,38 @@ where
                 tokio::task::yield_now().await;
             }
             Poll::Pending => break,
+        }
+    }
+    Response::from_parts(
+        parts,
+        BodyAhead {
+            ahead,
+            ended,
+            inner,
+        },
+    )
+}
+
+/// [`with_body_started`] for a body written from another thread: the start of the body is
+/// waited for up to `wait` (the guest of an app granted a model sets its response head on an
+/// inference worker and writes its body right after, while the connection's thread has
+/// already woken for the head).
+pub async fn with_body_started_within<B>(
+    response: Response<B>,
+    wait: Duration,
+) -> Response<BodyAhead<B>>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    let (parts, mut inner) = response.into_parts();
+    let mut ahead = VecDeque::new();
+    let mut ended = false;
+    let until = tokio::time::Instant::now() + wait;
+    while !ended && ahead.len() < 2 {
+        match tokio::time::timeout_at(until, inner.frame()).await {
+            Ok(Some(frame)) => ahead.push_back(frame),
+            Ok(None) => ended = true,
+            Err(_) => break,
         }
     }
     Response::from_parts(
@@ -165,6 +205,43 @@ mod tests {
             }
         });
         assert_eq!(body.collect().await.unwrap().to_bytes(), "late body");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_body_written_from_another_thread_within_the_wait_is_read_ahead_whole() {
+        let (tx, body) = channel_body();
+        let writer = std::thread::spawn(move || {
+            tx.blocking_send(Ok(Frame::data(Bytes::from_static(b"{\"top\":[]}"))))
+                .unwrap();
+        });
+        let response = with_body_started_within(Response::new(body), Duration::from_secs(5)).await;
+        writer.join().unwrap();
+        let body = response.into_body();
+        assert!(body.ended, "the body was read to its end");
+        assert_eq!(body.size_hint().exact(), Some(10));
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "{\"top\":[]}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_body_not_started_within_the_wait_goes_unread_and_loses_nothing() {
+        let (tx, body) = channel_body();
+        let started = tokio::time::Instant::now();
+        let response =
+            with_body_started_within(Response::new(body), Duration::from_millis(20)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the head waited for a body that never started"
+        );
+        let body = response.into_body();
+        assert!(body.ahead.is_empty(), "nothing was written yet");
+        let writer = std::thread::spawn(move || {
+            for part in ["streamed ", "later"] {
+                tx.blocking_send(Ok(Frame::data(Bytes::from_static(part.as_bytes()))))
+                    .unwrap();
+            }
+        });
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "streamed later");
+        writer.join().unwrap();
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use wasmtime_wasi_http::WasiHttpView as _;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 
-use super::body_ahead::with_body_started;
+use super::body_ahead::{with_body_started, with_body_started_within};
 use super::instances::InstanceRequest;
 use crate::apps::LoadedApp;
 use crate::capabilities::nn::{AppModels, InferenceWorkers};
@@ -460,6 +460,10 @@ fn time_limit_exceeded(app: &LoadedApp) -> Outcome {
     Outcome::TimedOut
 }
 
+/// How long the answer of a request on the inference workers waits for its body to start
+/// before its head goes out (see [`with_body_started_within`]).
+const BODY_FROM_WORKERS_WAIT: Duration = Duration::from_millis(1);
+
 /// The response of a request running in its own `task`, by its `deadline`.
 async fn answer_of_task(
     app: &LoadedApp,
@@ -469,7 +473,11 @@ async fn answer_of_task(
 ) -> Result<Response<ServeBody>, Outcome> {
     let name = &*app.name;
     match tokio::time::timeout_at(deadline.into(), receiver).await {
-        Ok(Ok(answer)) => guest_answer(name, answer),
+        Ok(Ok(answer)) => {
+            let response = guest_answer(name, answer)?;
+            let response = with_body_started_within(response, BODY_FROM_WORKERS_WAIT).await;
+            Ok(response.map(http_body_util::BodyExt::boxed_unsync))
+        }
         // The guest ended without calling `response-outparam::set`: find out why.
         Ok(Err(_)) => Err(match task.await {
             Ok(ended) => no_answer(name, ended),
