@@ -26,6 +26,21 @@ async fn post_json(url: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
     (reply.status, json)
 }
 
+/// The input tensor `classify` (deployed on `host`) makes of chelsea.png.
+async fn chelsea_tensor(host: &TestHost) -> Vec<u8> {
+    client()
+        .post(format!("{}/classify/preprocess", host.data_url))
+        .body(photo("chelsea.png"))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .expect("preprocess")
+        .bytes()
+        .await
+        .expect("tensor")
+        .to_vec()
+}
+
 fn top_labels(answer: &serde_json::Value) -> Vec<(String, f64)> {
     answer["top"]
         .as_array()
@@ -147,24 +162,15 @@ async fn a_node_with_its_model_on_the_cpu_keeps_no_other_device_plugin_loaded() 
 async fn a_tensor_request_with_repeat_runs_that_many_inferences_and_no_more_than_64() {
     let host = node_with_classify();
     let base = format!("{}/classify", host.data_url);
-    let tensor = client()
-        .post(format!("{base}/preprocess"))
-        .body(photo("chelsea.png"))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .expect("preprocess")
-        .bytes()
-        .await
-        .expect("tensor");
-    let (status, once) = post_json(&format!("{base}/tensor"), tensor.to_vec()).await;
+    let tensor = chelsea_tensor(&host).await;
+    let (status, once) = post_json(&format!("{base}/tensor"), tensor.clone()).await;
     assert_eq!(status, 200, "{once}");
     let inferences = format!("edge_inferences_total{{model=\"{MODEL}\"}}");
     let before = metric(&host.metrics().await, &inferences);
 
     let response = client()
         .post(format!("{base}/tensor?repeat=5"))
-        .body(tensor.to_vec())
+        .body(tensor.clone())
         .send()
         .await
         .expect("repeat request");
@@ -187,7 +193,7 @@ async fn a_tensor_request_with_repeat_runs_that_many_inferences_and_no_more_than
 
     for repeat in ["0", "65", "many"] {
         let url = format!("{base}/tensor?repeat={repeat}");
-        let (status, answer) = post_json(&url, tensor.to_vec()).await;
+        let (status, answer) = post_json(&url, tensor.clone()).await;
         assert_eq!(status, 400, "repeat={repeat}: {answer}");
         assert!(
             answer["error"]
@@ -291,17 +297,7 @@ async fn p3_component_classifies_through_wasi_nn_on_the_inference_workers() {
     assert!(no_model.stderr.contains("wasi:nn"), "{}", no_model.stderr);
     host.deploy("p3-nn", &fixture, &["--model", MODEL]);
 
-    let tensor = client()
-        .post(format!("{}/classify/preprocess", host.data_url))
-        .body(photo("chelsea.png"))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .expect("preprocess")
-        .bytes()
-        .await
-        .expect("tensor")
-        .to_vec();
+    let tensor = chelsea_tensor(&host).await;
     let (status, answer) = post_json(
         &format!("{}/classify/tensor", host.data_url),
         tensor.clone(),
