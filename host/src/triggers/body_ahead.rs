@@ -52,14 +52,7 @@ where
             Poll::Pending => break,
         }
     }
-    Response::from_parts(
-        parts,
-        BodyAhead {
-            ahead,
-            ended,
-            inner,
-        },
-    )
+    Response::from_parts(parts, BodyAhead::new(ahead, ended, inner))
 }
 
 /// [`with_body_started`] for a body written from another thread: the start of the body is
@@ -84,14 +77,7 @@ where
             Err(_) => break,
         }
     }
-    Response::from_parts(
-        parts,
-        BodyAhead {
-            ahead,
-            ended,
-            inner,
-        },
-    )
+    Response::from_parts(parts, BodyAhead::new(ahead, ended, inner))
 }
 
 /// A body whose first frames were read ahead; they are given back first, in order.
@@ -100,6 +86,16 @@ pub struct BodyAhead<B: Body> {
     /// The end was read ahead too: `inner` is not polled again.
     ended: bool,
     inner: B,
+}
+
+impl<B: Body> BodyAhead<B> {
+    fn new(ahead: VecDeque<Result<Frame<Bytes>, B::Error>>, ended: bool, inner: B) -> Self {
+        Self {
+            ahead,
+            ended,
+            inner,
+        }
+    }
 }
 
 // Nothing in it is pinned structurally: the frames are moved out, `inner` is `Unpin`.
