@@ -11,8 +11,9 @@
 //!
 //! A body that is not a JPEG or PNG, a truncated one, or one whose header announces more
 //! than [`image_input::MAX_PIXELS`] gets 400 with `{"error": "..."}`, before any pixel is
-//! allocated. Answers carry `server-timing` with the decode, inference (the wasi-nn calls
-//! only) and postprocess (softmax, top classes, JSON) times; with `repeat`, also `repeated`:
+//! allocated. Answers carry `server-timing` with the read (this guest reading its body),
+//! decode, inference (the wasi-nn calls only) and postprocess (softmax, top classes, JSON)
+//! times; with `repeat`, also `repeated`:
 //! the mean time of the wasi-nn calls of the inferences after the first.
 //!
 //! Environment: `MODEL` (default `efficientnet-lite0`), `MODEL_INPUT` (default `input`).
@@ -105,9 +106,11 @@ fn route(request: IncomingRequest) -> Answer {
             "POST a JPEG or PNG image to /classify (or a raw tensor to /classify/tensor)",
         );
     }
+    let started = Instant::now();
     let Some(body) = read_body(request) else {
         return Answer::error(400, "the request body could not be read");
     };
+    let read_ms = ms_since(started);
     let started = Instant::now();
     let tensor = match action {
         "tensor" => body,
@@ -146,6 +149,7 @@ fn route(request: IncomingRequest) -> Answer {
         Err(message) => Answer::error(500, &message),
     };
     answer.timing = vec![
+        ("read", read_ms),
         ("decode", decode_ms),
         ("inference", inference_ms),
         ("postprocess", ms_since(started)),

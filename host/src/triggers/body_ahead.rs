@@ -12,10 +12,10 @@
 //!
 //! The guest of an app granted a model runs on an inference worker, another thread: its head
 //! wakes the connection's thread and its body follows a few microseconds later. For those,
-//! [`with_body_started_within`] waits for the body up to a short time instead of turns of the
-//! loop (1 ms from the data plane: one write per classification instead of a head and then
-//! the body or its chunked end, 0.07–0.10 ms less per tensor request in
-//! `scripts/bench-guest-ab.sh`; docs/benchmarks.md).
+//! [`with_body_written_within`] waits a short time for the guest's handler to return instead of
+//! turns of the loop, and then takes the whole body (1 ms from the data plane: one write per
+//! classification instead of a head and then the body or its chunked end, and one wake-up of
+//! the connection's thread for the body instead of one per frame; docs/benchmarks.md).
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -55,26 +55,31 @@ where
     Response::from_parts(parts, BodyAhead::new(ahead, ended, inner))
 }
 
-/// [`with_body_started`] for a body written from another thread: the start of the body is
-/// waited for up to `wait` (the guest of an app granted a model sets its response head on an
-/// inference worker and writes its body right after, while the connection's thread has
-/// already woken for the head).
-pub async fn with_body_started_within<B>(
+/// [`with_body_started`] for a body written from another thread, whose writer tells when it
+/// is done: `written` resolves then (the guest of an app granted a model sets its response head
+/// on an inference worker, writes its body and returns, while the connection's thread has
+/// already woken for the head). Waits up to `wait` for `written`, then reads every frame
+/// already there: the whole body, end included, when the writer is done (it cannot have
+/// written more than its channel holds), else up to two frames. Either way this thread wakes
+/// once for the body, not once per frame; a writer still running streams the rest as before.
+pub async fn with_body_written_within<B, W>(
     response: Response<B>,
+    written: W,
     wait: Duration,
 ) -> Response<BodyAhead<B>>
 where
     B: Body<Data = Bytes> + Unpin,
+    W: std::future::Future,
 {
+    let done = tokio::time::timeout(wait, written).await.is_ok();
     let (parts, mut inner) = response.into_parts();
     let mut ahead = VecDeque::new();
     let mut ended = false;
-    let until = tokio::time::Instant::now() + wait;
-    while !ended && ahead.len() < 2 {
-        match tokio::time::timeout_at(until, inner.frame()).await {
-            Ok(Some(frame)) => ahead.push_back(frame),
-            Ok(None) => ended = true,
-            Err(_) => break,
+    while !ended && (done || ahead.len() < 2) {
+        match futures_util::poll!(inner.frame()) {
+            Poll::Ready(Some(frame)) => ahead.push_back(frame),
+            Poll::Ready(None) => ended = true,
+            Poll::Pending => break,
         }
     }
     Response::from_parts(parts, BodyAhead::new(ahead, ended, inner))
@@ -204,37 +209,49 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_body_written_from_another_thread_within_the_wait_is_read_ahead_whole() {
+    async fn a_body_written_in_frames_before_its_writer_returned_is_read_ahead_whole() {
         let (tx, body) = channel_body();
+        let (returned, written) = tokio::sync::oneshot::channel::<()>();
         let writer = std::thread::spawn(move || {
-            tx.blocking_send(Ok(Frame::data(Bytes::from_static(b"{\"top\":[]}"))))
-                .unwrap();
-        });
-        let response = with_body_started_within(Response::new(body), Duration::from_secs(5)).await;
-        writer.join().unwrap();
-        let body = response.into_body();
-        assert!(body.ended, "the body was read to its end");
-        assert_eq!(body.size_hint().exact(), Some(10));
-        assert_eq!(body.collect().await.unwrap().to_bytes(), "{\"top\":[]}");
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_body_not_started_within_the_wait_goes_unread_and_loses_nothing() {
-        let (tx, body) = channel_body();
-        let started = tokio::time::Instant::now();
-        let response =
-            with_body_started_within(Response::new(body), Duration::from_millis(20)).await;
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the head waited for a body that never started"
-        );
-        let body = response.into_body();
-        assert!(body.ahead.is_empty(), "nothing was written yet");
-        let writer = std::thread::spawn(move || {
-            for part in ["streamed ", "later"] {
+            for part in ["{\"top\":", "[1,", "2]}"] {
                 tx.blocking_send(Ok(Frame::data(Bytes::from_static(part.as_bytes()))))
                     .unwrap();
             }
+            drop(tx);
+            drop(returned);
+        });
+        let response =
+            with_body_written_within(Response::new(body), written, Duration::from_secs(5)).await;
+        writer.join().unwrap();
+        let body = response.into_body();
+        assert_eq!(body.ahead.len(), 3, "every frame, not two");
+        assert!(body.ended, "the body was read to its end");
+        assert_eq!(body.size_hint().exact(), Some(13));
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "{\"top\":[1,2]}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_still_running_after_the_wait_has_its_head_go_and_loses_nothing() {
+        let (tx, body) = channel_body();
+        let (returned, written) = tokio::sync::oneshot::channel::<()>();
+        tx.send(Ok(Frame::data(Bytes::from_static(b"streamed "))))
+            .await
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        let response =
+            with_body_written_within(Response::new(body), written, Duration::from_millis(20)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the head waited for a writer that had not returned"
+        );
+        let body = response.into_body();
+        assert_eq!(body.ahead.len(), 1, "what was written by then");
+        assert!(!body.ended);
+        assert_eq!(body.size_hint().exact(), None);
+        let writer = std::thread::spawn(move || {
+            tx.blocking_send(Ok(Frame::data(Bytes::from_static(b"later"))))
+                .unwrap();
+            drop(returned);
         });
         assert_eq!(body.collect().await.unwrap().to_bytes(), "streamed later");
         writer.join().unwrap();

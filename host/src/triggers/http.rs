@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use wasmtime_wasi_http::WasiHttpView as _;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 
-use super::body_ahead::{with_body_started, with_body_started_within};
+use super::body_ahead::{with_body_started, with_body_written_within};
 use super::instances::InstanceRequest;
 use crate::apps::LoadedApp;
 use crate::capabilities::nn::{AppModels, InferenceWorkers};
@@ -390,6 +390,15 @@ async fn run_guest(
         }
     };
 
+    // On the inference workers: dropped when the guest's handler returns (or fails), before
+    // its instance is torn down; the answer waits for that (see `answer_of_task`).
+    let (returned, handler_returned) = match on_workers {
+        Some(_) => {
+            let (returned, handler_returned) = tokio::sync::oneshot::channel::<()>();
+            (Some(returned), Some(handler_returned))
+        }
+        None => (None, None),
+    };
     let pre = app.pre.clone();
     let node_for_task = node.clone();
     let run_request = async move {
@@ -415,6 +424,13 @@ async fn run_guest(
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, incoming, outparam)
                 .await?;
+            if let Some(returned) = returned {
+                drop(returned);
+                // Inference's own threads spin a while after each inference, so every core
+                // may be busy now: the connection's thread, woken for this answer, would wait
+                // for this one to tear the instance down. It gets the core first.
+                std::thread::yield_now();
+            }
             Ok::<_, wasmtime::Error>((store, proxy, served))
         };
         // Epoch interruption stops guest code at the deadline; this also ends a guest that is
@@ -441,13 +457,13 @@ async fn run_guest(
     };
     // Apps granted a model block their thread in inference: keep them off the data plane's,
     // and within the app's share of the inference workers (waiting does not hold a thread).
-    if let Some((models, workers)) = on_workers {
+    if let (Some((models, workers)), Some(handler_returned)) = (on_workers, handler_returned) {
         let share = models.worker_share();
         let task = workers.spawn(async move {
             let _turn = share.acquire_owned().await;
             run_request.await
         });
-        return answer_of_task(app, deadline, receiver, task).await;
+        return answer_of_task(app, deadline, receiver, handler_returned, task).await;
     }
     let run = RunsToEnd::new(run_request);
     answer_inline(app, deadline, receiver, run).await
@@ -460,22 +476,30 @@ fn time_limit_exceeded(app: &LoadedApp) -> Outcome {
     Outcome::TimedOut
 }
 
-/// How long the answer of a request on the inference workers waits for its body to start
-/// before its head goes out (see [`with_body_started_within`]).
+/// How long the answer of a request on the inference workers waits, once its head is set, for
+/// its guest's handler to return, before the head goes out with what there is of the body.
 const BODY_FROM_WORKERS_WAIT: Duration = Duration::from_millis(1);
 
-/// The response of a request running in its own `task`, by its `deadline`.
+/// The response of a request running in its own `task`, by its `deadline`. Once the head is
+/// set, the answer waits up to [`BODY_FROM_WORKERS_WAIT`] for `handler_returned` (dropped when
+/// the guest's handler returns) and then reads what there is of the body
+/// ([`with_body_written_within`]): a guest that writes its body and returns (most do) wakes
+/// this thread once more, with its whole body in the channel, instead of once per frame and
+/// once for its end, and its answer leaves in one write with a `content-length`. A guest
+/// still running then streams as before, its head held that long at most.
 async fn answer_of_task(
     app: &LoadedApp,
     deadline: Instant,
     receiver: ResponseReceiver,
+    handler_returned: tokio::sync::oneshot::Receiver<()>,
     task: tokio::task::JoinHandle<wasmtime::Result<()>>,
 ) -> Result<Response<ServeBody>, Outcome> {
     let name = &*app.name;
     match tokio::time::timeout_at(deadline.into(), receiver).await {
         Ok(Ok(answer)) => {
             let response = guest_answer(name, answer)?;
-            let response = with_body_started_within(response, BODY_FROM_WORKERS_WAIT).await;
+            let response =
+                with_body_written_within(response, handler_returned, BODY_FROM_WORKERS_WAIT).await;
             Ok(response.map(http_body_util::BodyExt::boxed_unsync))
         }
         // The guest ended without calling `response-outparam::set`: find out why.
