@@ -123,6 +123,8 @@ const BODY_HEAD_BYTES: usize = 64 * 1024;
 enum BodyReadError {
     TimedOut,
     ClientGone,
+    /// Past the app's body limit.
+    TooLarge,
     /// The node's memory budget for guests had no room for it.
     NoMemory,
 }
@@ -133,6 +135,7 @@ impl BodyReadError {
         match self {
             Self::TimedOut => Outcome::BodyTimedOut,
             Self::ClientGone => Outcome::BadRequest,
+            Self::TooLarge => Outcome::BodyTooLarge,
             Self::NoMemory => Outcome::NoMemory,
         }
     }
@@ -166,19 +169,19 @@ async fn read_body_rest(
     limit: u64,
     deadline: Instant,
     budget: &mut BudgetShare,
-) -> Result<(), Outcome> {
+) -> Result<(), BodyReadError> {
     if !budget.take(data_bytes(frames) as u64) {
-        return Err(Outcome::NoMemory);
+        return Err(BodyReadError::NoMemory);
     }
     let enough = usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX);
     let read = read_frames(body, frames, enough, Some(budget));
     match tokio::time::timeout_at(deadline.into(), read).await {
         // Stopped past the limit, or ended with a last frame that went past it.
-        Ok(Ok(_)) if data_bytes(frames) as u64 > limit => Err(Outcome::BodyTooLarge),
+        Ok(Ok(_)) if data_bytes(frames) as u64 > limit => Err(BodyReadError::TooLarge),
         Ok(Ok(true)) => Ok(()),
-        Ok(Ok(false)) => Err(Outcome::BodyTooLarge),
-        Ok(Err(err)) => Err(err.outcome()),
-        Err(_) => Err(BodyReadError::TimedOut.outcome()),
+        Ok(Ok(false)) => Err(BodyReadError::TooLarge),
+        Ok(Err(err)) => Err(err),
+        Err(_) => Err(BodyReadError::TimedOut),
     }
 }
 
@@ -275,11 +278,13 @@ async fn route_and_run(node: &Arc<Node>, req: Request<Incoming>) -> Response<Ser
     if on_workers.is_some() && !ended {
         let share = buffered.insert(node.memory_budget.share());
         let read = read_body_rest(&mut incoming, &mut head, limit, deadline, share);
-        if let Err(outcome) = read.await {
-            if matches!(outcome, Outcome::BodyTooLarge | Outcome::NoMemory) {
+        if let Err(err) = read.await {
+            // The client is still sending: read some of the rest away so that the answer is
+            // not lost to a reset (see `discard_body`).
+            if matches!(err, BodyReadError::TooLarge | BodyReadError::NoMemory) {
                 tokio::spawn(discard_body(incoming));
             }
-            return platform_answer(node, outcome);
+            return platform_answer(node, err.outcome());
         }
         ended = true;
     }
