@@ -12,10 +12,12 @@
 # /classify/tensor) and to chelsea.png itself for any other PATH. The first tenth of the
 # requests is warm-up and not counted. EDGE_BIN_B=PATH serves `b` from a second node running
 # that build of edge (both nodes up side by side), to compare node builds the same way: pass
-# the same component twice.
+# the same component twice. EDGE_CONFIG_B=FILE does the same with a second node running that
+# node config (it must declare efficientnet-lite0 as below), to compare settings such as
+# `[inference] workers`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[[ $# -ge 2 ]] || { sed -n '2,14p' "$0" >&2; exit 2; }
+[[ $# -ge 2 ]] || { sed -n '2,17p' "$0" >&2; exit 2; }
 a=$1 b=$2
 requests=${3:-500}
 path=${4:-/classify/tensor}
@@ -28,18 +30,19 @@ cat >"$work/node.toml" <<'TOML'
 path = "edge-config/models/efficientnet-lite0"
 precision = "f32"
 TOML
-# Starts a node from `$edge` in $work/DIR and deploys component WASM as APP there.
-#   node_with APP WASM DIR    sets admin and data for that node
+# Starts a node from `$edge` in $work/DIR with node config CONFIG and deploys component WASM
+# as APP there.
+#   node_with APP WASM DIR CONFIG    sets admin and data for that node
 node_with() {
-  start_node "$work/$3" --config "$work/node.toml"
+  start_node "$work/$3" --config "$4"
   "$edge" deploy "$1" "$2" --model efficientnet-lite0 --route "/$1" --node "$admin" \
     --data-dir "$work/$3" >/dev/null 2>&1
 }
-node_with a "$a" data
+node_with a "$a" data "$work/node.toml"
 data_a=$data
-if [[ -n ${EDGE_BIN_B:-} ]]; then
+if [[ -n ${EDGE_BIN_B:-} || -n ${EDGE_CONFIG_B:-} ]]; then
   keep_node
-  edge=$EDGE_BIN_B node_with b "$b" data-b
+  edge=${EDGE_BIN_B:-$edge} node_with b "$b" data-b "${EDGE_CONFIG_B:-$work/node.toml}"
 else
   "$edge" deploy b "$b" --model efficientnet-lite0 --route /b --node "$admin" \
     --data-dir "$work/data" >/dev/null 2>&1
