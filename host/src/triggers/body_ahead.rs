@@ -30,6 +30,10 @@ use hyper::body::{Body, Frame, SizeHint};
 /// Turns of the event loop a response waits for its body to start.
 const TURNS: usize = 2;
 
+/// Frames read ahead of a body that is not yet long: enough for one write (a short body's data
+/// and its trailers or a second chunk), without holding a long body back.
+const SHORT_BODY_FRAMES: usize = 2;
+
 /// `response` with the start of its body already read (see the module doc).
 pub async fn with_body_started<B>(response: Response<B>) -> Response<BodyAhead<B>>
 where
@@ -37,21 +41,15 @@ where
 {
     let (parts, mut inner) = response.into_parts();
     let mut ahead = VecDeque::new();
-    let mut ended = false;
     let mut turns = 0;
-    // Two frames at most (a short body's data and its trailers or a second chunk): enough for
-    // one write, without holding a long body back.
-    while !ended && ahead.len() < 2 {
-        match futures_util::poll!(inner.frame()) {
-            Poll::Ready(Some(frame)) => ahead.push_back(frame),
-            Poll::Ready(None) => ended = true,
-            Poll::Pending if turns < TURNS => {
-                turns += 1;
-                tokio::task::yield_now().await;
-            }
-            Poll::Pending => break,
+    let ended = loop {
+        let ended = take_ready(&mut inner, &mut ahead, SHORT_BODY_FRAMES).await;
+        if ended || ahead.len() >= SHORT_BODY_FRAMES || turns == TURNS {
+            break ended;
         }
-    }
+        turns += 1;
+        tokio::task::yield_now().await;
+    };
     Response::from_parts(parts, BodyAhead::new(ahead, ended, inner))
 }
 
@@ -74,15 +72,29 @@ where
     let done = tokio::time::timeout(wait, written).await.is_ok();
     let (parts, mut inner) = response.into_parts();
     let mut ahead = VecDeque::new();
-    let mut ended = false;
-    while !ended && (done || ahead.len() < 2) {
+    let most = if done { usize::MAX } else { SHORT_BODY_FRAMES };
+    let ended = take_ready(&mut inner, &mut ahead, most).await;
+    Response::from_parts(parts, BodyAhead::new(ahead, ended, inner))
+}
+
+/// Moves the frames of `inner` that are ready now into `ahead`, until it holds `most` of them
+/// or the body ends, without waiting. Returns whether the body ended.
+async fn take_ready<B>(
+    inner: &mut B,
+    ahead: &mut VecDeque<Result<Frame<Bytes>, B::Error>>,
+    most: usize,
+) -> bool
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    while ahead.len() < most {
         match futures_util::poll!(inner.frame()) {
             Poll::Ready(Some(frame)) => ahead.push_back(frame),
-            Poll::Ready(None) => ended = true,
+            Poll::Ready(None) => return true,
             Poll::Pending => break,
         }
     }
-    Response::from_parts(parts, BodyAhead::new(ahead, ended, inner))
+    false
 }
 
 /// A body whose first frames were read ahead; they are given back first, in order.
