@@ -10,6 +10,9 @@ use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// How long a listener pauses after a failed accept before it accepts again.
+pub const ACCEPT_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// The connection caps of one listener.
 pub struct ConnectionLimits {
     total: Arc<Semaphore>,
@@ -31,6 +34,26 @@ impl ConnectionLimits {
             per_client: Mutex::new(HashMap::new()),
             max_per_client: max_per_client.max(1),
         })
+    }
+
+    /// [`Self::accept`] until a connection comes: a failed accept (out of file descriptors,
+    /// a connection reset before it was taken) is logged as one of `listener_name`'s and
+    /// retried after [`ACCEPT_RETRY_PAUSE`], so that one failure neither ends the listener
+    /// nor spins it. Cancel-safe.
+    pub async fn accept_retrying(
+        self: &Arc<Self>,
+        listener: &TcpListener,
+        listener_name: &str,
+    ) -> (TcpStream, SocketAddr, ConnectionSlot) {
+        loop {
+            match self.accept(listener).await {
+                Ok(accepted) => return accepted,
+                Err(err) => {
+                    tracing::warn!("accepting a connection on the {listener_name}: {err}");
+                    tokio::time::sleep(ACCEPT_RETRY_PAUSE).await;
+                }
+            }
+        }
     }
 
     /// Accepts the next connection within the caps. Waits while the listener is full; closes

@@ -163,14 +163,7 @@ async fn serve_admin(
     tokio::pin!(shutdown);
     loop {
         let (stream, _peer, slot) = tokio::select! {
-            accepted = connections.accept(&listener) => match accepted {
-                Ok(conn) => conn,
-                Err(err) => {
-                    tracing::warn!("accepting an admin connection: {err}");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
+            accepted = connections.accept_retrying(&listener, "admin API") => accepted,
             () = &mut shutdown => break,
         };
         let acceptor = acceptor.clone();

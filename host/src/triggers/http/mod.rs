@@ -72,14 +72,7 @@ pub async fn serve_data_plane(
     tokio::pin!(shutdown);
     loop {
         let (stream, _peer, slot) = tokio::select! {
-            accepted = connections.accept(&listener) => match accepted {
-                Ok(conn) => conn,
-                Err(err) => {
-                    tracing::warn!("accepting a data-plane connection: {err}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
+            accepted = connections.accept_retrying(&listener, "data plane") => accepted,
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
