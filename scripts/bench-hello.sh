@@ -32,6 +32,7 @@ if ! command -v wrk >/dev/null; then
 fi
 scripts/setup.sh >/dev/null
 source scripts/lib/freezes.sh
+source scripts/lib/wrk.sh
 # Error values capture a backtrace per error when RUST_BACKTRACE is set; the node turns that
 # off for itself (RUST_LIB_BACKTRACE=0), so give the reference the same footing.
 export RUST_LIB_BACKTRACE=0
@@ -73,25 +74,6 @@ pids+=($!)
 wasmtime_url="http://127.0.0.1:$port/hello/bench"
 wait_for_200 "$wasmtime_url"
 
-# wrk output -> "requests_per_s p50_ms p99_ms"
-measure() {
-  wrk -t1 -c"$connections" -d"${duration}s" --latency "$1" | awk '
-    function ms(v) {
-      if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
-      if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
-      if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000 }
-      return v
-    }
-    $1 == "50%" { p50 = ms($2) }
-    $1 == "99%" { p99 = ms($2) }
-    $1 == "Requests/sec:" { rps = $2 }
-    / Non-2xx or 3xx responses:/ { bad = $NF }
-    /Socket errors/ { errors = $0 }
-    END {
-      if (bad > 0) { print "bench: " bad " non-2xx answers" > "/dev/stderr"; exit 1 }
-      printf "%.0f %.3f %.3f\n", rps, p50, p99
-    }'
-}
 
 echo "warming up"
 wrk -t1 -c"$connections" -d2s "$edge_url" >/dev/null
@@ -109,7 +91,7 @@ for round in $(seq 1 "$rounds"); do
     [[ $server == nometer ]] && url=$nometer_url
     [[ $server == wasmtime ]] && url=$wasmtime_url
     mark=$(freeze_mark)
-    read -r rps p50 p99 < <(measure "$url")
+    read -r rps p50 p99 < <(wrk_measure "$url" "$connections" "$duration")
     frozen=$(freezes_label "$mark")
     echo "$rps $p50 $p99" >>"$work/$server.results"
     printf '%-6s %-10s %12s %10s %10s  %s\n' "$round" "$server" "$rps" "$p50" "$p99" "$frozen"

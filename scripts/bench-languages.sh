@@ -22,13 +22,13 @@ if [[ ! -x $wasmtime ]]; then
   echo "bench: installing wasmtime-cli 48.0.8 into .cache/wasmtime-48.0.8 (once)"
   cargo install wasmtime-cli@48.0.8 --locked --root .cache/wasmtime-48.0.8
 fi
-command -v wrk >/dev/null || { echo "bench: wrk is needed (apt-get install wrk)" >&2; exit 1; }
 scripts/setup.sh >/dev/null
 
 # --- the components ---
 source scripts/lib/language-hellos.sh
 source scripts/lib/optimized.sh
 source scripts/lib/freezes.sh
+source scripts/lib/wrk.sh
 
 # --- servers ---
 source scripts/lib/bench-servers.sh
@@ -73,22 +73,6 @@ wasmtime_serve() {
   wait_for_200 "$wasmtime_url"
 }
 
-measure() {
-  wrk -t1 -c"$connections" -d"${duration}s" --latency "$1" | awk '
-    function ms(v) {
-      if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
-      if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
-      if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000 }
-      return v
-    }
-    $1 == "99%" { p99 = ms($2) }
-    $1 == "Requests/sec:" { rps = $2 }
-    / Non-2xx or 3xx responses:/ { bad = $NF }
-    END {
-      if (bad > 0) { print "bench: " bad " non-2xx answers" > "/dev/stderr"; exit 1 }
-      printf "%.0f %.2f\n", rps, p99
-    }'
-}
 
 echo
 echo "wrk -t1 -c$connections -d${duration}s, $(nproc) cores, $(uname -m); same run"
@@ -117,14 +101,14 @@ for row in "python $python_wasm 128 1" "js $js_wasm 128 1" "hello-p3 $p3_wasm 12
       wrk -t1 -c"$connections" -d2s "$url" >/dev/null
     done
     mark=$(freeze_mark)
-    read -r e_rps e_p99 < <(measure "$data/$app/bench")
+    read -r e_rps _ e_p99 < <(wrk_measure "$data/$app/bench" "$connections" "$duration")
     read -r froze _ < <(freezes_since "$mark")
     [[ $froze -gt 0 ]] && e_p99="$e_p99*"
     mark=$(freeze_mark)
-    read -r w_rps w_p99 < <(measure "$plain_url")
+    read -r w_rps _ w_p99 < <(wrk_measure "$plain_url" "$connections" "$duration")
     read -r froze _ < <(freezes_since "$mark")
     [[ $froze -gt 0 ]] && w_p99="$w_p99*"
-    read -r c_rps _ < <(measure "$checked_url")
+    read -r c_rps _ _ < <(wrk_measure "$checked_url" "$connections" "$duration")
     kill "$plain_pid" "$checked_pid" 2>/dev/null || true
     ratio=$(awk -v a="$e_rps" -v b="$w_rps" 'BEGIN { printf "%.2fx", a / b }')
     checked_ratio=$(awk -v a="$e_rps" -v b="$c_rps" 'BEGIN { printf "%.2fx", a / b }')
