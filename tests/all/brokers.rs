@@ -48,6 +48,23 @@ struct Server {
 }
 
 impl Server {
+    /// Starts `program` with `args`, waiting until it listens on `port`; its data lives in
+    /// `dir`, removed with it.
+    fn started(program: PathBuf, args: Vec<OsString>, port: u16, dir: tempfile::TempDir) -> Self {
+        let mut server = Self {
+            command: Box::new(move || {
+                let mut command = Command::new(&program);
+                command.args(&args);
+                command
+            }),
+            child: None,
+            port,
+            _dir: dir,
+        };
+        server.start();
+        server
+    }
+
     fn start(&mut self) {
         let child = (self.command)()
             .stdin(Stdio::null())
@@ -147,17 +164,7 @@ impl Broker {
             ),
         )
         .expect("writing mosquitto.conf");
-        let mut server = Server {
-            command: Box::new(move || {
-                let mut command = Command::new(&program);
-                command.arg("-c").arg(&conf);
-                command
-            }),
-            child: None,
-            port,
-            _dir: dir,
-        };
-        server.start();
+        let server = Server::started(program, vec!["-c".into(), conf.into()], port, dir);
         Self { server, scheme }
     }
 
@@ -196,21 +203,13 @@ impl Broker {
         let program = program("nats-server", "/usr/sbin/nats-server");
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let store = dir.path().join("jetstream");
-        let mut server = Server {
-            command: Box::new(move || {
-                let mut command = Command::new(&program);
-                command
-                    .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-                    .arg(&store)
-                    .args(&extra);
-                command
-            }),
-            child: None,
-            port,
-            _dir: dir,
-        };
-        server.start();
+        let mut args: Vec<OsString> = ["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        args.push(dir.path().join("jetstream").into());
+        args.extend(extra);
+        let server = Server::started(program, args, port, dir);
         Self { server, scheme }
     }
 
@@ -253,17 +252,7 @@ impl Registry {
             ),
         )
         .expect("writing the registry config");
-        let mut server = Server {
-            command: Box::new(move || {
-                let mut command = Command::new(&program);
-                command.arg("serve").arg(&config);
-                command
-            }),
-            child: None,
-            port,
-            _dir: dir,
-        };
-        server.start();
+        let server = Server::started(program, vec!["serve".into(), config.into()], port, dir);
         Self { server }
     }
 
