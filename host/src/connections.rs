@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How long a listener pauses after a failed accept before it accepts again.
-pub const ACCEPT_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+const ACCEPT_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The connection caps of one listener.
 pub struct ConnectionLimits {
