@@ -12,7 +12,9 @@
 #   scripts/bench-classify.sh [SECONDS=5] [IMAGE=.cache/photos/chelsea.png]
 # PRECISION=f32|bf16|f16|auto (default f32, the node's default) sets the model's inference
 # precision on both sides. EDGE_CONFIG=FILE runs the node with that config instead (its model
-# must then use the same PRECISION).
+# must then use the same PRECISION). PAIRED_SECONDS=N runs each of the two paired lines for N seconds
+# instead of SECONDS: their medians come with 95 % intervals, which narrow as the pairs grow
+# (on a busy 2-core VM, 60 s gives intervals of a few hundredths of a millisecond or ratio).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-5}
@@ -38,5 +40,5 @@ start_node "$work/data" "${config[@]}"
   --data-dir "$work/data" >/dev/null 2>&1
 
 target/release/examples/nn_bench "$data/classify" "$image" edge-config/models/efficientnet-lite0 \
-  .venv "$seconds" "$precision"
+  .venv "$seconds" "$precision" "${PAIRED_SECONDS:-$seconds}"
 echo "($(basename "$image"), efficientnet-lite0 on CPU with the LATENCY hint, precision setting $precision, ${seconds}s per cell, $(nproc) cores)"

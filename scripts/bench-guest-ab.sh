@@ -4,7 +4,11 @@
 # (A B, then B A, ...), so the change is measured against the build without it under the same
 # noise, request by request. Prints each build's p50 latency, the guest's own timing of its
 # wasi-nn calls (`server-timing: inference`), the time outside them, the mean and p90 latency,
-# and B against A.
+# and B against A: the difference of the p50s, and the median of the per-pair differences with
+# its 95 % interval (the sign test's, as in `nn_bench`), which says whether a change shows above
+# the noise. With PATH /classify/tensor?repeat=N the guest runs N inferences per request and
+# the per-pair difference of its mean per inference after the first (`server-timing:
+# repeated`) is printed too: what a change does to the wasi-nn calls with serving taken out.
 #
 #   scripts/bench-guest-ab.sh A.wasm B.wasm [REQUESTS=500] [PATH=/classify/tensor] [BODY]
 #
@@ -51,14 +55,14 @@ data_b=$data
 body=${5:-}
 if [[ -z $body ]]; then
   body=$photo
-  if [[ $path == /classify/tensor ]]; then
+  if [[ $path == /classify/tensor || $path == /classify/tensor\?* ]]; then
     body=$work/tensor.bin
     curl -sf -X POST --data-binary "@$photo" "$data_a/a/classify/preprocess" -o "$body"
   fi
 fi
 
 python3 - "$data_a" "$data_b" "$path" "$body" "$requests" <<'PY'
-import http.client, re, statistics, sys, time
+import http.client, math, re, statistics, sys, time
 from urllib.parse import urlsplit
 
 base_a, base_b, path, body_file = sys.argv[1:5]
@@ -68,8 +72,16 @@ conns = {}
 for app, base in (("a", base_a), ("b", base_b)):
     url = urlsplit(base)
     conns[app] = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+
+
+def timing(response, name):
+    found = re.search(name + r";dur=([\d.]+)", response.getheader("server-timing") or "")
+    return float(found.group(1)) if found else None
+
+
 total = {"a": [], "b": []}
 inference = {"a": [], "b": []}
+repeated = {"a": [], "b": []}
 for i in range(requests):
     for app in ("a", "b") if i % 2 == 0 else ("b", "a"):
         started = time.perf_counter()
@@ -82,9 +94,30 @@ for i in range(requests):
         if i < requests // 10:
             continue
         total[app].append(took)
-        timing = re.search(r"inference;dur=([\d.]+)", response.getheader("server-timing") or "")
-        if timing:
-            inference[app].append(float(timing.group(1)))
+        for name, into in (("inference", inference), ("repeated", repeated)):
+            value = timing(response, name)
+            if value is not None:
+                into[app].append(value)
+
+
+def median_interval(values):
+    """The median and its distribution-free 95 % interval (sign test, normal approximation)."""
+    ordered = sorted(values)
+    n = len(ordered)
+    half = 0.98 * math.sqrt(n)
+    low = max(math.floor(n / 2 - half), 1)
+    high = min(math.ceil(n / 2 + 1 + half), n)
+    return statistics.median(ordered), ordered[low - 1], ordered[high - 1]
+
+
+def paired(name, series, unit="ms"):
+    if len(series["a"]) != len(series["b"]) or not series["a"]:
+        return
+    median, low, high = median_interval([b - a for a, b in zip(series["a"], series["b"])])
+    print(f"B vs A, {name}, median per pair: {median:+.3f} {unit} "
+          f"(95 % interval {low:+.3f} to {high:+.3f})")
+
+
 p50 = {app: statistics.median(values) for app, values in total.items()}
 mean = {app: statistics.fmean(values) for app, values in total.items()}
 p90 = {app: statistics.quantiles(values, n=10)[-1] for app, values in total.items()}
@@ -95,5 +128,8 @@ for app in ("a", "b"):
           f"{mean[app]:>10.3f}{p90[app]:>10.3f}")
 print(f"B vs A: p50 {p50['b'] / p50['a']:.3f}x ({(p50['b'] - p50['a']):+.3f} ms), "
       f"mean {(mean['b'] - mean['a']):+.3f} ms, p90 {(p90['b'] - p90['a']):+.3f} ms")
+paired("request latency", total)
+paired("wasi-nn calls", inference)
+paired("wasi-nn calls per repeated inference", repeated)
 PY
 echo "($((requests - requests / 10)) requests each, alternating, concurrency 1, $(nproc) cores)"

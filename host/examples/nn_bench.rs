@@ -3,7 +3,7 @@
 //! input tensor) in this process, in one run.
 //!
 //!   cargo run --release --example nn_bench -- CLASSIFY_URL IMAGE MODEL_DIR OPENVINO_FOLDER \
-//!       SECONDS PRECISION
+//!       SECONDS PRECISION [PAIRED_SECONDS]
 //!
 //! PRECISION (`f32`, `bf16`, `f16` or `auto`) must be the one the node's model runs with: native
 //! OpenVINO is compiled with the same `INFERENCE_PRECISION_HINT`, and the one in force is printed.
@@ -30,6 +30,11 @@
 //! its inference as many times in a row, the two alternating; each side's mean per inference
 //! after its first is compared, pair by pair. What is left between them is what the wasi-nn
 //! calls add to an inference, with OpenVINO's threads in the same state on both sides.
+//!
+//! The two paired lines run for PAIRED_SECONDS each (default SECONDS) and give each median with
+//! its 95 % confidence interval ([`median_interval`]): on a shared VM the pairs spread by more
+//! than issue 15's margins, so a median without its interval cannot say which side of a goal
+//! a run is on.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -79,6 +84,9 @@ impl Run {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
+    let usage = "usage: nn_bench CLASSIFY_URL IMAGE MODEL_DIR OPENVINO_FOLDER SECONDS PRECISION \
+                 [PAIRED_SECONDS]";
+    let (fixed, optional) = args.split_at(args.len().min(7));
     let [
         _,
         url,
@@ -87,13 +95,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         openvino_folder,
         seconds,
         precision,
-    ] = args.as_slice()
+    ] = fixed
     else {
-        return Err(
-            "usage: nn_bench CLASSIFY_URL IMAGE MODEL_DIR OPENVINO_FOLDER SECONDS PRECISION".into(),
-        );
+        return Err(usage.into());
+    };
+    let paired_seconds = match optional {
+        [] => seconds,
+        [paired] => paired,
+        _ => return Err(usage.into()),
     };
     let duration = Duration::from_secs_f64(seconds.parse()?);
+    let paired_duration = Duration::from_secs_f64(paired_seconds.parse()?);
     let image = std::fs::read(image)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let http = reqwest::Client::new();
@@ -223,7 +235,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &http,
         [&native_url, &tensor_url],
         &tensor,
-        duration,
+        paired_duration,
     ))?;
     println!("{}", paired.summary());
     let back_to_back = runtime.block_on(back_to_back_paired(
@@ -231,14 +243,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &format!("{tensor_url}?repeat={BACK_TO_BACK}"),
         &native,
         &tensor,
-        duration,
+        paired_duration,
     ))?;
+    let differences = median_interval(&back_to_back.differences);
     println!(
         "paired, {} runs of {BACK_TO_BACK} inferences back to back on each side, alternating: \
          component's wasi-nn calls vs native inference, mean per inference after the first, \
-         median per pair {:+.3} ms (quartiles {:+.3} to {:+.3} ms), native {:.3} ms",
+         median per pair {:+.3} ms (95 % interval {:+.3} to {:+.3} ms; quartiles {:+.3} to \
+         {:+.3} ms), native {:.3} ms",
         back_to_back.differences.len(),
-        quantile(&back_to_back.differences, 0.5),
+        differences.median,
+        differences.low,
+        differences.high,
         quantile(&back_to_back.differences, 0.25),
         quantile(&back_to_back.differences, 0.75),
         quantile(&back_to_back.native, 0.5),
@@ -309,17 +325,50 @@ struct Paired {
 
 impl Paired {
     fn summary(&self) -> String {
-        let ratio = |q| quantile(&self.ratios, q);
+        let ratio = median_interval(&self.ratios);
+        let inference = median_interval(&self.inference_differences);
         format!(
             "paired, {} requests each alternating (tensor body): component over HTTP vs native \
-             over HTTP, median of per-pair ratios {:.3}x (quartiles {:.3}x to {:.3}x); \
-             wasi-nn calls vs native's own timing behind HTTP, median per pair {:+.3} ms",
+             over HTTP, median of per-pair ratios {:.3}x (95 % interval {:.3}x to {:.3}x; \
+             quartiles {:.3}x to {:.3}x); wasi-nn calls vs native's own timing behind HTTP, \
+             median per pair {:+.3} ms (95 % interval {:+.3} to {:+.3} ms)",
             self.ratios.len(),
-            ratio(0.5),
-            ratio(0.25),
-            ratio(0.75),
-            quantile(&self.inference_differences, 0.5),
+            ratio.median,
+            ratio.low,
+            ratio.high,
+            quantile(&self.ratios, 0.25),
+            quantile(&self.ratios, 0.75),
+            inference.median,
+            inference.low,
+            inference.high,
         )
+    }
+}
+
+/// A median and the interval that holds the true median with 95 % confidence.
+struct MedianInterval {
+    median: f64,
+    low: f64,
+    high: f64,
+}
+
+/// The median of `values` with its distribution-free 95 % confidence interval: the order
+/// statistics at ranks n/2 ∓ 1.96·√n/2 (the sign test's interval, by the normal
+/// approximation to the binomial, rounded outwards), so it assumes nothing about how the
+/// pairs spread, only that they are independent. NaN for none.
+fn median_interval(values: &[f64]) -> MedianInterval {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len() as f64;
+    let half_width = 0.98 * n.sqrt();
+    // 1-based ranks, then 0-based indices, clamped to the samples there are.
+    let low_rank = (n / 2.0 - half_width).floor().max(1.0);
+    let high_rank = (n / 2.0 + 1.0 + half_width).ceil().min(n);
+    let at = |rank: f64| sorted.get(rank as usize - 1).copied().unwrap_or(f64::NAN);
+    MedianInterval {
+        median: quantile(values, 0.5),
+        low: if sorted.is_empty() { f64::NAN } else { at(low_rank) },
+        high: if sorted.is_empty() { f64::NAN } else { at(high_rank) },
     }
 }
 
