@@ -355,20 +355,27 @@ struct MedianInterval {
 /// The median of `values` with its distribution-free 95 % confidence interval: the order
 /// statistics at ranks n/2 ∓ 1.96·√n/2 (the sign test's interval, by the normal
 /// approximation to the binomial, rounded outwards), so it assumes nothing about how the
-/// pairs spread, only that they are independent. NaN for none.
+/// pairs spread, only that they are independent. All NaN for none.
 fn median_interval(values: &[f64]) -> MedianInterval {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return MedianInterval {
+            median: f64::NAN,
+            low: f64::NAN,
+            high: f64::NAN,
+        };
+    }
     let n = sorted.len() as f64;
     let half_width = 0.98 * n.sqrt();
     // 1-based ranks, then 0-based indices, clamped to the samples there are.
     let low_rank = (n / 2.0 - half_width).floor().max(1.0);
     let high_rank = (n / 2.0 + 1.0 + half_width).ceil().min(n);
-    let at = |rank: f64| sorted.get(rank as usize - 1).copied().unwrap_or(f64::NAN);
+    let at = |rank: f64| sorted[rank as usize - 1];
     MedianInterval {
         median: quantile(values, 0.5),
-        low: if sorted.is_empty() { f64::NAN } else { at(low_rank) },
-        high: if sorted.is_empty() { f64::NAN } else { at(high_rank) },
+        low: at(low_rank),
+        high: at(high_rank),
     }
 }
 
