@@ -355,7 +355,9 @@ struct MedianInterval {
 /// The median of `values` with its distribution-free 95 % confidence interval: the order
 /// statistics at ranks n/2 ∓ 1.96·√n/2 (the sign test's interval, by the normal
 /// approximation to the binomial, rounded outwards), so it assumes nothing about how the
-/// pairs spread, only that they are independent. All NaN for none.
+/// pairs spread, only that they are independent. On a VM whose speed drifts, pairs close in
+/// time are not quite independent, so runs differ by more than one interval: the interval
+/// says how well a run measured its own hour. All NaN for none.
 fn median_interval(values: &[f64]) -> MedianInterval {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
