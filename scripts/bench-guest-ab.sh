@@ -62,8 +62,11 @@ if [[ -z $body ]]; then
 fi
 
 python3 - "$data_a" "$data_b" "$path" "$body" "$requests" <<'PY'
-import http.client, math, re, statistics, sys, time
+import http.client, re, statistics, sys, time
 from urllib.parse import urlsplit
+
+sys.path.insert(0, "scripts/lib")
+from median_interval import median_interval
 
 base_a, base_b, path, body_file = sys.argv[1:5]
 requests = int(sys.argv[5])
@@ -100,21 +103,11 @@ for i in range(requests):
                 into[app].append(value)
 
 
-def median_interval(values):
-    """The median and its distribution-free 95 % interval (sign test, normal approximation)."""
-    ordered = sorted(values)
-    n = len(ordered)
-    half = 0.98 * math.sqrt(n)
-    low = max(math.floor(n / 2 - half), 1)
-    high = min(math.ceil(n / 2 + 1 + half), n)
-    return statistics.median(ordered), ordered[low - 1], ordered[high - 1]
-
-
-def paired(name, series, unit="ms"):
+def paired(name, series):
     if len(series["a"]) != len(series["b"]) or not series["a"]:
         return
     median, low, high = median_interval([b - a for a, b in zip(series["a"], series["b"])])
-    print(f"B vs A, {name}, median per pair: {median:+.3f} {unit} "
+    print(f"B vs A, {name}, median per pair: {median:+.3f} ms "
           f"(95 % interval {low:+.3f} to {high:+.3f})")
 
 

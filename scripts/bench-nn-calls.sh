@@ -32,11 +32,14 @@ curl -sf -X POST --data-binary @.cache/photos/chelsea.png "$data/c/classify/prep
 
 .venv/bin/python - "$data" "$admin" "$work/data/admin.token" "$work/tensor.bin" \
   edge-config/models/efficientnet-lite0 "$seconds" <<'PY'
-import http.client, math, re, statistics, sys, time
+import http.client, re, statistics, sys, time
 from urllib.parse import urlsplit
 
 import numpy as np
 import openvino as ov
+
+sys.path.insert(0, "scripts/lib")
+from median_interval import median_interval
 
 data, admin, token_file, tensor_file, model_dir, seconds = sys.argv[1:7]
 REPEAT = 16
@@ -88,15 +91,6 @@ def node_means_ms():
     inference = (seconds_after - seconds_before) * 1e3 / REPEAT
     calls = (first + (REPEAT - 1) * repeated) / REPEAT
     return inference, calls
-
-
-def median_interval(values):
-    ordered = sorted(values)
-    n = len(ordered)
-    half = 0.98 * math.sqrt(n)
-    low = max(math.floor(n / 2 - half), 1)
-    high = min(math.ceil(n / 2 + 1 + half), n)
-    return statistics.median(ordered), ordered[low - 1], ordered[high - 1]
 
 
 for _ in range(3):
