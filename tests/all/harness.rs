@@ -138,7 +138,7 @@ impl TestHost {
         // (.venv) and model path (edge-config/models/) are relative to it.
         let mut child = command
             .current_dir(repo_root())
-            .env("EDGE_LOG", "info,wasmtime_wasi_nn=off")
+            .env("EDGE_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

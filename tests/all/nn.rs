@@ -592,6 +592,10 @@ async fn wasi_nn_misuse_gets_errors_and_never_takes_the_node_down() {
     let hoard = get(&format!("{}/nn/huge-tensors", host.data_url)).await;
     assert_eq!(hoard.status, 500, "{}", hoard.body);
     assert!(host.wait_for_log("max_tensor_bytes_per_instance"));
+    // A tensor's bytes survive every order of calls: its context dropped or computing on
+    // another tensor first, or the tensor computed on another context.
+    let orders = get(&format!("{}/nn/tensor-orders", host.data_url)).await;
+    assert_eq!((orders.status, orders.body.as_str()), (200, "ok orders"));
     // The node is alive and the model still works, for this app and the others.
     let reply = get(&format!("{}/nn/ok", host.data_url)).await;
     assert_eq!((reply.status, reply.body.as_str()), (200, "ok 0[1, 1000]"));

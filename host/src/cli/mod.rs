@@ -712,7 +712,7 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EDGE_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn,wasmtime_wasi_nn=off")
+        tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -9,14 +9,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openvino::{CompiledModel, ElementType, InferRequest, Shape, Tensor as OvTensor};
-use wasmtime_wasi_nn::backend::{
-    BackendError, BackendExecutionContext, BackendGraph, Id, NamedTensor,
-};
-use wasmtime_wasi_nn::wit::TensorType;
-use wasmtime_wasi_nn::{ExecutionContext, Graph, Tensor};
+use openvino::{CompiledModel, ElementType, InferRequest, Tensor as OvTensor};
 
 use super::openvino::element_size;
+use super::tensor::{NnTensor, TensorData};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 
@@ -31,6 +27,17 @@ pub struct PortSpec {
     pub name: String,
     pub dimensions: Vec<u32>,
     pub element_type: ElementType,
+}
+
+impl PortSpec {
+    /// The input's size in bytes (`None` for an element type tensors cannot carry).
+    pub fn byte_len(&self) -> Option<usize> {
+        self.dimensions
+            .iter()
+            .try_fold(element_size(self.element_type)?, |acc, &d| {
+                acc.checked_mul(d as usize)
+            })
+    }
 }
 
 /// The precision a model was configured with and the one its device runs.
@@ -89,20 +96,14 @@ impl CompiledGraph {
         }
     }
 
-    /// The `wasi:nn` graph handed to guests.
-    pub fn wasi_graph(self: &Arc<Self>) -> Graph {
-        let graph: Box<dyn BackendGraph> = Box::new(SharedGraph(self.clone()));
-        graph.into()
-    }
-
-    fn take_request(&self) -> Result<InferRequest, BackendError> {
+    fn take_request(&self) -> Result<InferRequest, NnFailure> {
         if let Some(request) = self.idle.lock().map_err(poisoned)?.pop() {
             return Ok(request);
         }
         let mut compiled = self.compiled.lock().map_err(poisoned)?;
         compiled
             .create_infer_request()
-            .map_err(|err| backend_error(format!("cannot create an inference request: {err}")))
+            .map_err(|err| NnFailure::Backend(format!("cannot create an inference request: {err}")))
     }
 
     fn return_request(&self, request: InferRequest) {
@@ -114,43 +115,32 @@ impl CompiledGraph {
     }
 
     /// Checks a guest tensor against the input it names: type, dimensions and byte size.
-    fn check_input(&self, input: &NamedTensor) -> Result<(), BackendError> {
-        let port = self
-            .inputs
-            .iter()
-            .find(|p| p.name == input.name)
-            .ok_or_else(|| {
-                invalid_input(format!(
-                    "model {} has no input named {:?}; its inputs: {}",
-                    self.name,
-                    input.name,
-                    self.describe_inputs()
-                ))
-            })?;
-        let tensor = &input.tensor;
-        let ty = element_type(tensor.ty);
-        if ty != port.element_type || tensor.dimensions != port.dimensions {
-            return Err(invalid_input(format!(
+    fn check_input(&self, name: &str, tensor: &NnTensor) -> Result<(), NnFailure> {
+        let port = self.inputs.iter().find(|p| p.name == name).ok_or_else(|| {
+            NnFailure::InvalidInput(format!(
+                "model {} has no input named {name:?}; its inputs: {}",
+                self.name,
+                self.describe_inputs()
+            ))
+        })?;
+        if tensor.ty != port.element_type || tensor.dimensions != port.dimensions {
+            return Err(NnFailure::InvalidInput(format!(
                 "input {:?} of model {} must be {:?} {:?}; the tensor is {:?} {:?}",
-                port.name, self.name, port.element_type, port.dimensions, ty, tensor.dimensions
-            )));
-        }
-        let expected = port
-            .dimensions
-            .iter()
-            .try_fold(element_size(ty).unwrap_or(0), |acc, &d| {
-                acc.checked_mul(d as usize)
-            })
-            .unwrap_or(usize::MAX);
-        if tensor.data.len() != expected {
-            return Err(invalid_input(format!(
-                "input {:?} of model {} needs {expected} bytes of data for {:?} {:?}; the \
-                 tensor has {}",
                 port.name,
                 self.name,
-                ty,
+                port.element_type,
                 port.dimensions,
-                tensor.data.len()
+                tensor.ty,
+                tensor.dimensions
+            )));
+        }
+        let expected = port.byte_len().unwrap_or(usize::MAX);
+        let len = tensor.bytes().map_err(ov)?.len();
+        if len != expected {
+            return Err(NnFailure::InvalidInput(format!(
+                "input {:?} of model {} needs {expected} bytes of data for {:?} {:?}; the \
+                 tensor has {len}",
+                port.name, self.name, port.element_type, port.dimensions,
             )));
         }
         Ok(())
@@ -166,23 +156,17 @@ impl CompiledGraph {
     }
 }
 
-struct SharedGraph(Arc<CompiledGraph>);
-
-impl BackendGraph for SharedGraph {
-    fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
-        let request = self.0.take_request()?;
-        let context: Box<dyn BackendExecutionContext> = Box::new(Execution {
-            graph: self.0.clone(),
-            request: Some(request),
-        });
-        Ok(context.into())
-    }
-}
+/// A model as `wasi:nn` guests hold it (the `graph` resource).
+pub type ModelGraph = Arc<CompiledGraph>;
 
 /// One guest's execution context: an inference request borrowed from the model's pool.
-struct Execution {
+pub struct Execution {
     graph: Arc<CompiledGraph>,
+    /// `None` once an inference failed: such a request is not used or pooled again.
     request: Option<InferRequest>,
+    /// The tensor (its rep in the instance's table) whose bytes this context's input buffer
+    /// holds for it; see [`super::tensor`].
+    pub claimed_by: Option<u32>,
 }
 
 impl Drop for Execution {
@@ -194,14 +178,58 @@ impl Drop for Execution {
 }
 
 impl Execution {
-    fn run(&mut self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, BackendError> {
+    /// A context with an inference request of `graph`'s, pooled or new.
+    pub fn new(graph: &Arc<CompiledGraph>) -> Result<Self, NnFailure> {
+        Ok(Self {
+            graph: graph.clone(),
+            request: Some(graph.take_request()?),
+            claimed_by: None,
+        })
+    }
+
+    /// The input buffer of this context's request, when a guest tensor of `dimensions`, `ty`
+    /// and `len` bytes can be copied straight into it: the model has that one input, and no
+    /// other tensor's bytes are there.
+    pub fn free_input_buffer(
+        &self,
+        dimensions: &[u32],
+        ty: ElementType,
+        len: usize,
+    ) -> Option<OvTensor> {
+        let request = self.request.as_ref()?;
+        let [port] = self.graph.inputs.as_slice() else {
+            return None;
+        };
+        if self.claimed_by.is_some()
+            || port.dimensions != dimensions
+            || port.element_type != ty
+            || port.byte_len() != Some(len)
+        {
+            return None;
+        }
+        request.get_tensor(&port.name).ok()
+    }
+
+    /// Runs the model on `inputs`, each named for one of its inputs, and returns its outputs
+    /// (named by their index). Each input's bytes are copied into the request's input buffer
+    /// unless they are there already. A request that failed is not used or pooled again.
+    pub fn compute(&mut self, inputs: &[(String, NnTensor)]) -> Result<Vec<NnTensor>, NnFailure> {
+        let result = self.run(inputs);
+        if result.is_err() {
+            self.request = None;
+        }
+        result
+    }
+
+    fn run(&mut self, inputs: &[(String, NnTensor)]) -> Result<Vec<NnTensor>, NnFailure> {
         let graph = &self.graph;
-        let request = self
-            .request
-            .as_mut()
-            .ok_or_else(|| invalid_input("execution context already failed".into()))?;
+        let request = self.request.as_mut().ok_or_else(|| {
+            NnFailure::InvalidInput(
+                "this execution context failed earlier; open another one".into(),
+            )
+        })?;
         if inputs.len() != graph.inputs.len() {
-            return Err(invalid_input(format!(
+            return Err(NnFailure::InvalidInput(format!(
                 "model {} takes {} input(s) ({}); compute was given {}",
                 graph.name,
                 graph.inputs.len(),
@@ -209,25 +237,33 @@ impl Execution {
                 inputs.len()
             )));
         }
-        for input in &inputs {
-            graph.check_input(input)?;
+        for (name, tensor) in inputs {
+            graph.check_input(name, tensor)?;
         }
         // Pooled requests are shared by every app granted the model: each input must be set
         // by this call, so no tensor of an earlier request (maybe another app's) is reused.
         if let Some(port) = graph
             .inputs
             .iter()
-            .find(|port| !inputs.iter().any(|input| input.name == port.name))
+            .find(|port| !inputs.iter().any(|(name, _)| *name == port.name))
         {
-            return Err(invalid_input(format!(
+            return Err(NnFailure::InvalidInput(format!(
                 "compute of model {} is missing input {:?}; its inputs: {}",
                 graph.name,
                 port.name,
                 graph.describe_inputs()
             )));
         }
+        for (name, tensor) in inputs {
+            let mut buffer = request.get_tensor(name).map_err(ov)?;
+            let into = buffer.get_raw_data_mut().map_err(ov)?;
+            let from = tensor.bytes().map_err(ov)?;
+            if !std::ptr::eq(from.as_ptr(), into.as_ptr()) {
+                into.copy_from_slice(from);
+            }
+        }
         let started = Instant::now();
-        infer_in_place(request, &inputs)?;
+        request.infer().map_err(ov)?;
         graph
             .metrics
             .inference_seconds
@@ -244,148 +280,38 @@ impl Execution {
                     .iter()
                     .map(|&d| u32::try_from(d).unwrap_or(u32::MAX))
                     .collect();
-                let ty = tensor_type(output.get_element_type().map_err(ov)?)?;
-                let data = output.get_raw_data().map_err(ov)?.to_vec();
-                Ok(NamedTensor {
-                    name: i.to_string(),
-                    tensor: Tensor {
-                        dimensions,
-                        ty,
-                        data,
-                    },
+                let ty = output.get_element_type().map_err(ov)?;
+                Ok(NnTensor {
+                    dimensions,
+                    ty,
+                    data: TensorData::Host(output.get_raw_data().map_err(ov)?.to_vec()),
                 })
             })
             .collect()
     }
 }
 
-impl BackendExecutionContext for Execution {
-    fn set_input(&mut self, _id: Id, _tensor: &Tensor) -> Result<(), BackendError> {
-        Err(witx_only())
-    }
-
-    fn get_output(&mut self, _id: Id) -> Result<Tensor, BackendError> {
-        Err(witx_only())
-    }
-
-    fn compute(
-        &mut self,
-        inputs: Option<Vec<NamedTensor>>,
-    ) -> Result<Option<Vec<NamedTensor>>, BackendError> {
-        let inputs = inputs.ok_or_else(witx_only)?;
-        let result = self.run(inputs);
-        if result.is_err() {
-            // A request that failed mid-way may hold a guest's tensors: do not reuse it.
-            self.request = None;
-        }
-        result.map(Some)
-    }
-}
-
-/// Runs `request` on checked guest tensors read where they lie: each is bound to the
-/// request as an OpenVINO tensor over the host's copy of the guest's bytes (the one copy,
-/// made when the guest created the tensor), then the request's own input buffers are bound
-/// back, whatever happened, so a pooled request never points at memory it does not own.
-/// A request whose buffers could not be bound back fails, and is not pooled again.
-fn infer_in_place(request: &mut InferRequest, inputs: &[NamedTensor]) -> Result<(), BackendError> {
-    let own = inputs
-        .iter()
-        .map(|input| request.get_tensor(&input.name))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(ov)?;
-    let inferred = bind_in_place(request, inputs).and_then(|()| request.infer());
-    let restored = inputs
-        .iter()
-        .zip(&own)
-        .try_for_each(|(input, own)| request.set_tensor(&input.name, own));
-    inferred.map_err(ov)?;
-    restored.map_err(|err| backend_error(format!("OpenVINO: rebinding an input: {err}")))
-}
-
-/// Sets each of `inputs` on `request` as a tensor over its bytes, not a copy of them.
-/// The caller keeps `inputs` alive until it has bound other tensors in their place.
-fn bind_in_place(
-    request: &mut InferRequest,
-    inputs: &[NamedTensor],
-) -> Result<(), openvino::InferenceError> {
-    for input in inputs {
-        let tensor = &input.tensor;
-        let dims: Vec<i64> = tensor.dimensions.iter().map(|&d| i64::from(d)).collect();
-        let shape = Shape::new(&dims)?;
-        #[expect(
-            unsafe_code,
-            reason = "OpenVINO reads the guest tensor's bytes in place: they outlive the \
-                      binding, which infer_in_place replaces before they can go away"
-        )]
-        // SAFETY: `tensor.data` is borrowed for this whole call and by `infer_in_place`, which
-        // binds the request's own buffers back before it returns; the request never writes
-        // an input it was given (OpenVINO's CPU plugin checks that before reading in place,
-        // and copies otherwise).
-        let bound =
-            unsafe { OvTensor::from_host_memory(element_type(tensor.ty), &shape, &tensor.data)? };
-        request.set_tensor(&input.name, &bound)?;
-    }
-    Ok(())
-}
-
-fn witx_only() -> BackendError {
-    backend_error("only the WIT interface of wasi-nn is served".into())
-}
-
-fn element_type(ty: TensorType) -> ElementType {
-    match ty {
-        TensorType::Fp16 => ElementType::F16,
-        TensorType::Fp32 => ElementType::F32,
-        TensorType::Fp64 => ElementType::F64,
-        TensorType::Bf16 => ElementType::Bf16,
-        TensorType::U8 => ElementType::U8,
-        TensorType::I32 => ElementType::I32,
-        TensorType::I64 => ElementType::I64,
-    }
-}
-
-fn tensor_type(ty: ElementType) -> Result<TensorType, BackendError> {
-    Ok(match ty {
-        ElementType::F16 => TensorType::Fp16,
-        ElementType::F32 => TensorType::Fp32,
-        ElementType::F64 => TensorType::Fp64,
-        ElementType::Bf16 => TensorType::Bf16,
-        ElementType::U8 => TensorType::U8,
-        ElementType::I32 => TensorType::I32,
-        ElementType::I64 => TensorType::I64,
-        other => {
-            return Err(backend_error(format!(
-                "the model produces {other:?} tensors, which wasi-nn cannot carry"
-            )));
-        }
-    })
-}
-
-/// A failure of the backend (a guest sees `runtime-error`).
-fn backend_error(message: String) -> BackendError {
-    BackendError::BackendAccess(wasmtime::Error::msg(message))
-}
-
-/// A guest tensor or call that does not fit the model (a guest sees `invalid-argument`).
+/// Why a model call failed.
 #[derive(Debug)]
-pub struct InvalidInput(String);
+pub enum NnFailure {
+    /// A guest tensor or call that does not fit the model (a guest sees `invalid-argument`).
+    InvalidInput(String),
+    /// OpenVINO failed (a guest sees `runtime-error`).
+    Backend(String),
+}
 
-impl std::fmt::Display for InvalidInput {
+impl std::fmt::Display for NnFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            Self::InvalidInput(message) | Self::Backend(message) => f.write_str(message),
+        }
     }
 }
 
-impl std::error::Error for InvalidInput {}
-
-fn invalid_input(message: String) -> BackendError {
-    BackendError::BackendAccess(wasmtime::Error::new(InvalidInput(message)))
+fn ov(err: openvino::InferenceError) -> NnFailure {
+    NnFailure::Backend(format!("OpenVINO: {err}"))
 }
 
-fn ov(err: openvino::InferenceError) -> BackendError {
-    backend_error(format!("OpenVINO: {err}"))
-}
-
-fn poisoned<T>(_: std::sync::PoisonError<T>) -> BackendError {
-    backend_error("model state lock poisoned".into())
+fn poisoned<T>(_: std::sync::PoisonError<T>) -> NnFailure {
+    NnFailure::Backend("model state lock poisoned".into())
 }

@@ -16,6 +16,7 @@
 pub mod config;
 mod graph;
 pub mod openvino;
+mod tensor;
 mod wasi;
 mod workers;
 
@@ -27,7 +28,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
-use wasmtime_wasi_nn::Graph;
 
 use self::config::{InferenceConfig, ModelConfig, OpenvinoConfig};
 use self::graph::CompiledGraph;
@@ -285,7 +285,7 @@ impl LoadedModels {
         let mut graphs = HashMap::new();
         for name in names {
             if let Some(graph) = self.loaded.get(name) {
-                graphs.insert(name.clone(), graph.wasi_graph());
+                graphs.insert(name.clone(), graph.clone());
             } else if let Some(reason) = self.failed.get(name) {
                 return Err(DeployError::ModelUnavailable(format!(
                     "model {name} is configured but not loaded on this node: {reason}"
@@ -380,7 +380,7 @@ impl LoadedModels {
 pub struct AppModels {
     /// The app's name, for the log.
     app: String,
-    graphs: HashMap<String, Graph>,
+    graphs: HashMap<String, Arc<CompiledGraph>>,
     limits: NnLimits,
     /// The inference workers its requests may occupy at once.
     worker_share: Arc<tokio::sync::Semaphore>,
@@ -405,7 +405,8 @@ pub struct NnLimits {
 #[derive(Debug, Default)]
 pub struct NnHeld {
     pub tensor_bytes: usize,
-    pub contexts: usize,
+    /// The execution contexts open, by their rep in the instance's table.
+    pub contexts: Vec<u32>,
 }
 
 /// `GET /v1/models`.
