@@ -21,6 +21,13 @@ use crate::oci::{OciRef, Registries};
 /// Versions of each desired-state key kept: how far `edge fleet rollback` can go back.
 const DESIRED_HISTORY: i64 = 16;
 
+/// How long one listing of a bucket's keys or of a key's history may take. async-nats lists
+/// through an ordered consumer that ends when the server says nothing is left; one was seen
+/// waiting for that forever right after the server restarted (`edge fleet status` hung for
+/// 12 minutes in a test), so a listing that takes longer is started again with a new consumer.
+const LISTING_PATIENCE: Duration = Duration::from_secs(5);
+const LISTING_TRIES: u32 = 3;
+
 /// The two buckets, reached from the operator's machine.
 pub struct FleetLink {
     pub desired: kv::Store,
@@ -105,16 +112,15 @@ impl FleetLink {
         } else {
             group_key(name)
         };
-        let mut history = self
-            .desired
-            .history(&key)
-            .await
-            .with_context(|| format!("reading the history of {key}"))?;
-        let mut versions = Vec::new();
-        while let Some(entry) = history.next().await {
-            let entry = entry.with_context(|| format!("reading the history of {key}"))?;
-            versions.push(entry);
-        }
+        let versions = listed(&format!("reading the history of {key}"), || async {
+            let mut history = self.desired.history(&key).await?;
+            let mut versions = Vec::new();
+            while let Some(entry) = history.next().await {
+                versions.push(entry?);
+            }
+            Ok(versions)
+        })
+        .await?;
         let current = versions
             .last()
             .filter(|e| e.operation == kv::Operation::Put)
@@ -137,11 +143,15 @@ impl FleetLink {
 
     /// Every node's last report, by node name.
     pub async fn statuses(&self) -> anyhow::Result<Vec<NodeStatus>> {
-        let mut keys = self.status.keys().await.context("listing node reports")?;
-        let mut names = Vec::new();
-        while let Some(key) = keys.next().await {
-            names.push(key.context("listing node reports")?);
-        }
+        let mut names = listed("listing node reports", || async {
+            let mut keys = self.status.keys().await?;
+            let mut names = Vec::new();
+            while let Some(key) = keys.next().await {
+                names.push(key?);
+            }
+            Ok(names)
+        })
+        .await?;
         names.sort();
         let mut statuses = Vec::new();
         for key in names {
@@ -167,6 +177,33 @@ impl FleetLink {
         };
         Ok(Some(serde_json::from_slice(&value)?))
     }
+}
+
+/// Runs `list` until it finishes within [`LISTING_PATIENCE`], at most [`LISTING_TRIES`] times.
+async fn listed<T, F, Fut>(what: &str, list: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    listed_within(LISTING_PATIENCE, what, list).await
+}
+
+async fn listed_within<T, F, Fut>(patience: Duration, what: &str, mut list: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    for _ in 0..LISTING_TRIES {
+        if let Ok(listing) = tokio::time::timeout(patience, list()).await {
+            return listing.with_context(|| what.to_string());
+        }
+        tracing::warn!("{what}: NATS did not finish within {patience:?}; asking again");
+    }
+    anyhow::bail!(
+        "{what}: NATS did not finish the listing in {LISTING_TRIES} tries of {patience:?} \
+         each; check that its JetStream is healthy (it may still be recovering after a \
+         restart) and try again"
+    )
 }
 
 async fn bucket(
@@ -246,4 +283,45 @@ async fn pin_references(
         }
     }
     Ok(notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_listing_that_never_ends_is_asked_again_then_fails_saying_what_to_check() {
+        let mut tries = 0;
+        let patience = Duration::from_millis(20);
+        let err = listed_within(patience, "listing node reports", || {
+            tries += 1;
+            std::future::pending::<anyhow::Result<()>>()
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(tries, LISTING_TRIES);
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("listing node reports") && message.contains("JetStream is healthy"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_listing_stuck_once_is_answered_by_the_next_try() {
+        let mut tries = 0;
+        let listing = listed_within(Duration::from_millis(20), "listing node reports", || {
+            tries += 1;
+            let stuck = tries == 1;
+            async move {
+                if stuck {
+                    std::future::pending::<()>().await;
+                }
+                Ok(vec!["gw-1".to_string()])
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!((listing, tries), (vec!["gw-1".to_string()], 2));
+    }
 }
