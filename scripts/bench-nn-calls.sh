@@ -3,12 +3,12 @@
 # runs 16 inferences per request (`POST /classify/tensor?repeat=16`), alternating with 16
 # inferences of native OpenVINO (its Python API: the same wheel, IR, LATENCY hint and f32).
 # Prints, each as a median per pair with its 95 % interval (the sign test's):
-#   - the node's OpenVINO inference (`edge_inference_seconds`, the bound inference alone, read
+#   - the node's OpenVINO inference (`edge_inference_seconds`, `infer()` alone, read
 #     from /metrics around each request) less native's `infer()` alone: is OpenVINO's own work
 #     slower in the node?
 #   - the guest's timing of its wasi-nn calls (`server-timing`) less the node's inference: what
-#     the calls around each inference (load-by-name, the context, the tensor's copy out of the
-#     guest, reading the output, the drops) cost.
+#     the calls around each inference (load-by-name, the context, the tensor's one copy out of
+#     the guest into the request's input buffer, reading the output, the drops) cost.
 #
 #   scripts/bench-nn-calls.sh [SECONDS=30]
 # EDGE_BIN=PATH runs that build of edge; EDGE_CONFIG_TOML=TEXT adds node config before the model.
