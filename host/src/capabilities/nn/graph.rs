@@ -135,7 +135,7 @@ impl CompiledGraph {
             )));
         }
         let expected = port.byte_len().unwrap_or(usize::MAX);
-        let len = tensor.bytes().map_err(ov)?.len();
+        let len = tensor.len();
         if len != expected {
             return Err(NnFailure::InvalidInput(format!(
                 "input {:?} of model {} needs {expected} bytes of data for {:?} {:?}; the \

@@ -114,20 +114,19 @@ fn new_tensor<T: 'static>(
         nn.hold_tensor(len)?;
         nn.free_input_buffer(&dimensions, ty, len)
     };
-    let data = match buffer {
-        Some((context, mut buffer)) => match buffer.get_raw_data_mut() {
-            Ok(into) if into.len() == len => {
-                into.copy_from_slice(data.as_le_slice(&*store));
-                TensorData::InRequest {
-                    buffer,
-                    context,
-                    len,
-                }
-            }
-            _ => TensorData::Host(data.as_le_slice(&*store).to_vec()),
-        },
-        None => TensorData::Host(data.as_le_slice(&*store).to_vec()),
-    };
+    let in_request = buffer.and_then(|(context, mut buffer)| {
+        let into = buffer
+            .get_raw_data_mut()
+            .ok()
+            .filter(|into| into.len() == len)?;
+        into.copy_from_slice(data.as_le_slice(&*store));
+        Some(TensorData::InRequest {
+            buffer,
+            context,
+            len,
+        })
+    });
+    let data = in_request.unwrap_or_else(|| TensorData::Host(data.as_le_slice(&*store).to_vec()));
     view(store.data_mut()).push_tensor(NnTensor {
         dimensions,
         ty,
@@ -324,14 +323,13 @@ impl inference::HostGraphExecutionContext for NnView<'_> {
         }
         // A tensor of the guest's still waiting in this context's input buffer, and not given
         // here, keeps its bytes: they are copied out before this call writes over them.
-        if let Some(waiting) = self.table.get(&context)?.claimed_by
+        if let Some(waiting) = self.table.get_mut(&context)?.claimed_by.take()
             && !named
                 .iter()
                 .any(|(_, tensor)| tensor.context() == Some(this))
         {
             self.take_out_of_request(waiting)?;
         }
-        self.table.get_mut(&context)?.claimed_by = None;
         let outputs = self.table.get_mut(&context)?.compute(&named);
         // The tensors given here that lay in other contexts' buffers are consumed.
         for (_, tensor) in &named {
